@@ -1,0 +1,34 @@
+"""Errors that are part of the interface: each names the file, line and key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
+
+
+class EnvbuildError(Exception):
+    """An error the user can act on; the CLI prints it without a traceback."""
+
+    exit_code = 1
+
+
+class RecipeError(EnvbuildError):
+    """One or more problems in recipe files."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -1,0 +1,358 @@
+"""The recipe model: components, recipes and cluster profiles, read from YAML.
+
+A recipe directory holds `<recipe>.yaml` files, `components/<name>.yaml`,
+`clusters/<name>.yaml` and `patches/`. Everything is validated on load; a
+problem anywhere raises RecipeError naming file, line and key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from envbuild import schema
+from envbuild.errors import Problem, RecipeError
+from envbuild.yamlfile import LocatedDict, load_mapping
+
+BUILTIN_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def default_recipes_dir() -> Path:
+    return Path(os.environ.get("ENVBUILD_RECIPES") or BUILTIN_RECIPES)
+
+
+@dataclass(frozen=True)
+class GitSource:
+    url: str
+    commit: str
+    branch: str = ""
+    submodules: bool = False
+    kind = "git"
+
+    @property
+    def pin(self) -> str:
+        return f"{self.url}@{self.commit}"
+
+
+@dataclass(frozen=True)
+class TarballSource:
+    url: str
+    sha256: str
+    kind = "tarball"
+
+    @property
+    def pin(self) -> str:
+        return f"{self.url}#sha256={self.sha256}"
+
+    @property
+    def verified(self) -> bool:
+        return self.sha256 != schema.UNKNOWN_CHECKSUM
+
+
+@dataclass(frozen=True)
+class DebSource(TarballSource):
+    package: str = ""
+    version: str = ""
+    kind = "deb"
+
+
+@dataclass(frozen=True)
+class PipGroup:
+    requirements: tuple[str, ...]
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Variables to set and path-like variables to prepend to, in file order."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    path: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def merged(self, other: "EnvSpec") -> "EnvSpec":
+        sets = dict(self.set)
+        sets.update(other.set)
+        paths = {name: list(values) for name, values in self.path}
+        for name, values in other.path:
+            paths.setdefault(name, []).extend(v for v in values if v not in paths.get(name, ()))
+        return EnvSpec(tuple(sets.items()), tuple((n, tuple(v)) for n, v in paths.items()))
+
+    def references(self) -> set[str]:
+        values = [v for _, v in self.set] + [v for _, vs in self.path for v in vs]
+        return {ref for value in values for ref in ENV_REFERENCE.findall(value)}
+
+    @property
+    def empty(self) -> bool:
+        return not self.set and not self.path
+
+
+@dataclass(frozen=True)
+class Condition:
+    """When a component applies; evaluated at run time, empty means always."""
+
+    node_ranks: tuple[int, ...] = ()
+    nics: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = []
+        if self.node_ranks:
+            parts.append("NODE_RANK in " + ",".join(map(str, self.node_ranks)))
+        if self.nics:
+            parts.append("NIC family in " + ",".join(self.nics))
+        return " and ".join(parts) or "always"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    description: str
+    file: str
+    source: GitSource | TarballSource | DebSource | None = None
+    apt: tuple[str, ...] = ()
+    pip: tuple[PipGroup, ...] = ()
+    depends: tuple[str, ...] = ()
+    prefix: tuple[tuple[str, str], ...] = ()
+    build: str = ""
+    check: str = ""
+    env: EnvSpec = EnvSpec()
+    when: Condition = Condition()
+    nic_specific: bool = False
+    key_lines: tuple[tuple[str, int], ...] = ()
+
+    def line(self, key: str) -> int:
+        return dict(self.key_lines).get(key, 1)
+
+    def identity(self) -> dict:
+        """Everything that defines what gets installed (not how it is described)."""
+        source = None
+        if self.source is not None:
+            source = {"kind": self.source.kind, **{k: v for k, v in vars(self.source).items()}}
+        return {
+            "name": self.name,
+            "source": source,
+            "apt": list(self.apt),
+            "pip": [{"requirements": list(g.requirements), "options": list(g.options)} for g in self.pip],
+            "depends": list(self.depends),
+            "prefix": [list(p) for p in self.prefix],
+            "build": self.build,
+            "check": self.check,
+            "nic_specific": self.nic_specific,
+        }
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    description: str
+    file: str
+    nic_family: str = ""
+    rail_count: int | None = None
+    dscp: int | None = None
+    service_level: int | None = None
+    env: EnvSpec = EnvSpec()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    file: str
+    base_image: str
+    components: tuple[str, ...]
+    env: EnvSpec
+    cluster: Cluster | None
+    chain: tuple[str, ...]
+    component_lines: tuple[tuple[str, str, int], ...]  # (name, file, line) of each listing
+    key_lines: tuple[tuple[str, int], ...] = ()
+
+    def line(self, key: str) -> int:
+        return dict(self.key_lines).get(key, 1)
+
+
+def _env(data: dict | None) -> EnvSpec:
+    if not data:
+        return EnvSpec()
+    return EnvSpec(
+        tuple((k, v) for k, v in (data.get("set") or {}).items()),
+        tuple((k, tuple(v)) for k, v in (data.get("path") or {}).items()),
+    )
+
+
+def _as_tuple(value) -> tuple:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def _source(data: dict | None):
+    if not data:
+        return None
+    if "git" in data:
+        return GitSource(data["git"], data["commit"], data.get("branch", ""), data.get("submodules", False))
+    if "deb" in data:
+        return DebSource(data["deb"], data["sha256"], data["package"], data["version"])
+    return TarballSource(data["url"], data["sha256"])
+
+
+def _pip(data) -> tuple[PipGroup, ...]:
+    if not data:
+        return ()
+    loose = tuple(item for item in data if isinstance(item, str))
+    groups = tuple(
+        PipGroup(tuple(item["requirements"]), tuple(item.get("options") or ()))
+        for item in data if isinstance(item, dict)
+    )
+    return ((PipGroup(loose),) if loose else ()) + groups
+
+
+class Library:
+    """A directory of recipes, components and cluster profiles."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else default_recipes_dir()
+        self._components: dict[str, Component] = {}
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    def _load(self, path: Path, shape: schema.Shape, expected_name: str) -> LocatedDict:
+        display = self.display(path)
+        data = load_mapping(path, display)
+        checker = schema.Checker(display)
+        shape.check(checker, data, data.line, "")
+        name = data.get("name")
+        if isinstance(name, str) and name != expected_name:
+            checker.add(data.line_of("name"), "name", f"{name!r} does not match the file name {expected_name!r}")
+        if checker.problems:
+            raise RecipeError(checker.problems)
+        return data
+
+    def recipe_names(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.yaml"))
+
+    def component_names(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "components").glob("*.yaml"))
+
+    def cluster_names(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "clusters").glob("*.yaml"))
+
+    def component(self, name: str) -> Component:
+        if name not in self._components:
+            path = self.root / "components" / f"{name}.yaml"
+            data = self._load(path, schema.COMPONENT, name)
+            when = data.get("when") or {}
+            self._components[name] = Component(
+                name=name,
+                description=data["description"].strip(),
+                file=self.display(path),
+                source=_source(data.get("source")),
+                apt=_as_tuple(data.get("apt")),
+                pip=_pip(data.get("pip")),
+                depends=_as_tuple(data.get("depends")),
+                prefix=tuple((data.get("prefix") or {}).items()),
+                build=data.get("build", ""),
+                check=data.get("check", ""),
+                env=_env(data.get("env")),
+                when=Condition(_as_tuple(when.get("node_rank")), _as_tuple(when.get("nic"))),
+                nic_specific=data.get("nic_specific", False),
+                key_lines=tuple(data.key_lines.items()),
+            )
+        return self._components[name]
+
+    def cluster(self, name: str) -> Cluster:
+        path = self.root / "clusters" / f"{name}.yaml"
+        data = self._load(path, schema.CLUSTER, name)
+        qos = data.get("qos") or {}
+        return Cluster(
+            name=name,
+            description=data["description"].strip(),
+            file=self.display(path),
+            nic_family=data.get("nic_family", ""),
+            rail_count=data.get("rail_count"),
+            dscp=qos.get("dscp"),
+            service_level=qos.get("service_level"),
+            env=_env(data.get("env")),
+        )
+
+    def recipe_path(self, name_or_path: str) -> Path:
+        candidate = Path(name_or_path)
+        if candidate.suffix in (".yaml", ".yml"):
+            return candidate
+        return self.root / f"{name_or_path}.yaml"
+
+    def recipe(self, name: str, cluster: str | None = None) -> Recipe:
+        """Load a recipe with its `extends` chain and cluster profile applied."""
+        chain: list[tuple[Path, LocatedDict]] = []
+        path = self.recipe_path(name)
+        if path.parent.resolve() != self.root.resolve() and path.exists():
+            return Library(path.parent).recipe(path.stem, cluster)
+        current = path.stem
+        while True:
+            path = self.root / f"{current}.yaml"
+            if not path.exists():
+                if chain:
+                    parent_path, parent = chain[-1]
+                    raise RecipeError([Problem(self.display(parent_path), parent.line_of("extends"), "extends",
+                                               f"no recipe named {current!r} in {self.display(self.root)}")])
+                known = ", ".join(self.recipe_names()) or "none"
+                raise RecipeError([Problem(self.display(path), None, "",
+                                           f"no recipe named {current!r} (known recipes: {known})")])
+            data = self._load(path, schema.RECIPE, current)
+            if any(current == p.stem for p, _ in chain):
+                cycle = " -> ".join([p.stem for p, _ in chain] + [current])
+                raise RecipeError([Problem(self.display(chain[-1][0]), chain[-1][1].line_of("extends"), "extends",
+                                           f"recipes extend each other in a cycle: {cycle}")])
+            chain.append((path, data))
+            if "extends" not in data:
+                break
+            current = data["extends"]
+        return self._combine(chain, cluster)
+
+    def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
+        base_image, cluster_from, env = "", None, EnvSpec()
+        listings: list[tuple[str, str, int]] = []
+        for path, data in reversed(chain):  # the root of the chain first
+            base_image = data.get("base_image", base_image)
+            if "cluster" in data:
+                cluster_from = (data["cluster"], path, data.line_of("cluster"))
+            env = env.merged(_env(data.get("env")))
+            items = data.get("components") or []
+            for index, item in enumerate(items):
+                if item not in [n for n, _, _ in listings]:
+                    listings.append((item, self.display(path), items.item_lines[index]))
+        top_path, top = chain[0]
+        if not base_image:
+            raise RecipeError([Problem(self.display(top_path), top.line, "base_image",
+                                       "missing required key (and no recipe it extends sets one)")])
+        cluster = None
+        if cluster_name:
+            if cluster_name not in self.cluster_names():
+                known = ", ".join(self.cluster_names()) or "none"
+                raise RecipeError([Problem(self.display(self.root / "clusters"), None, "",
+                                           f"no cluster profile named {cluster_name!r} (known: {known})")])
+            cluster = self.cluster(cluster_name)
+        elif cluster_from:
+            name, path, line = cluster_from
+            if name not in self.cluster_names():
+                raise RecipeError([Problem(self.display(path), line, "cluster", f"no cluster profile named {name!r}")])
+            cluster = self.cluster(name)
+        if cluster is not None:
+            env = env.merged(cluster.env)
+        return Recipe(
+            name=top_path.stem,
+            description=top["description"].strip(),
+            file=self.display(top_path),
+            base_image=base_image,
+            components=tuple(n for n, _, _ in listings),
+            env=env,
+            cluster=cluster,
+            chain=tuple(p.stem for p, _ in chain),
+            component_lines=tuple(listings),
+            key_lines=tuple(top.key_lines.items()),
+        )

@@ -1,0 +1,169 @@
+"""The plan: a recipe's components in install order, each with its content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from envbuild.errors import Problem, RecipeError
+from envbuild.model import ENV_REFERENCE, Component, Library, Recipe
+
+HASH_FORMAT = "envbuild-component-v1"
+# Variables the runtime script itself provides, which env values may refer to.
+RUNTIME_VARIABLES = ("HOME", "ENVBUILD_STATE_DIR", "ENVBUILD_NIC_FAMILY", "NODE_RANK")
+
+
+@dataclass(frozen=True)
+class Step:
+    component: Component
+    hash: str
+    reason: str
+    nic_specific: bool  # the component or one of its dependencies is built for one NIC family
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+    @property
+    def short_hash(self) -> str:
+        return self.hash[:12]
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe: Recipe
+    steps: tuple[Step, ...]
+
+    @property
+    def hash(self) -> str:
+        """Identity of the whole recipe: its steps, base image, env and cluster."""
+        doc = {
+            "format": HASH_FORMAT,
+            "base_image": self.recipe.base_image,
+            "steps": [[s.name, s.hash] for s in self.steps],
+            "env": [list(self.recipe.env.set), [[n, list(v)] for n, v in self.recipe.env.path]],
+            "nic_family": self.nic_family,
+        }
+        return _digest(doc)
+
+    @property
+    def nic_family(self) -> str:
+        cluster = self.recipe.cluster
+        return cluster.nic_family if cluster and cluster.nic_family else ""
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+    def warnings(self) -> list[str]:
+        found = []
+        for step in self.steps:
+            source = step.component.source
+            if source is not None and source.kind in ("tarball", "deb") and not source.verified:
+                found.append(
+                    f"{step.component.file}: source.sha256: the download of {step.name} is unverified "
+                    f"(sha256 unknown); `envbuild lock` records it"
+                )
+        return found
+
+
+def _digest(doc) -> str:
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def component_hash(component: Component, dependency_hashes: dict[str, str]) -> str:
+    return _digest({
+        "format": HASH_FORMAT,
+        "component": component.identity(),
+        "dependencies": {name: dependency_hashes[name] for name in component.depends},
+    })
+
+
+def make_plan(library: Library, recipe: Recipe) -> Plan:
+    """Order the recipe's components so that dependencies come first, and hash them."""
+    problems: list[Problem] = []
+    components: dict[str, Component] = {}
+    listed = {name for name, _, _ in recipe.component_lines}
+    known = set(library.component_names())
+
+    def load(name: str, file: str, line: int, key: str) -> Component | None:
+        if name in components:
+            return components[name]
+        if name not in known:
+            problems.append(Problem(file, line, key, f"unknown component {name!r} (known: {', '.join(sorted(known))})"))
+            return None
+        try:
+            components[name] = library.component(name)
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+            return None
+        return components[name]
+
+    order: list[str] = []
+    reasons: dict[str, str] = {}
+    visiting: list[str] = []
+
+    def visit(component: Component) -> None:
+        if component.name in order:
+            return
+        if component.name in visiting:
+            cycle = " -> ".join(visiting[visiting.index(component.name):] + [component.name])
+            problems.append(Problem(component.file, component.line("depends"), "depends",
+                                    f"dependency cycle: {cycle}"))
+            return
+        visiting.append(component.name)
+        for dep in component.depends:
+            dep_component = load(dep, component.file, component.line("depends"), "depends")
+            if dep_component is not None:
+                if dep not in listed:
+                    reasons.setdefault(dep, f"needed by {component.name}")
+                visit(dep_component)
+        visiting.pop()
+        if component.name not in order:
+            order.append(component.name)
+
+    for name, file, line in recipe.component_lines:
+        reasons.setdefault(name, f"listed in recipe {recipe.name}" if file == recipe.file else f"listed in {file}")
+        component = load(name, file, line, "components")
+        if component is not None:
+            visit(component)
+    if problems:
+        raise RecipeError(problems)
+
+    _check_prefixes_and_references(recipe, [components[n] for n in order])
+
+    hashes: dict[str, str] = {}
+    nic_specific: dict[str, bool] = {}
+    steps = []
+    for name in order:
+        component = components[name]
+        hashes[name] = component_hash(component, hashes)
+        nic_specific[name] = component.nic_specific or any(nic_specific[d] for d in component.depends)
+        steps.append(Step(component, hashes[name], reasons[name], nic_specific[name]))
+    return Plan(recipe, tuple(steps))
+
+
+def _check_prefixes_and_references(recipe: Recipe, components: list[Component]) -> None:
+    problems: list[Problem] = []
+    owners: dict[str, tuple[Component, str]] = {}
+    for component in components:
+        for var, path in component.prefix:
+            if var in owners and owners[var][1] != path:
+                other = owners[var][0]
+                problems.append(Problem(component.file, component.line("prefix"), f"prefix.{var}",
+                                        f"{path!r} clashes with {other.name}'s {var}={owners[var][1]!r}"))
+            owners.setdefault(var, (component, path))
+    defined = set(owners) | set(RUNTIME_VARIABLES) | {n for n, _ in recipe.env.set}
+    for component in components:
+        defined |= {n for n, _ in component.env.set}
+    owners_of_env = [(c.file, c.line("env"), c.env) for c in components]
+    owners_of_env.append((recipe.file, recipe.line("env"), recipe.env))
+    for file, line, env in owners_of_env:
+        for ref in sorted(env.references() - defined):
+            problems.append(Problem(file, line, "env", f"${{{ref}}} is not a prefix or variable the recipe defines"))
+        for value in [v for _, v in env.set] + [v for _, vs in env.path for v in vs]:
+            if "$" in ENV_REFERENCE.sub("", value):
+                problems.append(Problem(file, line, "env", f"{value!r}: write variables as ${{NAME}}"))
+    if problems:
+        raise RecipeError(problems)
