@@ -1,3 +1,3 @@
 from envbuild.cli import main
 
-main()
+main(prog_name="envbuild")

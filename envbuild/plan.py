@@ -55,6 +55,24 @@ class Plan:
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
+    def stamp_key(self, step: Step, nic_family: str = "", prefixes: dict[str, str] | None = None) -> str:
+        """The line the runtime script writes to a component's stamp (see _eb_key in engine.sh)."""
+        closure = self.closure(step.name)
+        values = dict(p for name in closure for p in self.step(name).component.prefix)
+        values.update(prefixes or {})
+        key = step.hash
+        if step.nic_specific:
+            key += f" nic={nic_family or self.nic_family}"
+        return key + "".join(f" {var}={values[var]}" for var in sorted(values))
+
+    def closure(self, name: str) -> list[str]:
+        """A component and everything it depends on, in plan order."""
+        needed = {name}
+        for step in reversed(self.steps):
+            if step.name in needed:
+                needed.update(step.component.depends)
+        return [s.name for s in self.steps if s.name in needed]
+
     def warnings(self) -> list[str]:
         found = []
         for step in self.steps:

@@ -96,6 +96,9 @@ def _type_name(value: Any) -> str:
 
 def string(pattern: re.Pattern | None = None, what: str = "", choices: tuple = ()):
     def check(checker: Checker, value: Any, line: int, key: str) -> bool:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            checker.add(line, key, "must be a string, not a number; put it in quotes")
+            return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be a string, not {_type_name(value)}")
             return False

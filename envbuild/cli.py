@@ -1,0 +1,155 @@
+"""The envbuild command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from envbuild import __version__
+from envbuild.errors import EnvbuildError
+from envbuild.model import Library
+from envbuild.plan import Plan, make_plan
+
+
+class Group(click.Group):
+    """Prints EnvbuildError as plain lines on stderr with its exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EnvbuildError as exc:
+            click.echo(f"envbuild: error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            sys.exit(exc.exit_code)
+
+
+recipes_dir_option = click.option(
+    "--recipes-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ENVBUILD_RECIPES",
+    help="Directory of recipes, components/ and clusters/ (default: the built-in recipes).",
+)
+recipe_option = click.option("--recipe", "-r", required=True, metavar="NAME|FILE",
+                             help="A recipe name in the recipes directory, or a path to a recipe file.")
+cluster_option = click.option("--cluster", metavar="PROFILE",
+                              help="Cluster profile from clusters/ (NIC family, QoS fallbacks, env).")
+
+
+def load_plan(recipes_dir: Path | None, recipe: str, cluster: str | None) -> Plan:
+    library = Library(recipes_dir)
+    plan = make_plan(library, library.recipe(recipe, cluster))
+    for warning in plan.warnings():
+        click.echo(f"envbuild: warning: {warning}", err=True)
+    return plan
+
+
+def write_output(text: str, output: Path | None, mode: int = 0o644) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+        output.chmod(mode)
+    except OSError as exc:
+        raise EnvbuildError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"envbuild: wrote {output}", err=True)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="envbuild")
+def main():
+    """Declarative recipes for the GPU-cluster communication stack.
+
+    A recipe says which components (UCX, RIXL, MoRI, etcd, ...) go on top of
+    which base image. envbuild renders it as an idempotent runtime script or
+    bakes it into an image, and detects the node's RDMA NICs.
+    """
+
+
+@main.command("list")
+@recipes_dir_option
+def list_recipes(recipes_dir):
+    """List the recipes, one line each."""
+    library = Library(recipes_dir)
+    for name in library.recipe_names():
+        recipe = library.recipe(name)
+        click.echo(f"{name:<20} {recipe.description.splitlines()[0]}")
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[RECIPE|PATH]")
+@recipes_dir_option
+@cluster_option
+def validate(target, recipes_dir, cluster):
+    """Check recipes, components and cluster profiles; exit 2 on any problem.
+
+    With no argument, every recipe of the recipes directory is checked.
+    """
+    library = Library(recipes_dir)
+    names = [target] if target else library.recipe_names()
+    for name in names:
+        plan = load_plan(library.root, name, cluster)
+        click.echo(f"{plan.recipe.name}: ok ({len(plan.steps)} components, hash {plan.hash[:12]})")
+
+
+@main.command()
+@recipe_option
+@recipes_dir_option
+@cluster_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(recipe, recipes_dir, cluster, fmt):
+    """Show the install order, content hashes, conditions and reasons."""
+    the_plan = load_plan(recipes_dir, recipe, cluster)
+    rows = [
+        {
+            "name": s.name,
+            "hash": s.hash,
+            "depends": list(s.component.depends),
+            "condition": s.component.when.describe(),
+            "nic_specific": s.nic_specific,
+            "source": s.component.source.pin if s.component.source else None,
+            "reason": s.reason,
+        }
+        for s in the_plan.steps
+    ]
+    if fmt == "json":
+        doc = {
+            "recipe": the_plan.recipe.name,
+            "hash": the_plan.hash,
+            "base_image": the_plan.recipe.base_image,
+            "cluster": the_plan.recipe.cluster.name if the_plan.recipe.cluster else None,
+            "nic_family": the_plan.nic_family or None,
+            "components": rows,
+        }
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    recipe_ = the_plan.recipe
+    click.echo(f"recipe {recipe_.name} (hash {the_plan.hash[:12]}) on {recipe_.base_image}")
+    if recipe_.cluster:
+        click.echo(f"cluster profile {recipe_.cluster.name}" + (f", NIC family {the_plan.nic_family}" if the_plan.nic_family else ""))
+    for index, row in enumerate(rows, 1):
+        flavour = ", built per NIC family" if row["nic_specific"] else ""
+        click.echo(f"{index}. {row['name']:<20} {row['hash'][:12]}  when {row['condition']}{flavour}")
+        click.echo(f"   {row['reason']}" + (f"; needs {', '.join(row['depends'])}" if row["depends"] else ""))
+        if row["source"]:
+            click.echo(f"   source {row['source']}")
+
+
+@main.command("runtime-script")
+@recipe_option
+@recipes_dir_option
+@cluster_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the script here (executable) instead of stdout.")
+def runtime_script(recipe, recipes_dir, cluster, output):
+    """Write the standalone, idempotent setup script for a recipe.
+
+    The script needs only bash (and what the install steps themselves use).
+    Run it, or source it so that the components' environment is exported:
+
+      envbuild runtime-script --recipe mi355x-moriio -o setup_deps.sh
+      bash setup_deps.sh --check
+    """
+    from envbuild.render import render_script
+
+    write_output(render_script(load_plan(recipes_dir, recipe, cluster)), output, 0o755)

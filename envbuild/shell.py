@@ -1,0 +1,33 @@
+"""Turning recipe values into shell words: every value is quoted, always."""
+
+from __future__ import annotations
+
+import shlex
+
+from envbuild.model import ENV_REFERENCE
+
+
+def quote(value: str) -> str:
+    return shlex.quote(str(value))
+
+
+def words(values) -> str:
+    return " ".join(quote(v) for v in values)
+
+
+def env_word(template: str) -> str:
+    """One shell word for an env value where only ${NAME} references expand."""
+    parts, position = [], 0
+    for match in ENV_REFERENCE.finditer(template):
+        if match.start() > position:
+            parts.append(quote(template[position:match.start()]))
+        parts.append(f'"${{{match.group(1)}}}"')
+        position = match.end()
+    if position < len(template) or not parts:
+        parts.append(quote(template[position:]))
+    return "".join(parts)
+
+
+def identifier(name: str) -> str:
+    """A component name as part of a shell function name."""
+    return name.replace("-", "_")

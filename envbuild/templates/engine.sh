@@ -1,0 +1,430 @@
+# ---- envbuild engine: the same text runs in setup_deps.sh and in image builds ----
+# The skip path (every component present) must stay free of subprocesses: only
+# builtins, parameter expansion and `read` from stamp files.
+
+_eb_say() { [[ -n ${_EB_QUIET:-} ]] || printf 'envbuild: %s\n' "$*"; }
+_eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
+_eb_die() { printf 'envbuild: error: %s\n' "$*" >&2; exit 1; }
+
+# Microseconds since the epoch, into the variable named $1.
+_eb_now() {
+  local now=${EPOCHREALTIME:-${SECONDS}.000000}
+  printf -v "$1" '%s' "${now/[.,]/}"
+}
+
+# Seconds with three decimals between microsecond stamp $1 and now, into _EB_ELAPSED.
+_eb_elapsed() {
+  local end us
+  _eb_now end
+  us=$((10#$end - 10#$1))
+  printf -v _EB_ELAPSED '%d.%03d' $((us / 1000000)) $(((us / 1000) % 1000))
+}
+
+_eb_component() {
+  _EB_ORDER+=("$1")
+  _EB_HASH[$1]=$2
+  _EB_DEPS[$1]=$3
+  _EB_RANKS[$1]=$4
+  _EB_NICS[$1]=$5
+  _EB_NICSPEC[$1]=$6
+  _EB_PREFIXVARS[$1]=$7
+  _EB_ENVCHAIN[$1]=$8
+}
+
+_eb_state_dir() {
+  _EB_STATE=${ENVBUILD_STATE_DIR:-$_EB_STATE_DEFAULT}
+}
+
+# The NIC family: ENVBUILD_NIC_FAMILY, else the cluster profile, else detection.
+# Detection runs once per hardware fingerprint; the result is kept in the state dir.
+_eb_nic_family() {
+  [[ -z ${_EB_NIC:-} ]] || return 0
+  if [[ -n ${ENVBUILD_NIC_FAMILY:-} ]]; then
+    _EB_NIC=$ENVBUILD_NIC_FAMILY
+    _EB_NIC_FROM=ENVBUILD_NIC_FAMILY
+  elif [[ -n $_EB_PROFILE_NIC ]]; then
+    _EB_NIC=$_EB_PROFILE_NIC
+    _EB_NIC_FROM="cluster profile $_EB_PROFILE"
+  else
+    _eb_detect_nic_family
+  fi
+  case $_EB_NIC in
+    ionic | mlx5 | bnxt | none) ;;
+    *) _eb_die "NIC family '$_EB_NIC' (from $_EB_NIC_FROM) is not one of: ionic mlx5 bnxt none" ;;
+  esac
+}
+
+_eb_detect_nic_family() {
+  local root=${ENVBUILD_ROOT:-} fingerprint='' dev value cache cached_fp cached_family
+  for dev in "$root"/sys/class/infiniband/*; do
+    [[ -e $dev ]] || continue
+    value=''
+    [[ -r $dev/device/vendor ]] && read -r value <"$dev/device/vendor"
+    fingerprint+="${dev##*/}=$value;"
+    for value in "$dev"/ports/*/state; do
+      [[ -r $value ]] && read -r value <"$value" && fingerprint+="$value;"
+    done
+  done
+  _eb_state_dir
+  cache=$_EB_STATE/nic-family
+  if [[ -r $cache ]] && { IFS=$'\t' read -r cached_fp cached_family <"$cache"; } && [[ $cached_fp == "$fingerprint" ]]; then
+    _EB_NIC=$cached_family
+    _EB_NIC_FROM="detection (cached in $cache)"
+    return 0
+  fi
+  _EB_NIC=$(_eb_nic_detect --root "${root:-/}" --format family) || _eb_die "NIC detection failed; set ENVBUILD_NIC_FAMILY=ionic|mlx5|bnxt|none to skip it"
+  _EB_NIC_FROM=detection
+  if mkdir -p "$_EB_STATE" 2>/dev/null; then
+    printf '%s\t%s\n' "$fingerprint" "$_EB_NIC" >"$cache.$$" && mv -f "$cache.$$" "$cache"
+  fi
+  return 0
+}
+
+# Whether component $1 applies on this node; the reason it does not goes to _EB_WHY.
+_eb_applies() {
+  local ranks=${_EB_RANKS[$1]} nics=${_EB_NICS[$1]} rank=${NODE_RANK:-0}
+  if [[ -n $ranks ]]; then
+    [[ $rank =~ ^[0-9]+$ ]] || _eb_die "NODE_RANK='$rank' is not a whole number"
+    if [[ " $ranks " != *" $((10#$rank)) "* ]]; then
+      _EB_WHY="NODE_RANK=$rank; runs on NODE_RANK ${ranks// /,}"
+      return 1
+    fi
+  fi
+  if [[ -n $nics ]]; then
+    _eb_nic_family
+    if [[ " $nics " != *" $_EB_NIC "* ]]; then
+      _EB_WHY="NIC family $_EB_NIC; needs ${nics// /,}"
+      return 1
+    fi
+  fi
+  return 0
+}
+
+# The stamp key of component $1 into _EB_KEY: its content hash, the NIC family it
+# was built for, and the prefixes it and its dependencies were installed into.
+_eb_key() {
+  local var
+  _EB_KEY=${_EB_HASH[$1]}
+  if [[ ${_EB_NICSPEC[$1]} == 1 ]]; then
+    _eb_nic_family
+    _EB_KEY+=" nic=$_EB_NIC"
+  fi
+  for var in ${_EB_PREFIXVARS[$1]}; do
+    _EB_KEY+=" $var=${!var}"
+  done
+}
+
+# Sets _EB_STATUS of component $1 to present, missing or outdated.
+_eb_status() {
+  local stamp=$_EB_STATE/stamps/$1 have=''
+  _eb_key "$1"
+  if [[ ! -r $stamp ]]; then
+    _EB_STATUS=missing
+  elif read -r have <"$stamp" && [[ $have == "$_EB_KEY" ]]; then
+    _EB_STATUS=present
+  else
+    _EB_STATUS=outdated
+  fi
+}
+
+_eb_set() {
+  export "$1=$2"
+  _EB_EXPORTED+=("$1")
+}
+
+_eb_prepend() {
+  local current=${!1:-}
+  case ":$current:" in
+    *":$2:"*) ;;
+    *) current=$2${current:+:$current} ;;
+  esac
+  export "$1=$current"
+  _EB_EXPORTED+=("$1")
+}
+
+# Exports the environment of component $1 and of everything it depends on.
+_eb_apply_env() {
+  local name
+  for name in ${_EB_ENVCHAIN[$1]}; do
+    "_eb_env_${name//-/_}"
+  done
+}
+
+_eb_print_exports() {
+  local name
+  local -A printed=()
+  for name in "${_EB_EXPORTED[@]}"; do
+    [[ -z ${printed[$name]:-} ]] || continue
+    printed[$name]=1
+    printf 'export %s=%q\n' "$name" "${!name}"
+  done
+}
+
+# ---- helpers for install steps (run inside the step's subshell) ----
+
+_eb_apt() {
+  local package status missing=()
+  for package in "$@"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "${package%%=*}" 2>/dev/null) || status=''
+    [[ $status == "ii "* ]] || missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  ((EUID == 0)) || _eb_die "apt packages missing: ${missing[*]}; run as root or install them first"
+  if [[ ! -e $_EB_RUN_DIR/apt-updated ]]; then
+    apt-get update -q
+    : >"$_EB_RUN_DIR/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
+# may install over distro packages and as root.
+_eb_pip() {
+  PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$EB_PYTHON" -m pip install --no-input "$@"
+}
+
+# Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters it.
+_eb_git() {
+  local url=$1 commit=$2 head
+  git init -q src
+  cd src
+  git remote add origin "$url"
+  if ! git fetch -q --depth 1 origin "$commit"; then
+    _eb_say "fetching $commit by itself failed; fetching all branches and tags of $url"
+    git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*'
+  fi
+  git -c advice.detachedHead=false checkout -q "$commit"
+  head=$(git rev-parse HEAD)
+  [[ $head == "$commit" ]] || _eb_die "$url: checked out $head, expected the pinned commit $commit"
+  if [[ $3 == 1 ]]; then
+    git submodule update -q --init --recursive
+  fi
+  EB_SRC=$PWD
+}
+
+_eb_fetch_url() {
+  if command -v curl >/dev/null; then
+    curl -fsSL --retry 3 -o "$2" "$1"
+  elif command -v wget >/dev/null; then
+    wget -q -O "$2" "$1"
+  else
+    "$EB_PYTHON" -c 'import shutil, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], "wb") as f:
+    shutil.copyfileobj(r, f)' "$1" "$2"
+  fi
+}
+
+# Downloads $1 to ./$3, checks it against sha256 $2 (or reports it when unknown).
+_eb_download() {
+  local url=$1 expected=$2 file=$3 actual
+  _eb_fetch_url "$url" "$file.part" || _eb_die "download of $url failed"
+  actual=$(sha256sum "$file.part")
+  actual=${actual%% *}
+  if [[ $expected == unknown ]]; then
+    _eb_warn "$url is unverified (no sha256 in the recipe); its sha256 is $actual"
+  elif [[ $actual != "$expected" ]]; then
+    _eb_die "sha256 mismatch for $url: expected $expected, got $actual"
+  fi
+  mv -f "$file.part" "$file"
+  EB_DOWNLOAD=$PWD/$file
+}
+
+# Succeeds when Debian package $1 is installed at exactly version $2.
+_eb_deb_installed() {
+  local status
+  status=$(dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null) || status=''
+  [[ $status == "install ok installed $2" ]] || _eb_die "$1 $2 is not installed (dpkg says: ${status:-not known})"
+}
+
+# ---- the install loop ----
+
+# Runs the step and the check of component $1 in a subshell, output to its log.
+_eb_install() {
+  local name=$1 id=${1//-/_} log work started rc var
+  log=$_EB_STATE/logs/$name.log
+  work=${TMPDIR:-/tmp}/envbuild.$$.$name
+  _eb_now started
+  _eb_say "$name: installing (log: $log)"
+  rm -f "$_EB_STATE/stamps/$name"
+  rm -rf "$work"
+  mkdir -p "$work"
+  set +e
+  (
+    set -euo pipefail
+    trap - ERR
+    cd "$work"
+    export EB_PYTHON=${ENVBUILD_PYTHON:-python3} EB_NIC_FAMILY=${_EB_NIC:-} EB_JOBS=${ENVBUILD_JOBS:-$(nproc)}
+    for var in ${_EB_PREFIXVARS[$name]}; do
+      export "${var?}"
+    done
+    _eb_apply_env "$name"
+    "_eb_step_$id"
+    cd /
+    "_eb_check_$id"
+  ) >"$log" 2>&1 </dev/null
+  rc=$?
+  set -e
+  rm -rf "$work"
+  _eb_elapsed "$started"
+  if ((rc != 0)); then
+    _eb_report_failure "$name" "$log" "$rc"
+    return "$rc"
+  fi
+  printf '%s\n' "$_EB_KEY" >"$_EB_STATE/stamps/$name.tmp.$$"
+  mv -f "$_EB_STATE/stamps/$name.tmp.$$" "$_EB_STATE/stamps/$name"
+  _eb_say "$name: installed in $_EB_ELAPSED s"
+}
+
+_eb_report_failure() {
+  local lines=() first line
+  mapfile -t lines <"$2"
+  first=$((${#lines[@]} > 25 ? ${#lines[@]} - 25 : 0))
+  printf 'envbuild: error: %s failed (exit %s) after %s s; log: %s\n' "$1" "$3" "$_EB_ELAPSED" "$2" >&2
+  for line in "${lines[@]:first}"; do
+    printf '  | %s\n' "$line" >&2
+  done
+}
+
+_eb_usage() {
+  cat <<EOF
+Usage: bash ${_EB_SELF##*/} [OPTION]...    or    source ${_EB_SELF##*/}
+
+Installs the components of recipe '$_EB_RECIPE' that are missing or outdated on
+this node, in dependency order, and exports their environment. A component whose
+stamp holds its current hash is skipped without running anything.
+
+Options:
+  --check           report what would be installed; exit 1 if anything is missing
+  --list            list the components with their hash, condition and dependencies
+  --only NAME       install only NAME (repeatable); its dependencies must be present
+  --force NAME      reinstall NAME and what depends on it (repeatable)
+  --env             print the export lines of the environment, install nothing
+  --detect-nic ...  print the node's RDMA NIC settings (--format env|json|text)
+  -h, --help        show this help
+
+Environment:
+  ENVBUILD_STATE_DIR   stamps and logs (default $_EB_STATE_DEFAULT)
+  ENVBUILD_PYTHON      the Python used by pip steps and NIC detection (default python3)
+  ENVBUILD_NIC_FAMILY  ionic, mlx5, bnxt or none: skip NIC family detection
+  NODE_RANK            this node's rank, for rank conditions (default 0)
+  ${_EB_ALL_PREFIXVARS// /, }  install prefixes
+When sourced, options are not read (the caller's arguments would be seen); the
+environment of the installed components is exported into the calling shell.
+EOF
+}
+
+_eb_list() {
+  local name condition
+  for name in "${_EB_ORDER[@]}"; do
+    condition=always
+    [[ -z ${_EB_RANKS[$name]} ]] || condition="NODE_RANK in ${_EB_RANKS[$name]// /,}"
+    [[ -z ${_EB_NICS[$name]} ]] || condition="${condition/#always/}${_EB_RANKS[$name]:+ and }NIC in ${_EB_NICS[$name]// /,}"
+    printf '%-22s %s  %-28s %s\n' "$name" "${_EB_HASH[$name]:0:12}" "$condition" "${_EB_DEPS[$name]:+needs ${_EB_DEPS[$name]// /,}}"
+  done
+}
+
+_eb_say_all_present() {
+  local skipped=''
+  (($2 == 0)) || skipped=", $2 skipped"
+  _eb_say "all $(($1 - $2)) components present$skipped ($_EB_ELAPSED s)"
+}
+
+_eb_known() {
+  [[ -n ${_EB_HASH[$1]:-} ]] || _eb_die "unknown component '$1' (components: ${_EB_ORDER[*]})"
+}
+
+_eb_main() {
+  local mode=install name dep started
+  local -A only=() force=() reinstalled=()
+  local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]}
+  _eb_now started
+  while (($#)); do
+    case $1 in
+      -h | --help) _eb_usage; return 0 ;;
+      --check) mode=check ;;
+      --list) _eb_list; return 0 ;;
+      --env) mode=env _EB_QUIET=1 ;;
+      --detect-nic) shift; _eb_nic_detect "$@"; return ;;
+      --only | --force)
+        (($# > 1)) || _eb_die "$1 needs a component name"
+        _eb_known "$2"
+        if [[ $1 == --only ]]; then only[$2]=1; else force[$2]=1; fi
+        shift
+        ;;
+      *) _eb_die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+  done
+  _eb_state_dir
+  if [[ $mode == install ]]; then
+    _EB_RUN_DIR=$_EB_STATE/run.$$
+  fi
+  for name in "${_EB_ORDER[@]}"; do
+    if ((${#only[@]})) && [[ -z ${only[$name]:-} ]]; then
+      ((total -= 1))
+      continue
+    fi
+    if ! _eb_applies "$name"; then
+      _eb_say "$name: skipped ($_EB_WHY)"
+      ((skipped += 1))
+      continue
+    fi
+    [[ $mode != env ]] || { _eb_apply_env "$name"; continue; }
+    _eb_status "$name"
+    for dep in ${_EB_DEPS[$name]}; do
+      [[ -z ${reinstalled[$dep]:-} ]] || force[$name]=1
+    done
+    if [[ $_EB_STATUS == present && -z ${force[$name]:-} ]]; then
+      [[ $mode == check ]] && _eb_say "$name: present"
+      ((present += 1))
+      continue
+    fi
+    if [[ $mode == check ]]; then
+      _eb_say "$name: ${force[$name]:+forced, }$_EB_STATUS"
+      ((outstanding += 1))
+      continue
+    fi
+    if ((${#only[@]})); then
+      for dep in ${_EB_DEPS[$name]}; do
+        _eb_status "$dep"
+        [[ $_EB_STATUS == present ]] || _eb_die "$name needs $dep, which is $_EB_STATUS; install it first"
+      done
+      _eb_key "$name"
+    fi
+    mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs" "$_EB_RUN_DIR"
+    _eb_install "$name" || { rm -rf "$_EB_RUN_DIR"; return 1; }
+    reinstalled[$name]=1
+    ((installed += 1))
+  done
+  case $mode in
+    env)
+      _eb_recipe_env
+      _eb_print_exports
+      return 0
+      ;;
+    check)
+      _eb_elapsed "$started"
+      if ((outstanding)); then
+        _eb_say "$outstanding of $total components to install ($_EB_ELAPSED s)"
+        return 1
+      fi
+      _eb_say_all_present "$total" "$skipped"
+      return 0
+      ;;
+  esac
+  [[ ! -e $_EB_RUN_DIR ]] || rm -rf "$_EB_RUN_DIR"
+  _eb_elapsed "$started"
+  if ((installed)); then
+    _eb_say "installed $installed, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
+  else
+    _eb_say_all_present "$total" "$skipped"
+  fi
+  if [[ -n ${_EB_EXPORT_FD:-} ]]; then
+    for name in "${_EB_ORDER[@]}"; do
+      if _eb_applies "$name"; then _eb_apply_env "$name"; fi
+    done
+    _eb_recipe_env
+    _eb_print_exports >&"$_EB_EXPORT_FD"
+  fi
+}

@@ -1,0 +1,191 @@
+"""A small recipe with local sources that exercises every kind of component.
+
+- libhello: a make-style C build from a git repository, into HELLO_HOME
+- greet: a pip-installable package from a git repository, needs libhello
+- dataset: a tarball with a sha256, served over HTTP from 127.0.0.1
+- rank0-tool: no source, only on NODE_RANK 0
+
+Each build appends its name to $EB_TEST_BUILDS, so tests count real builds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localsources import GIT_BASE, FileServer, commit_files, git_redirect_env, make_tarball, sha256
+
+HELLO_C = """#include <stdio.h>
+int main(void) { printf("hello %d\\n", VERSION); return 0; }
+"""
+HELLO_MAKEFILE = """PREFIX ?= /usr/local
+hello: hello.c
+\t$(CC) -DVERSION=$(shell cat VERSION) -o $@ hello.c
+install: hello
+\tmkdir -p $(PREFIX)/bin
+\tinstall -m 755 hello $(PREFIX)/bin/hello
+"""
+GREET_PYPROJECT = """[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "greet"
+version = "{version}"
+"""
+
+COMPONENTS = {
+    "libhello": """name: libhello
+description: A make-style C build from git.
+source:
+  git: {git_base}libhello.git
+  commit: {libhello_commit}
+prefix:
+  HELLO_HOME: {root}/opt/hello
+build: |
+  echo libhello >> "$EB_TEST_BUILDS"
+  make -j"$EB_JOBS"
+  make install PREFIX="$HELLO_HOME"
+check: |
+  "$HELLO_HOME/bin/hello" | grep -qx 'hello {hello_version}'
+env:
+  set:
+    HELLO_HOME: ${{HELLO_HOME}}
+  path:
+    PATH:
+      - ${{HELLO_HOME}}/bin
+""",
+    "greet": """name: greet
+description: A pip package from git, built after libhello.
+source:
+  git: {git_base}greet.git
+  commit: {greet_commit}
+depends:
+  - libhello
+build: |
+  echo greet >> "$EB_TEST_BUILDS"
+  _eb_pip --no-build-isolation --no-deps .
+check: |
+  "$EB_PYTHON" -c 'import greet; assert greet.WORD == "greetings"'
+""",
+    "dataset": """name: dataset
+description: A tarball checked against its sha256.
+source:
+  url: {server}/dataset-1.0.tar.gz
+  sha256: {dataset_sha256}
+prefix:
+  DATA_HOME: {root}/opt/data
+build: |
+  echo dataset >> "$EB_TEST_BUILDS"
+  mkdir -p "$DATA_HOME"
+  tar -xzf "$EB_DOWNLOAD" --strip-components=1 -C "$DATA_HOME"
+check: |
+  test -f "$DATA_HOME/README"
+""",
+    "rank0-tool": """name: rank0-tool
+description: Only the first node needs it.
+prefix:
+  TOOLS_HOME: {root}/opt/tools
+when:
+  node_rank: 0
+build: |
+  echo rank0-tool >> "$EB_TEST_BUILDS"
+  mkdir -p "$TOOLS_HOME"
+  echo ready > "$TOOLS_HOME/rank0"
+env:
+  set:
+    RANK0_TOOL: ${{TOOLS_HOME}}/rank0
+""",
+}
+
+RECIPE = """name: testrecipe
+description: Local test recipe for envbuild's runtime script.
+base_image: envbuild-test/base:latest
+components:
+{listing}
+env:
+  set:
+    TEST_RECIPE_ENV: "on"
+"""
+
+
+@dataclass
+class LocalRecipe:
+    """Recipes dir, local sources and the environment a run needs."""
+
+    root: Path
+    server: FileServer
+    hello_version: int = 1
+    greet_version: str = "1.0"
+    extra_components: dict[str, str] = field(default_factory=dict)
+    components: list[str] = field(default_factory=lambda: ["libhello", "greet", "dataset", "rank0-tool"])
+
+    def __post_init__(self):
+        self.repos = self.root / "repos"
+        self.recipes = self.root / "recipes"
+        self.state = self.root / "state"
+        self.builds_file = self.root / "builds.log"
+        self.python = self._venv()
+        self.libhello_commit = self.set_hello_version(self.hello_version)
+        self.greet_commit = commit_files(self.repos / "greet.git", {
+            "pyproject.toml": GREET_PYPROJECT.format(version=self.greet_version),
+            "greet/__init__.py": 'WORD = "greetings"\n',
+        })
+        tarball = make_tarball({"README": "data\n"}, "dataset-1.0")
+        (self.server.root / "dataset-1.0.tar.gz").write_bytes(tarball)
+        self.dataset_sha256 = sha256(tarball)
+        self.write()
+
+    def _venv(self) -> Path:
+        venv = self.root / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+        return venv / "bin" / "python"
+
+    def set_hello_version(self, version: int) -> str:
+        self.hello_version = version
+        self.libhello_commit = commit_files(self.repos / "libhello.git", {
+            "hello.c": HELLO_C, "Makefile": HELLO_MAKEFILE, "VERSION": f"{version}\n",
+        }, f"version {version}")
+        return self.libhello_commit
+
+    def write(self) -> None:
+        (self.recipes / "components").mkdir(parents=True, exist_ok=True)
+        values = dict(vars(self), git_base=GIT_BASE, server=self.server.url)
+        for name, text in {**COMPONENTS, **self.extra_components}.items():
+            (self.recipes / "components" / f"{name}.yaml").write_text(text.format(**values))
+        listing = "\n".join(f"  - {name}" for name in self.components)
+        (self.recipes / "testrecipe.yaml").write_text(RECIPE.format(listing=listing))
+
+    def render(self, path: Path | None = None) -> Path:
+        path = path or self.root / "setup_deps.sh"
+        subprocess.run(
+            [sys.executable, "-m", "envbuild", "runtime-script", "--recipes-dir", str(self.recipes),
+             "--recipe", "testrecipe", "-o", str(path)],
+            check=True, capture_output=True, text=True,
+        )
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.root),
+            "TMPDIR": str(self.root / "tmp"),
+            "ENVBUILD_STATE_DIR": str(self.state),
+            "ENVBUILD_PYTHON": str(self.python),
+            "ENVBUILD_NIC_FAMILY": "none",
+            "EB_TEST_BUILDS": str(self.builds_file),
+            **git_redirect_env(self.repos),
+        }
+        (self.root / "tmp").mkdir(exist_ok=True)
+        env.update(extra)
+        return env
+
+    def run(self, script: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), *args], env=self.env(**extra_env),
+                              capture_output=True, text=True, cwd=self.root)
+
+    def builds(self) -> list[str]:
+        return self.builds_file.read_text().split() if self.builds_file.exists() else []
