@@ -1,0 +1,565 @@
+"""The one module that talks to the Docker engine (through docker-py).
+
+Engine failures become one-line EnvbuildErrors here, so no docker-py or
+requests traceback ever reaches the user. Builds use the classic builder's
+JSON event stream; BuildTranscript folds that stream into steps, and
+BuildProgress renders it as live progress per recipe component.
+
+Contract with the Dockerfile renderer: a component's layer is a RUN whose
+instruction starts with `RUN ENVBUILD_COMPONENT=<name>`, so the builder's
+`Step N/M : RUN ENVBUILD_COMPONENT=<name> ...` line names the component.
+(The `# envbuild component: <name>` comment above it is for readers of the
+Dockerfile: the builder strips comments, so they never reach the stream.)
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import errno
+import io
+import os
+import re
+import stat
+import sys
+import tarfile
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping, TextIO
+
+import docker
+import docker.errors
+import requests
+
+from envbuild.errors import EnvbuildError
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+FAILURE_TAIL_LINES = 30
+# Any fixed value works; 0 keeps tar listings obviously synthetic.
+CONTEXT_MTIME = 0
+
+EventHandler = Callable[[dict], None]
+
+
+class EngineUnreachable(EnvbuildError):
+    """The Docker engine cannot be reached or refuses us the socket."""
+
+
+class BuildFailed(EnvbuildError):
+    """A build step failed; carries the failing step and its last output lines."""
+
+    def __init__(self, error: str, step: BuildStep | None = None):
+        self.error = error.strip()
+        self.step = step
+        self.component = step.component if step else None
+        self.output_tail = list(step.output) if step else []
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        error = concise_error(self.error)
+        if self.step is None:
+            return f"image build failed: {error}"
+        if self.component:
+            where = f"component {self.component!r} (step {self.step.number}/{self.step.total})"
+        else:
+            where = self.step.describe()
+        return f"image build failed in {where}: {error}"
+
+
+def concise_error(error: str) -> str:
+    """The builder's error without the echo of the whole RUN command."""
+    nonzero = _NONZERO_EXIT.match(error.strip())
+    return f"the command exited with code {nonzero.group(1)}" if nonzero else error.strip()
+
+
+# --- connecting ---------------------------------------------------------------
+
+
+def connect() -> docker.DockerClient:
+    """A client for the engine named by DOCKER_HOST (or the default socket)."""
+    try:
+        # from_env negotiates the API version, so a dead engine fails right here.
+        return docker.from_env()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineUnreachable(unreachable_message(os.environ.get("DOCKER_HOST", ""), exc)) from None
+
+
+def unreachable_message(docker_host: str, exc: BaseException) -> str:
+    """One line: which engine address was tried, why it failed, what to do."""
+    host = docker_host or DEFAULT_DOCKER_HOST
+    tried = f"DOCKER_HOST={docker_host}" if docker_host else f"the default socket {DEFAULT_DOCKER_HOST}"
+    cause = _root_os_error(exc)
+    reason = cause.strerror if cause is not None and cause.strerror else _first_line(exc)
+    if host.startswith("unix://"):
+        socket_path = host[len("unix://"):]
+        if cause is not None and cause.errno in (errno.EACCES, errno.EPERM):
+            return (
+                f"permission denied on the Docker socket {socket_path} (tried {tried}): "
+                "add your user to the 'docker' group (sudo usermod -aG docker $USER, then log in again) "
+                "or run envbuild with sudo"
+            )
+        return (
+            f"no Docker engine answers on {tried} ({reason}): start dockerd "
+            "(sudo systemctl start docker, or sudo dockerd &) or point DOCKER_HOST at a running engine"
+        )
+    return (
+        f"cannot reach the Docker engine at {tried} ({reason}): "
+        "check that the engine runs and listens there, or unset DOCKER_HOST to use the local socket"
+    )
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The OSError at the bottom of docker-py/requests/urllib3 wrapping, if any.
+
+    Those libraries nest the cause both in __cause__/__context__ and in args.
+    """
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        pending.extend(current.args)
+        pending.extend([current.__cause__, current.__context__])
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _engine_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise EnvbuildError(f"the Docker engine could not {action}: {_first_line(exc)}") from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineUnreachable(
+            f"lost the Docker engine while trying to {action}: "
+            f"{unreachable_message(os.environ.get('DOCKER_HOST', ''), exc)}"
+        ) from None
+
+
+# --- images -------------------------------------------------------------------
+
+
+def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    with _engine_errors(f"inspect image {tag}"):
+        try:
+            client.api.inspect_image(tag)
+        except docker.errors.NotFound:
+            return False
+    return True
+
+
+def base_image_present(client: docker.DockerClient, ref: str) -> bool:
+    """Whether `FROM ref` can build without pulling."""
+    # scratch is the builder's empty image, never stored in the engine.
+    return ref == "scratch" or image_exists(client, ref)
+
+
+# --- build context ------------------------------------------------------------
+
+
+def context_file(path: str | os.PathLike) -> tuple[bytes, int]:
+    """A file's content and mode for make_context_tar, mode normalised as git does.
+
+    Only "executable or not" survives, so the umask or checkout that produced the
+    file cannot change the context tar and break the layer cache.
+    """
+    with open(path, "rb") as handle:
+        content = handle.read()
+    mode = 0o755 if os.stat(path).st_mode & stat.S_IXUSR else 0o644
+    return content, mode
+
+
+def make_context_tar(files: Mapping[str, tuple[bytes, int]]) -> bytes:
+    """A build context tar whose bytes depend only on the paths, contents and modes.
+
+    Entries are sorted, owned by 0:0 with empty owner names and a fixed mtime,
+    and every parent directory gets its own entry, so identical inputs always
+    give identical bytes and the builder's cache sees identical files.
+    """
+    paths = {_checked_context_path(path): value for path, value in files.items()}
+    directories = {parent for path in paths for parent in _parents(path)}
+    if directories & paths.keys():
+        clash = sorted(directories & paths.keys())[0]
+        raise ValueError(f"build context path {clash!r} is both a file and a directory")
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for path in sorted(directories | paths.keys(), key=lambda p: p.split("/")):
+            info = tarfile.TarInfo(path)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = CONTEXT_MTIME
+            if path in directories:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                archive.addfile(info)
+            else:
+                content, mode = paths[path]
+                info.mode = mode & 0o7777
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def _checked_context_path(path: str) -> str:
+    parts = path.split("/")
+    if not path or path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"build context path {path!r} must be relative, normalised and inside the context")
+    return path
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+# --- build event stream -------------------------------------------------------
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_COMPONENT = re.compile(r"^RUN\s+ENVBUILD_COMPONENT=([\"']?)([A-Za-z0-9_.+-]+)\1(?:\s|$)")
+_USING_CACHE = re.compile(r"^\s*---> Using cache$")
+_RUNNING_IN = re.compile(r"^\s*---> Running in ([0-9a-f]+)$")
+_LAYER = re.compile(r"^\s*---> ([0-9a-f]{12,64})$")
+_REMOVING = re.compile(r"^Removing intermediate container ([0-9a-f]+)$")
+_BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")
+_TAGGED = re.compile(r"^Successfully tagged (\S+)$")
+# The builder writes each of its own messages as one event; a RUN's output
+# chunk left without a newline must not swallow the next builder line.
+_NONZERO_EXIT = re.compile(r"^The command .* returned a non-zero code: (\d+)$", re.DOTALL)
+# Step stderr arrives wrapped in colour codes.
+_ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
+_BUILDER_MESSAGE = re.compile(r"^(Step \d+/\d+ : |\s*---> |Removing intermediate container |Successfully )")
+
+
+@dataclasses.dataclass
+class BuildStep:
+    number: int
+    total: int
+    instruction: str
+    component: str | None
+    started: float
+    cached: bool = False
+    image_id: str | None = None
+    elapsed: float | None = None
+    output: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=FAILURE_TAIL_LINES))
+
+    @property
+    def is_from(self) -> bool:
+        return self.instruction.split(None, 1)[0].upper() == "FROM"
+
+    def describe(self) -> str:
+        instruction = self.instruction if len(self.instruction) <= 60 else self.instruction[:57] + "..."
+        return f"step {self.number}/{self.total} ({instruction})"
+
+
+class BuildTranscript:
+    """Folds classic-builder events into BuildSteps; prints nothing.
+
+    Subclasses override the _on_* hooks to present the build as it happens.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._partial_line = ""
+        self.steps: list[BuildStep] = []
+        self.image_id: str | None = None
+        self.error: str | None = None
+        self.running_container: str | None = None
+
+    @property
+    def current_step(self) -> BuildStep | None:
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def cached_steps(self) -> list[str]:
+        """Instructions served from the layer cache."""
+        return [step.instruction for step in self.steps if step.cached]
+
+    @property
+    def rebuilt_steps(self) -> list[str]:
+        """Instructions that ran (or failed) instead of coming from the cache; FROM excluded."""
+        return [step.instruction for step in self.steps if not step.cached and not step.is_from]
+
+    @property
+    def new_layer_ids(self) -> list[str]:
+        """Layers this build committed, e.g. to remove what a failed build left behind."""
+        return [s.image_id for s in self.steps if s.image_id and not s.cached and not s.is_from]
+
+    def __call__(self, event: dict) -> None:
+        self.feed(event)
+
+    def feed(self, event: dict) -> None:
+        if "stream" in event:
+            self._feed_text(event["stream"])
+        if "aux" in event and isinstance(event["aux"], dict) and "ID" in event["aux"]:
+            self.image_id = event["aux"]["ID"]
+        if "error" in event or "errorDetail" in event:
+            self._flush_partial_line()
+            detail = event.get("errorDetail") or {}
+            self.error = event.get("error") or detail.get("message") or "unknown build error"
+            self._finish_step()
+            self._on_error(self.current_step, self.error)
+        elif "status" in event:
+            self._on_status(event)
+
+    def _feed_text(self, text: str) -> None:
+        if _BUILDER_MESSAGE.match(text):
+            self._flush_partial_line()
+        lines = (self._partial_line + _ANSI_SGR.sub("", text)).split("\n")
+        self._partial_line = lines.pop()
+        for line in lines:
+            self._feed_line(line)
+
+    def _flush_partial_line(self) -> None:
+        if self._partial_line:
+            line, self._partial_line = self._partial_line, ""
+            self._feed_line(line)
+
+    def _feed_line(self, raw_line: str) -> None:
+        # A carriage return redraws the terminal line: keep what a terminal would show.
+        line = raw_line.rstrip("\r").rsplit("\r", 1)[-1]
+        step = self.current_step
+        if match := _STEP.match(line):
+            self._finish_step()
+            instruction = match.group(3)
+            component = _COMPONENT.match(instruction)
+            self.steps.append(
+                BuildStep(
+                    number=int(match.group(1)),
+                    total=int(match.group(2)),
+                    instruction=instruction,
+                    component=component.group(2) if component else None,
+                    started=self._clock(),
+                )
+            )
+            self._on_builder_line(line)
+            self._on_step_started(self.steps[-1])
+        elif step is not None and _USING_CACHE.match(line):
+            step.cached = True
+            self._on_builder_line(line)
+            self._on_step_cached(step)
+        elif match := _RUNNING_IN.match(line):
+            self.running_container = match.group(1)
+            self._on_builder_line(line)
+            if step is not None:
+                self._on_step_running(step)
+        elif match := _REMOVING.match(line):
+            if self.running_container and match.group(1).startswith(self.running_container):
+                self.running_container = None
+            self._on_builder_line(line)
+        elif step is not None and (match := _LAYER.match(line)):
+            step.image_id = match.group(1)
+            self._on_builder_line(line)
+        elif match := _BUILT.match(line):
+            self._finish_step()
+            self.image_id = self.image_id or match.group(1)
+            self._on_builder_line(line)
+        elif _TAGGED.match(line):
+            self._on_builder_line(line)
+        else:
+            if step is not None:
+                step.output.append(line)
+            self._on_output(step, line)
+
+    def _finish_step(self) -> None:
+        step = self.current_step
+        if step is not None and step.elapsed is None:
+            step.elapsed = self._clock() - step.started
+            self._on_step_finished(step)
+
+    # Presentation hooks: no-ops here, BuildProgress prints.
+    def _on_step_started(self, step: BuildStep) -> None:
+        pass
+
+    def _on_step_cached(self, step: BuildStep) -> None:
+        pass
+
+    def _on_step_running(self, step: BuildStep) -> None:
+        pass
+
+    def _on_step_finished(self, step: BuildStep) -> None:
+        pass
+
+    def _on_output(self, step: BuildStep | None, line: str) -> None:
+        pass
+
+    def _on_builder_line(self, line: str) -> None:
+        pass
+
+    def _on_status(self, event: dict) -> None:
+        pass
+
+    def _on_error(self, step: BuildStep | None, error: str) -> None:
+        pass
+
+
+class BuildProgress(BuildTranscript):
+    """Live progress of a build, one line per component event.
+
+    Quiet (default): "building <name>...", "<name>: built in 12.3s",
+    "<name>: cached", and on failure the failing step's last output lines.
+    Verbose: every line the builder and the steps print, plus the above.
+    Pass it as build()'s on_event.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(clock)
+        self._stream = stream
+        self.verbose = verbose
+
+    def _write(self, line: str) -> None:
+        stream = self._stream if self._stream is not None else sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+    def _on_builder_line(self, line: str) -> None:
+        if self.verbose:
+            self._write(line)
+
+    def _on_output(self, step: BuildStep | None, line: str) -> None:
+        if self.verbose:
+            self._write(line)
+
+    def _on_status(self, event: dict) -> None:
+        # Pull progress bars repeat many times a second; only their milestones are worth a line.
+        if self.verbose and "progress" not in event:
+            layer = f"{event['id']}: " if event.get("id") else ""
+            self._write(f"{layer}{event['status']}")
+
+    def _on_step_cached(self, step: BuildStep) -> None:
+        if step.component:
+            self._write(f"{step.component}: cached")
+
+    def _on_step_running(self, step: BuildStep) -> None:
+        if step.component:
+            self._write(f"building {step.component}...")
+
+    def _on_step_finished(self, step: BuildStep) -> None:
+        if step.component and not step.cached and self.error is None:
+            self._write(f"{step.component}: built in {step.elapsed:.1f}s")
+
+    def _on_error(self, step: BuildStep | None, error: str) -> None:
+        if step is None:
+            self._write(f"build failed: {concise_error(error)}")
+            return
+        name = step.component or step.describe()
+        elapsed = f" after {step.elapsed:.1f}s" if step.elapsed is not None else ""
+        self._write(f"{name}: FAILED{elapsed}")
+        if step.output and not self.verbose:
+            self._write(f"--- last {len(step.output)} output lines of {name} ---")
+            for line in step.output:
+                self._write(f"    {line}")
+            self._write("---")
+        self._write(f"error: {concise_error(error)}")
+
+
+# --- building -----------------------------------------------------------------
+
+
+def build(
+    client: docker.DockerClient,
+    context_tar: bytes,
+    tag: str,
+    labels: dict[str, str] | None = None,
+    nocache: bool = False,
+    pull: bool = False,
+    on_event: EventHandler | None = None,
+) -> str:
+    """Build the context's Dockerfile into `tag`; return the image id (sha256:...).
+
+    Every decoded builder event goes to on_event as it arrives. A failing step
+    raises BuildFailed. Ctrl-C closes the stream, which makes the engine cancel
+    the build, removes the step container if one was running, and re-raises.
+    """
+    transcript = BuildTranscript()
+    responses: list[requests.Response] = []
+
+    # docker-py's build stream hides its HTTP response, and only closing that
+    # response tells the engine to cancel; a session hook hands it to us.
+    def remember_response(response: requests.Response, *args, **kwargs) -> None:
+        responses.append(response)
+
+    client.api.hooks["response"].append(remember_response)
+    try:
+        with _engine_errors("start the build"):
+            events = client.api.build(
+                fileobj=io.BytesIO(context_tar),
+                custom_context=True,
+                encoding=None,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                nocache=nocache,
+                pull=pull,
+                labels=labels,
+                timeout=None,  # a quiet RUN may take longer than any read timeout
+            )
+    finally:
+        client.api.hooks["response"].remove(remember_response)
+
+    interrupted = False
+    try:
+        _follow_events(events, transcript, on_event)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        _close(events, responses)
+        if interrupted:
+            _remove_step_container(client, transcript.running_container)
+
+    if transcript.error is not None:
+        raise BuildFailed(transcript.error, transcript.current_step)
+    if transcript.image_id is None:
+        raise BuildFailed("the engine ended the build without reporting an image")
+    with _engine_errors(f"inspect the built image {tag}"):
+        return client.api.inspect_image(transcript.image_id)["Id"]
+
+
+def _follow_events(events: Iterator[dict], transcript: BuildTranscript, on_event: EventHandler | None) -> None:
+    try:
+        for event in events:
+            transcript.feed(event)
+            if on_event is not None:
+                on_event(event)
+            if transcript.error is not None:
+                return
+    except docker.errors.APIError as exc:
+        # The engine rejects some builds (bad Dockerfile, missing base) before streaming.
+        raise BuildFailed(exc.explanation or _first_line(exc), transcript.current_step) from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise EngineUnreachable(
+            f"lost the Docker engine during the build: {unreachable_message(os.environ.get('DOCKER_HOST', ''), exc)}"
+        ) from None
+
+
+def _close(events: Iterator[dict], responses: list[requests.Response]) -> None:
+    close_events = getattr(events, "close", None)
+    if close_events is not None:
+        close_events()
+    for response in responses:
+        response.close()
+
+
+def _remove_step_container(client: docker.DockerClient, container_id: str | None) -> None:
+    if container_id is None:
+        return
+    try:
+        client.api.remove_container(container_id, force=True)
+    except (docker.errors.DockerException, requests.RequestException):
+        pass  # the engine may be removing it already as part of the cancel
