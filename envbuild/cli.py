@@ -9,19 +9,26 @@ from pathlib import Path
 import click
 
 from envbuild import __version__
-from envbuild.errors import EnvbuildError
+from envbuild.errors import EnvbuildError, RecipeError
 from envbuild.model import Library
 from envbuild.plan import Plan, make_plan
 
 
 class Group(click.Group):
-    """Prints EnvbuildError as plain lines on stderr with its exit code, never a traceback."""
+    """Prints errors as plain lines on stderr with their exit code, never a traceback.
+
+    Recipe problems come one per line as `file:line: key: message`, like a compiler's.
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except RecipeError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            sys.exit(exc.exit_code)
         except EnvbuildError as exc:
-            click.echo(f"envbuild: error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
+            click.echo(f"envbuild: error: {exc}", err=True)
             sys.exit(exc.exit_code)
 
 

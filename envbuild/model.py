@@ -230,7 +230,7 @@ class Library:
         if isinstance(name, str) and name != expected_name:
             checker.add(data.line_of("name"), "name", f"{name!r} does not match the file name {expected_name!r}")
         if checker.problems:
-            raise RecipeError(checker.problems)
+            raise RecipeError(sorted(checker.problems, key=lambda p: p.line or 0))
         return data
 
     def recipe_names(self) -> list[str]:

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from envbuild.errors import Problem, RecipeError
-from envbuild.model import ENV_REFERENCE, Component, Library, Recipe
+from envbuild.model import Component, Library, Recipe
 
 HASH_FORMAT = "envbuild-component-v1"
 # Variables the runtime script itself provides, which env values may refer to.
@@ -180,8 +180,5 @@ def _check_prefixes_and_references(recipe: Recipe, components: list[Component]) 
     for file, line, env in owners_of_env:
         for ref in sorted(env.references() - defined):
             problems.append(Problem(file, line, "env", f"${{{ref}}} is not a prefix or variable the recipe defines"))
-        for value in [v for _, v in env.set] + [v for _, vs in env.path for v in vs]:
-            if "$" in ENV_REFERENCE.sub("", value):
-                problems.append(Problem(file, line, "env", f"{value!r}: write variables as ${{NAME}}"))
     if problems:
         raise RecipeError(problems)

@@ -208,7 +208,7 @@ def requirement(checker: Checker, value: Any, line: int, key: str) -> bool:
     try:
         Requirement(value)
     except InvalidRequirement as exc:
-        checker.add(line, key, f"{value!r} is not a valid pip requirement: {exc}")
+        checker.add(line, key, f"{value!r} is not a valid pip requirement: {str(exc).splitlines()[0]}")
         return False
     return True
 
@@ -266,7 +266,8 @@ PIP_GROUP = Shape({
 })
 PIP = list_of(either(requirement, PIP_GROUP.check))
 
-ENV_VALUE = string(re.compile(r"^[^\n]*$"), "one line of text")
+ENV_VALUE = string(re.compile(r"^(?:[^$\n]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$"),
+                   "one line where variables are written as ${NAME}")
 ENV = Shape({
     "set": Field(mapping_of(env_name, ENV_VALUE)),
     "path": Field(mapping_of(env_name, list_of(ENV_VALUE))),

@@ -1,0 +1,81 @@
+"""No-op setup time: envbuild's generated mi355x-moriio script vs the seed's check path.
+
+With every component present, both are run side by side, several times each, as
+fresh `bash` processes (what a job start pays). The seed-style path is what
+DESIGN.md §1 describes: `test -x` checks, `dpkg -l`, and python3 -c imports.
+Its imports fail fast here (none of the packages exist on this machine), so
+its figure is a lower bound of what it costs on a real node.
+
+Usage: python benchmarks/noop_setup.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from envbuild.model import Library
+from envbuild.plan import make_plan
+from envbuild.render import render_script
+
+NIC_FAMILY = "ionic"
+SEED_CHECKS = """
+test -x "${UCX_HOME:-/usr/local/ucx}/bin/ucx_info" || true
+python3 -c "import rixl" 2>/dev/null || true
+test -x /usr/local/bin/etcd/etcd || true
+dpkg -l libionic1 2>/dev/null | grep -q '^ii' || true
+python3 -c "import mori" 2>/dev/null || true
+python3 -c "import quart, aiohttp, msgpack, zmq" 2>/dev/null || true
+python3 -c "import vllm.model_executor.layers.fused_moe.layer" 2>/dev/null || true
+python3 -c "import vllm.distributed.kv_transfer.kv_connector.v1.moriio.moriio_connector" 2>/dev/null || true
+python3 -c "import vllm.distributed.kv_transfer.kv_connector.v1.moriio.moriio_engine" 2>/dev/null || true
+python3 -c "import vllm.v1.core.sched.scheduler" 2>/dev/null || true
+"""
+
+
+def timed_runs(command: list[str], env: dict[str, str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    library = Library()
+    plan = make_plan(library, library.recipe("mi355x-moriio"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        script = work / "setup_deps.sh"
+        script.write_text(render_script(plan))
+        stamps = work / "state" / "stamps"
+        stamps.mkdir(parents=True)
+        for step in plan.steps:
+            (stamps / step.name).write_text(plan.stamp_key(step, NIC_FAMILY) + "\n")
+        seed = work / "seed_checks.sh"
+        seed.write_text(SEED_CHECKS)
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "ENVBUILD_STATE_DIR": str(work / "state"),
+               "ENVBUILD_NIC_FAMILY": NIC_FAMILY, "HOME": tmp}
+        check = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=True)
+        print(f"script says: {check.stdout.strip()}")
+        ours = timed_runs(["bash", str(script)], env, args.runs)
+        theirs = timed_runs(["bash", str(seed)], env, args.runs)
+        bare = timed_runs(["bash", "-c", ":"], env, args.runs)
+    ours_ms, theirs_ms, bare_ms = (statistics.median(t) * 1000 for t in (ours, theirs, bare))
+    print(f"runs per variant:            {args.runs}")
+    print(f"bash start alone (median):   {bare_ms:7.2f} ms")
+    print(f"envbuild no-op (median):     {ours_ms:7.2f} ms   (goal < 20 ms)")
+    print(f"seed-style checks (median):  {theirs_ms:7.2f} ms   (lower bound, see docstring)")
+    print(f"ratio seed / envbuild:       {theirs_ms / ours_ms:7.1f}x")
+
+
+if __name__ == "__main__":
+    main()

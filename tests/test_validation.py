@@ -1,0 +1,73 @@
+"""Invalid recipes: every problem names file, line and key; exit 2; no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envbuild.errors import RecipeError
+from envbuild.model import Library
+from envbuild.plan import make_plan
+
+INVALID = Path(__file__).parent / "invalid"
+CASES = sorted(p.name for p in INVALID.iterdir() if p.is_dir())
+
+
+def run_envbuild(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envbuild", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_invalid_recipe_is_refused_with_its_expected_error(case):
+    result = run_envbuild("validate", "r", "--recipes-dir", "recipes", cwd=INVALID / case)
+    expected = (INVALID / case / "expected.txt").read_text()
+    assert result.returncode == 2
+    assert result.stderr == expected
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["plan", "--recipe", "r"], ["runtime-script", "--recipe", "r"]])
+def test_every_command_validates_first(command):
+    result = run_envbuild(*command, "--recipes-dir", "recipes", cwd=INVALID / "dependency-cycle")
+    assert result.returncode == 2
+    assert result.stderr == (INVALID / "dependency-cycle" / "expected.txt").read_text()
+    assert result.stdout == ""
+
+
+def test_builtin_recipes_are_valid():
+    library = Library()
+    assert library.recipe_names() == ["mi355x-moriio", "mi355x-nixl"]
+    for name in library.recipe_names():
+        make_plan(library, library.recipe(name))
+
+
+def test_validate_accepts_a_recipe_file_path(tmp_path):
+    recipe = Path(__file__).parent.parent / "recipes" / "mi355x-moriio.yaml"
+    result = run_envbuild("validate", str(recipe), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("mi355x-moriio: ok (6 components, hash ")
+
+
+def test_unknown_recipe_lists_the_known_ones(tmp_path):
+    result = run_envbuild("plan", "--recipe", "mi999", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no recipe named 'mi999' (known recipes: mi355x-moriio, mi355x-nixl)" in result.stderr
+
+
+def test_problems_of_one_file_are_all_reported(tmp_path):
+    components = tmp_path / "components"
+    components.mkdir()
+    (components / "a.yaml").write_text("name: a\nsource:\n  git: nope\n  commit: abc\nwhen:\n  nic: ib\n")
+    with pytest.raises(RecipeError) as info:
+        Library(tmp_path).component("a")
+    assert [(p.line, p.key) for p in info.value.problems] == [
+        (1, "description"), (3, "source.git"), (4, "source.commit"), (6, "when.nic"),
+    ]
