@@ -1,0 +1,811 @@
+"""RDMA NIC detection: rails, GID index, QoS and the variables NCCL/RCCL, UCX and MoRI read.
+
+The runtime script embeds this file's text and runs it with the image's python3 as
+`python3 -I - ARGS` (source on stdin), so it imports only the standard library,
+stays Python 3.8 compatible and never relies on `__file__`.
+
+Every file read goes through `root`, so a captured or fixture tree can stand in for
+a node; vendor QoS tools run from PATH. Anything odd becomes a warning in the
+result, never an exception: a degraded answer beats no answer at container start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+FAMILY_BY_VENDOR = {"0x1dd8": "ionic", "0x15b3": "mlx5", "0x14e4": "bnxt"}
+FAMILY_BY_DRIVER = {"ionic": "ionic", "mlx5_core": "mlx5", "bnxt_en": "bnxt"}
+UNKNOWN_VENDOR = "unknown"
+NO_NIC = "none"
+RAIL = "rail"
+EXCLUDED = "excluded"
+ROCE_V2 = "RoCE v2"
+INFINIBAND = "InfiniBand"
+LINK_LAYERS = ("Ethernet", INFINIBAND)
+TOOL_TIMEOUT = 5.0
+# The usual RoCE marking (NVIDIA and Broadcom defaults); when several DSCPs map to
+# the no-drop priority, this is the one the switches are most likely set up for.
+PREFERRED_DSCP = 26
+DSCP_OVERRIDE = "ENVBUILD_NIC_DSCP"
+SL_OVERRIDE = "ENVBUILD_NIC_SL"
+FORMATS = ("env", "json", "text", "family")
+
+# Every variable `--format env` prints, in print order, with the value it carries.
+VARIABLES = (
+    ("IBDEVICES", "devices"),
+    ("NCCL_IB_HCA", "exact_devices"),
+    ("NCCL_IB_GID_INDEX", "gid_index"),
+    ("NCCL_IB_TC", "traffic_class"),
+    ("NCCL_IB_SL", "service_level"),
+    ("NCCL_SOCKET_IFNAME", "socket_ifname"),
+    ("GLOO_SOCKET_IFNAME", "socket_ifname"),
+    ("UCX_NET_DEVICES", "device_ports"),
+    ("UCX_IB_GID_INDEX", "gid_index"),
+    ("UCX_IB_TRAFFIC_CLASS", "traffic_class"),
+    ("UCX_IB_SL", "service_level"),
+    ("MORI_RDMA_DEVICES", "devices"),
+    ("MORI_IB_GID_INDEX", "gid_index"),
+    ("MORI_RDMA_TC", "traffic_class"),
+    ("MORI_RDMA_SL", "service_level"),
+    ("MORI_IO_TC", "traffic_class"),
+    ("MORI_IO_SL", "service_level"),
+    ("MORI_SOCKET_IFNAME", "socket_ifname"),
+)
+ENV_VARIABLES = tuple(name for name, _ in VARIABLES)
+
+
+def natural_key(name: str) -> list:
+    """Sort key that puts rdma10 after rdma9."""
+    return [int(part) if index % 2 else part for index, part in enumerate(re.split(r"([0-9]+)", name))]
+
+
+class Tree:
+    """The node's files under `root`; absent or unreadable files read as None."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def read(self, *parts: str) -> Optional[str]:
+        try:
+            with open(self.path(*parts), encoding="utf-8", errors="replace") as handle:
+                return handle.read().strip()
+        except OSError:
+            return None
+
+    def listdir(self, *parts: str) -> List[str]:
+        try:
+            return sorted(os.listdir(self.path(*parts)), key=natural_key)
+        except OSError:
+            return []
+
+    def link_name(self, *parts: str) -> Optional[str]:
+        """The name a symlink leads to: a driver's or a PCI device's; None if not a symlink."""
+        path = self.path(*parts)
+        if not os.path.islink(path):
+            return None
+        return os.path.basename(os.path.realpath(path))
+
+
+class ToolFailure(Exception):
+    """A vendor tool could not give its output."""
+
+
+def run_tool(argv: Sequence[str], timeout: float = TOOL_TIMEOUT) -> str:
+    """Run a vendor tool and return its standard output; raise ToolFailure if it fails."""
+    try:
+        # A session of its own, so that a timeout kills whatever the tool started too.
+        process = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, env=dict(os.environ, LC_ALL="C"),
+        )
+    except OSError as error:
+        raise ToolFailure(f"cannot run: {error.strerror}") from None
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
+        raise ToolFailure(f"timed out after {timeout:g} s") from None
+    if process.returncode != 0:
+        detail = _first_line(err.decode("utf-8", "replace")) or _first_line(out.decode("utf-8", "replace"))
+        raise ToolFailure(f"exited with status {process.returncode}" + (f": {detail}" if detail else ""))
+    return out.decode("utf-8", "replace")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+@dataclass
+class Port:
+    """One port of one RDMA device, as read from sysfs."""
+
+    device: str
+    number: int
+    vendor: str
+    vendor_id: Optional[str]
+    driver: Optional[str]
+    pci: Optional[str]
+    state: Optional[str]
+    link_layer: Optional[str]
+    netdev: Optional[str]
+    netdevs: List[str]
+    gid_index: Optional[int]
+    gid: Optional[str]
+    mtu: Optional[int]
+    reason: Optional[str] = None
+
+    @property
+    def is_rail(self) -> bool:
+        return self.reason is None
+
+    def as_json(self) -> dict:
+        return {
+            "name": self.device,
+            "port": self.number,
+            "netdev": self.netdev,
+            "state": self.state,
+            "link_layer": self.link_layer,
+            "gid_index": self.gid_index,
+            "gid": self.gid,
+            "mtu": self.mtu,
+            "vendor": self.vendor,
+            "role": RAIL if self.is_rail else EXCLUDED,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class QosTable:
+    """What a vendor tool says about one NIC: DSCP -> priority, no-drop priorities, trust."""
+
+    dscp_priority: Dict[int, int] = field(default_factory=dict)
+    no_drop: Optional[List[int]] = None
+    trust: Optional[str] = None
+
+
+@dataclass
+class QosReading:
+    dscp: Optional[int] = None
+    service_level: Optional[int] = None
+
+
+class Probe:
+    """What one detection run reads from and reports to."""
+
+    def __init__(self, tree: Tree, environ: Mapping[str, str], which: Callable, run: Callable):
+        self.tree = tree
+        self.environ = environ
+        self.which = which
+        self.run = run
+        self.warnings: List[str] = []
+
+    def warn(self, message: str) -> None:
+        # One line each: warnings become `# warning:` comments in shell output.
+        self.warnings.append(" ".join(message.split()))
+
+    def tool(self, name: str, *args: str) -> Optional[str]:
+        path = self.which(name, path=self.environ.get("PATH", os.defpath))
+        if path is None:
+            self.warn(f"{name} not found on PATH, so QoS cannot be read from it")
+            return None
+        try:
+            return self.run([path, *args])
+        except ToolFailure as failure:
+            self.warn(f"{' '.join([name, *args])}: {failure}")
+            return None
+
+
+# --- devices, GIDs, rails -------------------------------------------------------------
+
+def classify_gid(text: Optional[str]) -> Optional[str]:
+    """'ipv4' (IPv4-mapped), 'ipv6', 'link-local', or None for an empty or garbled slot."""
+    try:
+        address = ipaddress.IPv6Address(text or "")
+    except ValueError:
+        return None
+    if not int(address):
+        return None
+    if address.is_link_local:
+        return "link-local"
+    return "ipv4" if address.ipv4_mapped else "ipv6"
+
+
+def choose_gid(tree: Tree, port_dir: tuple, link_layer: Optional[str]):
+    """Scan the GID table; return (index, gid, netdev) of the best entry, or Nones.
+
+    RoCE: RoCE v2 before v1, IPv4-mapped before global IPv6; link-local never.
+    Native InfiniBand: the first entry, where the fe80 default prefix is normal.
+    Slots whose types/ndevs cannot be read (EINVAL on an empty slot) are empty.
+    """
+    best = None
+    for entry in tree.listdir(*port_dir, "gids"):
+        if not _is_index(entry):
+            continue
+        gid = tree.read(*port_dir, "gids", entry)
+        kind = classify_gid(gid)
+        if kind is None:
+            continue
+        netdev = tree.read(*port_dir, "gid_attrs", "ndevs", entry)
+        if link_layer == INFINIBAND:
+            return int(entry), gid, netdev
+        gid_type = tree.read(*port_dir, "gid_attrs", "types", entry)
+        if kind == "link-local" or gid_type is None or netdev is None:
+            continue
+        rank = (gid_type != ROCE_V2, kind != "ipv4")
+        if best is None or rank < best[0]:
+            best = (rank, int(entry), gid, netdev)
+        if rank == (False, False):
+            break
+    return best[1:] if best else (None, None, None)
+
+
+def _state_word(text: Optional[str]) -> Optional[str]:
+    """'4: ACTIVE' -> 'ACTIVE'."""
+    if not text:
+        return None
+    return text.split(":", 1)[-1].strip() or None
+
+
+def _is_index(name: str) -> bool:
+    return re.fullmatch(r"[0-9]+", name) is not None
+
+
+def _int_or_none(text: Optional[str]) -> Optional[int]:
+    """Decimal or 0x-hex (Broadcom's configfs prints hex); None for anything else."""
+    text = (text or "").strip()
+    if _is_index(text):
+        return int(text)
+    return int(text, 16) if re.fullmatch(r"0[xX][0-9a-fA-F]+", text) else None
+
+
+def read_ports(probe: Probe, device: str) -> List[Port]:
+    tree = probe.tree
+    base = ("sys", "class", "infiniband", device)
+    vendor_id = (tree.read(*base, "device", "vendor") or "").lower() or None
+    driver = tree.link_name(*base, "device", "driver")
+    vendor = FAMILY_BY_VENDOR.get(vendor_id or "") or FAMILY_BY_DRIVER.get(driver or "") or UNKNOWN_VENDOR
+    pci = tree.link_name(*base, "device")
+    netdevs = tree.listdir(*base, "device", "net")
+    port_names = tree.listdir(*base, "ports")
+    if not port_names:
+        probe.warn(f"{device}: no ports under sys/class/infiniband/{device}/ports")
+    ports = []
+    for name in port_names:
+        if not _is_index(name):
+            probe.warn(f"{device}: ignoring odd port directory {name!r}")
+            continue
+        port_dir = base + ("ports", name)
+        state = _state_word(tree.read(*port_dir, "state"))
+        link_layer = tree.read(*port_dir, "link_layer")
+        for what, value in (("state", state), ("link_layer", link_layer)):
+            if value is None:
+                probe.warn(f"{device} port {name}: cannot read {what}")
+        gid_index, gid, gid_netdev = choose_gid(tree, port_dir, link_layer)
+        netdev = gid_netdev or (netdevs[0] if netdevs else None)
+        mtu = _int_or_none(tree.read("sys", "class", "net", netdev, "mtu")) if netdev else None
+        ports.append(Port(device, int(name), vendor, vendor_id, driver, pci, state, link_layer,
+                          netdev, netdevs, gid_index, gid, mtu))
+    return ports
+
+
+def exclusion_reason(port: Port, socket_ifname: Optional[str]) -> Optional[str]:
+    """Why a port cannot be a rail, judged on the port alone; None if it can."""
+    if port.vendor == UNKNOWN_VENDOR:
+        return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not ionic, mlx5 or bnxt"
+    if port.state != "ACTIVE":
+        return f"port state {port.state or 'unreadable'}"
+    if port.link_layer not in LINK_LAYERS:
+        return f"link layer {port.link_layer or 'unreadable'}"
+    if socket_ifname and socket_ifname in {port.netdev, *port.netdevs}:
+        return f"{socket_ifname} carries the default route (management NIC)"
+    if port.gid_index is None:
+        return "no routable GID (RoCE v2/v1 with an IPv4-mapped or global address)"
+    return None
+
+
+def rail_family(ports: List[Port]) -> str:
+    """The family most devices have, among possible rails (else among all known devices)."""
+    candidates = [p for p in ports if p.is_rail] or [p for p in ports if p.vendor != UNKNOWN_VENDOR]
+    devices: Dict[str, Dict[str, None]] = {}
+    for port in candidates:
+        devices.setdefault(port.vendor, {})[port.device] = None
+    if not devices:
+        return NO_NIC
+    # max() keeps the first of equals: on a tie, the family met first in name order.
+    return max(devices, key=lambda family: len(devices[family]))
+
+
+def default_route_ifname(probe: Probe) -> Optional[str]:
+    """The interface of the lowest-metric IPv4 default route in proc/net/route."""
+    text = probe.tree.read("proc", "net", "route")
+    if text is None:
+        probe.warn("cannot read proc/net/route: socket interface unknown")
+        return None
+    best = None
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] != "00000000" or fields[7] != "00000000":
+            continue
+        try:
+            up, metric = int(fields[3], 16) & 1, int(fields[6])
+        except ValueError:
+            continue
+        if up and (best is None or metric < best[0]):
+            best = (metric, fields[0])
+    if best is None:
+        probe.warn("no default route in proc/net/route: socket interface unknown")
+        return None
+    return best[1]
+
+
+def common_gid_index(probe: Probe, rails: List[Port]) -> Optional[int]:
+    counts = Counter(port.gid_index for port in rails)
+    if not counts:
+        return None
+    index = min(counts, key=lambda i: (-counts[i], i))
+    if len(counts) > 1:
+        each = ", ".join(f"{p.device}:{p.number}={p.gid_index}" for p in rails)
+        probe.warn(f"rails disagree on the GID index ({each}); using {index}, the most common")
+    return index
+
+
+def check_rails(probe: Probe, ports: List[Port], rails: List[Port], family: str) -> None:
+    known = [p for p in ports if p.vendor != UNKNOWN_VENDOR]
+    if not ports:
+        probe.warn("no RDMA devices under sys/class/infiniband: family none, only the socket variables are set")
+    elif not known:
+        found = ", ".join(sorted({p.device for p in ports}, key=natural_key))
+        probe.warn(f"no ionic, mlx5 or bnxt RDMA device (found {found}): family none")
+    elif not rails:
+        probe.warn("every RDMA port was excluded, so there are no rails (see each device's reason)")
+    families = Counter()
+    for device, vendor in {(p.device, p.vendor) for p in known}:
+        families[vendor] += 1
+    if len(families) > 1:
+        listed = ", ".join(f"{name} {families[name]}" for name in sorted(families))
+        probe.warn(f"mixed NIC vendors ({listed} devices); rails are the most common family, {family}")
+    mtus = sorted({p.mtu for p in rails if p.mtu is not None})
+    if len(mtus) > 1:
+        probe.warn("rails have different MTUs: " + ", ".join(f"{p.netdev}={p.mtu}" for p in rails))
+    if rails and not any(name.startswith("uverbs") for name in probe.tree.listdir("dev", "infiniband")):
+        probe.warn("no dev/infiniband/uverbs* devices: verbs are unusable here "
+                   "(a container needs --device=/dev/infiniband)")
+
+
+# --- QoS ---------------------------------------------------------------------------------
+
+def parse_numbers(text: str) -> List[int]:
+    """'0-23, 25-45, 47-63,' -> the numbers; raise ValueError on anything else."""
+    numbers: List[int] = []
+    for token in re.split(r"[,\s]+", text.strip()):
+        if not token:
+            continue
+        low, _, high = token.partition("-")
+        numbers.extend(range(int(low), int(high or low) + 1))
+    return numbers
+
+
+NICCTL_NIC = re.compile(r"^\s*NIC\s*:")
+NICCTL_DSCP = re.compile(r"^\s*DSCP\s*:\s*(?P<dscps>[0-9,\s-]*?)\s*==>\s*priority\s*:\s*(?P<priority>\d+)")
+NICCTL_NO_DROP = re.compile(r"^\s*PFC no-drop priorities\s*:(?P<priorities>.*)$")
+
+
+def parse_nicctl_qos(text: str) -> List[QosTable]:
+    """`nicctl show qos`: one table per `NIC :` block."""
+    tables: List[QosTable] = []
+    current: Optional[QosTable] = None
+    for line in text.splitlines():
+        if NICCTL_NIC.match(line) or current is None:
+            current = QosTable()
+            tables.append(current)
+        dscp = NICCTL_DSCP.match(line)
+        no_drop = NICCTL_NO_DROP.match(line)
+        try:
+            if dscp:
+                for value in parse_numbers(dscp.group("dscps")):
+                    current.dscp_priority[value] = int(dscp.group("priority"))
+            elif no_drop:
+                current.no_drop = parse_numbers(no_drop.group("priorities"))
+        except ValueError:
+            continue
+    return [t for t in tables if t.dscp_priority or t.no_drop is not None]
+
+
+MLNX_TRUST = re.compile(r"^\s*Priority trust state:\s*(?P<trust>\S+)")
+MLNX_PRIO = re.compile(r"^\s*prio:\s*(?P<priority>\d+)\s+dscp:\s*(?P<dscps>[0-9,\s]*)$")
+MLNX_PFC_ROW = re.compile(r"^\s*(?P<label>priority|enabled)\s+(?P<values>[0-9\s]+)$")
+
+
+def parse_mlnx_qos(text: str) -> List[QosTable]:
+    """`mlnx_qos -i <netdev>`: trust state, dscp2prio mapping and the PFC table."""
+    table = QosTable()
+    rows: Dict[str, List[str]] = {}
+    for line in text.splitlines():
+        trust = MLNX_TRUST.match(line)
+        prio = MLNX_PRIO.match(line)
+        row = MLNX_PFC_ROW.match(line)
+        if trust:
+            table.trust = trust.group("trust")
+        elif prio:
+            for value in parse_numbers(prio.group("dscps")):
+                table.dscp_priority[value] = int(prio.group("priority"))
+        elif row:
+            rows.setdefault(row.group("label"), row.group("values").split())
+    if "priority" in rows and "enabled" in rows:
+        table.no_drop = [int(p) for p, on in zip(rows["priority"], rows["enabled"]) if on == "1"]
+    return [table] if table.dscp_priority or table.no_drop is not None else []
+
+
+NICCLI_PFC = re.compile(r"^\s*PFC enabled\s*:(?P<priorities>.*)$")
+NICCLI_APP = re.compile(r"^\s*APP#\d+")
+NICCLI_PRIORITY = re.compile(r"^\s*Priority\s*:\s*(?P<priority>\d+)\s*$")
+NICCLI_DSCP = re.compile(r"^\s*DSCP\s*:\s*(?P<dscps>[0-9,\s-]+)$")
+
+
+def parse_niccli_qos(text: str) -> List[QosTable]:
+    """`niccli -dev <pci> getqos`: the PFC TLV and the APP TLV entries that carry a DSCP."""
+    table = QosTable()
+    priority: Optional[int] = None
+    for line in text.splitlines():
+        pfc = NICCLI_PFC.match(line)
+        app_priority = NICCLI_PRIORITY.match(line)
+        dscp = NICCLI_DSCP.match(line)
+        try:
+            if pfc:
+                words = pfc.group("priorities").strip()
+                table.no_drop = [] if words.lower() in ("", "none") else parse_numbers(words)
+            elif NICCLI_APP.match(line):
+                priority = None
+            elif app_priority:
+                priority = int(app_priority.group("priority"))
+            elif dscp and priority is not None:
+                for value in parse_numbers(dscp.group("dscps")):
+                    table.dscp_priority[value] = priority
+        except ValueError:
+            continue
+    return [table] if table.dscp_priority or table.no_drop is not None else []
+
+
+def reading_from_table(table: QosTable):
+    """(QosReading, None) or (None, why not): the no-drop priority and its DSCP."""
+    if table.trust and table.trust.lower() != "dscp":
+        return None, f"priority trust state is {table.trust}, not dscp"
+    if not table.no_drop:
+        return None, "PFC is off (no no-drop priority)"
+    dscps_of: Dict[int, List[int]] = {}
+    for dscp, priority in sorted(table.dscp_priority.items()):
+        if priority in table.no_drop:
+            dscps_of.setdefault(priority, []).append(dscp)
+    if not dscps_of:
+        listed = ",".join(str(p) for p in table.no_drop)
+        return None, f"no DSCP maps to the no-drop priority {listed}"
+    # With several no-drop priorities, the RDMA class is the one with the fewest DSCPs:
+    # the catch-all class gets the ranges.
+    priority = min(dscps_of, key=lambda p: (len(dscps_of[p]), p))
+    dscps = dscps_of[priority]
+    return QosReading(PREFERRED_DSCP if PREFERRED_DSCP in dscps else dscps[0], priority), None
+
+
+@dataclass(frozen=True)
+class QosTool:
+    command: str
+    arguments: Callable[[Port], Optional[List[str]]]
+    parse: Callable[[str], List[QosTable]]
+
+    def read(self, probe: Probe, rail: Port) -> Optional[QosReading]:
+        arguments = self.arguments(rail)
+        if arguments is None:
+            return None
+        output = probe.tool(self.command, *arguments)
+        if output is None:
+            return None
+        tables = self.parse(output)
+        if not tables:
+            probe.warn(f"{self.command}: no QoS in its output ({_first_line(output) or 'empty'})")
+            return None
+        results = [reading_from_table(table) for table in tables]
+        readings = [(r.dscp, r.service_level) for r, _ in results if r is not None]
+        if not readings:
+            probe.warn(f"{self.command}: {results[0][1]}")
+            return None
+        counts = Counter(readings)
+        dscp, service_level = max(counts, key=lambda r: counts[r])
+        if len(counts) > 1 or len(readings) < len(results):
+            probe.warn(f"{self.command}: NICs disagree on QoS; using DSCP {dscp}, priority {service_level}")
+        return QosReading(dscp, service_level)
+
+
+# One rail speaks for all: the tools are slow and the rails share one fabric policy.
+QOS_TOOLS = {
+    "ionic": QosTool("nicctl", lambda rail: ["show", "qos"], parse_nicctl_qos),
+    "mlx5": QosTool("mlnx_qos", lambda rail: ["-i", rail.netdev] if rail.netdev else None, parse_mlnx_qos),
+    "bnxt": QosTool("niccli", lambda rail: ["-dev", rail.pci, "getqos"] if rail.pci else None, parse_niccli_qos),
+}
+
+
+def _in_range(value: Optional[int], high: int) -> Optional[int]:
+    return value if value is not None and 0 <= value <= high else None
+
+
+def read_mlx5_sysfs_qos(probe: Probe, rail: Port) -> Optional[QosReading]:
+    """MLNX_OFED's tc/1/traffic_class (`Global tclass=106`) and the netdev's qos/trust."""
+    trust = probe.tree.read("sys", "class", "net", rail.netdev, "qos", "trust") if rail.netdev else None
+    if trust and trust != "dscp":
+        probe.warn(f"{rail.netdev}: qos/trust is {trust}, so the DSCP does not choose the priority")
+    text = probe.tree.read("sys", "class", "infiniband", rail.device, "tc", "1", "traffic_class")
+    if not text:
+        return None
+    match = re.search(r"tclass=(\d+)", text)
+    if not match:
+        probe.warn(f"{rail.device}: unreadable tc/1/traffic_class ({text!r})")
+        return None
+    return QosReading(dscp=_in_range(int(match.group(1)) >> 2, 63))
+
+
+def read_bnxt_configfs_qos(probe: Probe, rail: Port) -> Optional[QosReading]:
+    """Broadcom's configfs cc/roce_dscp and cc/roce_prio (hex or decimal)."""
+    cc = ("sys", "kernel", "config", "bnxt_re", rail.device, "ports", "1", "cc")
+    texts = [probe.tree.read(*cc, name) for name in ("roce_dscp", "roce_prio")]
+    if texts == [None, None]:
+        return None
+    reading = QosReading(_in_range(_int_or_none(texts[0]), 63), _in_range(_int_or_none(texts[1]), 7))
+    if (reading.dscp, reading.service_level) == (None, None):
+        probe.warn(f"{rail.device}: unreadable configfs roce_dscp/roce_prio ({texts[0]!r}, {texts[1]!r})")
+        return None
+    return reading
+
+
+QOS_FILES = {"mlx5": ("sysfs", read_mlx5_sysfs_qos), "bnxt": ("configfs", read_bnxt_configfs_qos)}
+
+
+def override_qos(probe: Probe) -> Optional[QosReading]:
+    values = []
+    for name, high in ((DSCP_OVERRIDE, 63), (SL_OVERRIDE, 7)):
+        text = probe.environ.get(name, "").strip()
+        value = _in_range(_int_or_none(text), high)
+        if text and value is None:
+            probe.warn(f"{name}={text!r} is not a number from 0 to {high}; ignored")
+        values.append(value)
+    return QosReading(*values)
+
+
+def profile_qos(probe: Probe, profile: Mapping) -> Optional[QosReading]:
+    values = []
+    for key, high in (("dscp", 63), ("service_level", 7)):
+        value = profile.get(key)
+        checked = _in_range(value, high) if isinstance(value, int) and not isinstance(value, bool) else None
+        if value is not None and checked is None:
+            probe.warn(f"cluster profile {key}={value!r} is not a number from 0 to {high}; ignored")
+        values.append(checked)
+    return QosReading(*values)
+
+
+def detect_qos(probe: Probe, family: str, rails: List[Port], profile: Mapping) -> dict:
+    """Each of DSCP and service level comes from the first source that knows it."""
+    sources = [("override", lambda: override_qos(probe))]
+    if rails and family in QOS_TOOLS:
+        tool = QOS_TOOLS[family]
+        sources.append((tool.command, lambda: tool.read(probe, rails[0])))
+    if rails and family in QOS_FILES:
+        name, read_files = QOS_FILES[family]
+        sources.append((name, lambda: read_files(probe, rails[0])))
+    sources.append(("profile", lambda: profile_qos(probe, profile)))
+    dscp = service_level = dscp_source = sl_source = None
+    for name, read in sources:
+        if dscp is not None and service_level is not None:
+            break
+        reading = read()
+        if reading is None:
+            continue
+        if dscp is None and reading.dscp is not None:
+            dscp, dscp_source = reading.dscp, name
+        if service_level is None and reading.service_level is not None:
+            service_level, sl_source = reading.service_level, name
+    if rails:
+        missing = [what for what, value in (("DSCP", dscp), ("service level", service_level)) if value is None]
+        if missing:
+            probe.warn(f"no {' or '.join(missing)} found; the matching TC/SL variables are not set "
+                       f"(set {DSCP_OVERRIDE}/{SL_OVERRIDE} or the cluster profile's qos)")
+    if dscp_source and sl_source and dscp_source != sl_source:
+        source = f"dscp: {dscp_source}, service_level: {sl_source}"
+    else:
+        source = dscp_source or sl_source or "none"
+    return {
+        "dscp": dscp,
+        "traffic_class": dscp << 2 if dscp is not None else None,
+        "service_level": service_level,
+        "source": source,
+        "dscp_source": dscp_source,
+        "service_level_source": sl_source,
+    }
+
+
+# --- the result ------------------------------------------------------------------------
+
+def check_profile(probe: Probe, profile: Mapping, family: str, rails: List[Port]) -> None:
+    name = profile.get("name") or "(unnamed)"
+    expected_family = profile.get("nic_family")
+    if expected_family and expected_family != family:
+        probe.warn(f"cluster profile {name} expects nic_family {expected_family}, but this node has {family}")
+    expected_rails = profile.get("rail_count")
+    if expected_rails is not None and expected_rails != len(rails):
+        probe.warn(f"cluster profile {name} expects {expected_rails} rails, but this node has {len(rails)}")
+
+
+def _env_source(qos_source: Optional[str]) -> str:
+    return qos_source if qos_source in ("override", "profile") else "detected"
+
+
+def build_env(rails: List[Port], gid_index: Optional[int], qos: dict, socket_ifname: Optional[str],
+              environ: Mapping[str, str], respect_env: bool):
+    names = list(dict.fromkeys(port.device for port in rails))
+    values = {
+        "devices": ",".join(names) or None,
+        "exact_devices": "=" + ",".join(names) if names else None,  # '=': mlx5_1 must not match mlx5_10
+        "device_ports": ",".join(f"{p.device}:{p.number}" for p in rails) or None,
+        "gid_index": None if gid_index is None else str(gid_index),
+        "traffic_class": None if qos["traffic_class"] is None else str(qos["traffic_class"]),
+        "service_level": None if qos["service_level"] is None else str(qos["service_level"]),
+        "socket_ifname": socket_ifname,
+    }
+    origin = {kind: "detected" for kind in values}
+    origin["traffic_class"] = _env_source(qos["dscp_source"])
+    origin["service_level"] = _env_source(qos["service_level_source"])
+    env: Dict[str, str] = {}
+    sources: Dict[str, str] = {}
+    for variable, kind in VARIABLES:
+        # Like the seed's ${VAR:-...}: an empty value counts as unset.
+        current = environ.get(variable) if respect_env else None
+        if current:
+            env[variable], sources[variable] = current, "environment"
+        elif values[kind] is not None:
+            env[variable], sources[variable] = values[kind], origin[kind]
+    return env, sources
+
+
+def detect(root: str = "/", environ: Optional[Mapping[str, str]] = None, profile: Optional[Mapping] = None,
+           respect_env: bool = True, which: Callable = shutil.which, run: Callable = run_tool) -> dict:
+    """Detect the node's RDMA rails, GID index and QoS, and the variables that follow.
+
+    `profile` is a cluster profile as a plain dict (name, nic_family, rail_count,
+    dscp, service_level; all optional): its expectations are checked, its QoS is
+    the fallback. `which(name, path=...)` finds vendor tools; `run(argv)` runs one
+    and returns its output or raises ToolFailure.
+    """
+    environ = os.environ if environ is None else environ
+    profile = profile or {}
+    probe = Probe(Tree(root), environ, which, run)
+    socket_ifname = default_route_ifname(probe)
+    ports = [port for device in probe.tree.listdir("sys", "class", "infiniband") for port in read_ports(probe, device)]
+    for port in ports:
+        port.reason = exclusion_reason(port, socket_ifname)
+    family = rail_family(ports)
+    for port in ports:
+        if port.is_rail and port.vendor != family:
+            port.reason = f"family {port.vendor} is not the rail family {family}"
+    rails = [port for port in ports if port.is_rail]
+    check_rails(probe, ports, rails, family)
+    gid_index = common_gid_index(probe, rails)
+    qos = detect_qos(probe, family, rails, profile)
+    check_profile(probe, profile, family, rails)
+    env, env_sources = build_env(rails, gid_index, qos, socket_ifname, environ, respect_env)
+    return {
+        "family": family,
+        "rails": len(rails),
+        "gid_index": gid_index,
+        "devices": [port.as_json() for port in ports],
+        "qos": qos,
+        "socket_ifname": socket_ifname,
+        "warnings": probe.warnings,
+        "env": env,
+        "env_sources": env_sources,
+    }
+
+
+# --- output ------------------------------------------------------------------------------
+
+def summary(result: dict) -> str:
+    qos = result["qos"]
+    parts = [f"family {result['family']}", f"{result['rails']} rails"]
+    if result["gid_index"] is not None:
+        parts.append(f"GID index {result['gid_index']}")
+    if qos["dscp"] is not None:
+        parts.append(f"DSCP {qos['dscp']} (TC {qos['traffic_class']})")
+    if qos["service_level"] is not None:
+        parts.append(f"SL {qos['service_level']}")
+    parts.append("no QoS" if qos["source"] == "none" else f"QoS from {qos['source']}")
+    parts.append(f"socket {result['socket_ifname'] or 'unknown'}")
+    return ", ".join(parts)
+
+
+def render_env(result: dict) -> str:
+    lines = [f"# envbuild detect-nic: {summary(result)}"]
+    lines += [f"# warning: {warning}" for warning in result["warnings"]]
+    for variable in ENV_VARIABLES:
+        if variable not in result["env"]:
+            continue
+        if result["env_sources"][variable] == "environment":
+            lines.append(f"# {variable} from environment")
+        lines.append(f"export {variable}={shlex.quote(result['env'][variable])}")
+    missing = [variable for variable in ENV_VARIABLES if variable not in result["env"]]
+    if missing:
+        lines.append("# not set (nothing detected): " + " ".join(missing))
+    return "\n".join(lines) + "\n"
+
+
+def render_json(result: dict) -> str:
+    return json.dumps(result, indent=2) + "\n"
+
+
+def render_text(result: dict) -> str:
+    columns = ("name", "port", "netdev", "state", "link_layer", "gid_index", "mtu", "vendor", "role", "reason")
+    rows = [[column.upper() for column in columns]]
+    rows += [["-" if device[c] is None else str(device[c]) for c in columns] for device in result["devices"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = [summary(result), ""]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    if result["warnings"]:
+        lines += ["", "warnings:"] + [f"  - {warning}" for warning in result["warnings"]]
+    lines += ["", "variables:"]
+    lines += [f"  {name}={value}  ({result['env_sources'][name]})" for name, value in result["env"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_family(result: dict) -> str:
+    return result["family"] + "\n"
+
+
+RENDERERS = {"env": render_env, "json": render_json, "text": render_text, "family": render_family}
+
+
+def load_profile_json(text: Optional[str]):
+    """(profile dict, problem or None) from --profile-json."""
+    if text is None:
+        return {}, None
+    try:
+        profile = json.loads(text)
+    except ValueError as error:
+        return {}, f"--profile-json is not valid JSON ({error}); profile ignored"
+    if not isinstance(profile, dict):
+        return {}, "--profile-json is not a JSON object; profile ignored"
+    return profile, None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="detect-nic", description="Detect RDMA rails, GID index and QoS; print the variables that follow.")
+    parser.add_argument("--root", default="/", help="filesystem root every read goes through (default /)")
+    parser.add_argument("--format", choices=FORMATS, default="env", help="output format (default env)")
+    parser.add_argument("--profile-json", help="cluster profile as a JSON object (expectations and QoS fallback)")
+    parser.add_argument("--no-respect-env", dest="respect_env", action="store_false",
+                        help="print detected values even for variables already set in the environment")
+    args = parser.parse_args(argv)
+    profile, problem = load_profile_json(args.profile_json)
+    result = detect(root=args.root, profile=profile, respect_env=args.respect_env)
+    if problem:
+        result["warnings"].insert(0, problem)
+    sys.stdout.write(RENDERERS[args.format](result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
