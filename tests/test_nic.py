@@ -15,14 +15,24 @@ from pathlib import Path
 import pytest
 
 from envbuild import nic
+from envbuild.model import Library
 from nic_fixtures import (
     ROCE_V1, ROCE_V2, UNREADABLE, Nic, build_tree, full_gid, link_local_gid, mlnx_qos_output,
     nicctl_show_qos, niccli_getqos, rail, tool_calls, v1_v2_table, v2_only_table, write_tool,
 )
 
 NIC_SOURCE = Path(nic.__file__).read_text()
-IONIC_4N = {"name": "ionic-4n", "nic_family": "ionic", "rail_count": 8, "dscp": 24, "service_level": 3}
-MIA1 = {"name": "mia1", "nic_family": "mlx5", "rail_count": 8, "dscp": 26}
+
+
+def cluster_profile(name: str) -> dict:
+    """A cluster profile of recipes/clusters as the plain dict detect() takes."""
+    cluster = Library().cluster(name)
+    return {"name": cluster.name, "nic_family": cluster.nic_family, "rail_count": cluster.rail_count,
+            "dscp": cluster.dscp, "service_level": cluster.service_level}
+
+
+IONIC_4N = cluster_profile("ionic-4n")
+MIA1 = cluster_profile("mia1")
 NO_TOOL = "{} not found on PATH, so QoS cannot be read from it"
 NO_QOS = ("no DSCP or service level found; the matching TC/SL variables are not set "
           "(set ENVBUILD_NIC_DSCP/ENVBUILD_NIC_SL or the cluster profile's qos)")
