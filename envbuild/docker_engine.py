@@ -25,7 +25,7 @@ import sys
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping, TextIO
+from typing import Callable, Generator, Iterator, Mapping, TextIO
 
 import docker
 import docker.errors
@@ -231,12 +231,12 @@ _RUNNING_IN = re.compile(r"^\s*---> Running in ([0-9a-f]+)$")
 _LAYER = re.compile(r"^\s*---> ([0-9a-f]{12,64})$")
 _REMOVING = re.compile(r"^Removing intermediate container ([0-9a-f]+)$")
 _BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")
-_TAGGED = re.compile(r"^Successfully tagged (\S+)$")
-# The builder writes each of its own messages as one event; a RUN's output
-# chunk left without a newline must not swallow the next builder line.
+_TAGGED = re.compile(r"^Successfully tagged \S+$")
 _NONZERO_EXIT = re.compile(r"^The command .* returned a non-zero code: (\d+)$", re.DOTALL)
 # Step stderr arrives wrapped in colour codes.
 _ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
+# The builder writes each of its own messages as one event; a RUN's output
+# chunk left without a newline must not swallow the next builder line.
 _BUILDER_MESSAGE = re.compile(r"^(Step \d+/\d+ : |\s*---> |Removing intermediate container |Successfully )")
 
 
@@ -342,7 +342,6 @@ class BuildTranscript:
                 )
             )
             self._on_builder_line(line)
-            self._on_step_started(self.steps[-1])
         elif step is not None and _USING_CACHE.match(line):
             step.cached = True
             self._on_builder_line(line)
@@ -377,9 +376,6 @@ class BuildTranscript:
             self._on_step_finished(step)
 
     # Presentation hooks: no-ops here, BuildProgress prints.
-    def _on_step_started(self, step: BuildStep) -> None:
-        pass
-
     def _on_step_cached(self, step: BuildStep) -> None:
         pass
 
@@ -499,7 +495,7 @@ def build(
             events = client.api.build(
                 fileobj=io.BytesIO(context_tar),
                 custom_context=True,
-                encoding=None,
+                encoding=None,  # plain tar: over a local socket compression only costs CPU
                 tag=tag,
                 rm=True,
                 forcerm=True,
@@ -548,10 +544,8 @@ def _follow_events(events: Iterator[dict], transcript: BuildTranscript, on_event
         ) from None
 
 
-def _close(events: Iterator[dict], responses: list[requests.Response]) -> None:
-    close_events = getattr(events, "close", None)
-    if close_events is not None:
-        close_events()
+def _close(events: Generator[dict, None, None], responses: list[requests.Response]) -> None:
+    events.close()
     for response in responses:
         response.close()
 

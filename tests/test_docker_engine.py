@@ -198,6 +198,22 @@ def test_failing_run_raises_build_failed_with_component_and_output(engine, base_
 
 
 @pytest.mark.docker
+def test_rejected_dockerfile_and_failing_copy_raise_build_failed(engine, base_image, session):
+    def attempt(dockerfile: str) -> BuildFailed:
+        with pytest.raises(BuildFailed) as failure:
+            build(engine, make_context_tar({"Dockerfile": (dockerfile.encode(), 0o644)}), session.tag("rejected"))
+        return failure.value
+
+    parse_error = attempt(f"FROM {base_image}\nFORM typo\n")
+    assert parse_error.step is None
+    assert str(parse_error) == "image build failed: dockerfile parse error line 2: unknown instruction: FORM"
+
+    copy_error = attempt(f"FROM {base_image}\nCOPY missing.txt /\n")
+    assert copy_error.component is None
+    assert str(copy_error).startswith("image build failed in step 2/2 (COPY missing.txt /): COPY failed:")
+
+
+@pytest.mark.docker
 def test_ctrl_c_cancels_the_build_and_leaves_no_step_container(engine, base_image, session):
     dockerfile = f"FROM {base_image}\nRUN ENVBUILD_COMPONENT=slow sh -c 'echo {session.id}; sleep 120'\n"
     tag = session.tag("interrupted")
