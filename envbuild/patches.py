@@ -1,0 +1,320 @@
+"""Source patches of the recipes: their metadata, order, state and text.
+
+Patches live under `<recipes>/patches/<package>-<version>/`, one `patches.yaml`
+per directory listing its patches:
+
+    patches:
+      - name: idle-kv-reaper             # unique across all directories
+        file: idle-kv-reaper.patch       # in the same directory
+        kind: diff                       # diff (default) or anchored-insert
+        dist: vllm                       # distribution whose files it changes
+        specifier: "==0.17.1"            # PEP 440; "" for any version
+        optional: false                  # skip instead of fail on a version mismatch
+        depends: [scheduler-read-mode]   # patches applied before it
+        description: What it fixes and why.
+
+Everything is validated on load, every problem naming file, line and key. The
+patches are applied by `envbuild.patchapply`, which runs without envbuild
+wherever the patches go (runtime script or image); `manifest_json` writes what
+it reads and `applier_source` is the program to embed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from envbuild import patchapply, schema
+from envbuild.errors import Problem, RecipeError
+from envbuild.yamlfile import LocatedDict, load_mapping
+
+METADATA_FILE = "patches.yaml"
+KINDS = ("diff", "anchored-insert")
+DIST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _specifier(checker: schema.Checker, value: Any, line: int, key: str) -> bool:
+    if not schema.string()(checker, value, line, key):
+        return False
+    try:
+        SpecifierSet(value)
+    except InvalidSpecifier:
+        checker.add(line, key, f"{value!r} is not a version specifier")
+        return False
+    try:
+        patchapply.version_matches(value, "0")
+    except ValueError as exc:
+        checker.add(line, key, f"{value!r} is beyond what the patch applier can check: {exc}")
+        return False
+    return True
+
+
+PATCH = schema.Shape({
+    "name": schema.Field(schema.string(schema.NAME_RE, "a name (lowercase letters, digits, dashes)"), required=True),
+    "file": schema.Field(schema.string(FILE_NAME_RE, "a file name in this directory"), required=True),
+    "kind": schema.Field(schema.string(choices=KINDS)),
+    "dist": schema.Field(schema.string(DIST_RE, "a distribution name"), required=True),
+    "specifier": schema.Field(_specifier, required=True),
+    "optional": schema.Field(schema.boolean),
+    "depends": schema.Field(schema.list_of(schema.string(schema.NAME_RE, "a patch name"))),
+    "description": schema.Field(schema.text, required=True),
+})
+METADATA = schema.Shape({"patches": schema.Field(schema.list_of(PATCH.check), required=True)})
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    name: str
+    kind: str
+    dist: str
+    specifier: str
+    optional: bool
+    depends: tuple[str, ...]
+    description: str
+    path: Path
+    text: str
+    source: str  # the metadata file, as shown in messages
+    line: int
+
+    def for_applier(self) -> patchapply.Patch:
+        return patchapply.Patch(
+            name=self.name, kind=self.kind, dist=self.dist, specifier=self.specifier,
+            text=self.text, optional=self.optional, depends=self.depends,
+        )
+
+    def manifest_entry(self) -> dict:
+        return {
+            "name": self.name, "kind": self.kind, "dist": self.dist, "specifier": self.specifier,
+            "optional": self.optional, "depends": list(self.depends), "text": self.text,
+        }
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def default_patches_dir() -> Path:
+    from envbuild.model import default_recipes_dir  # the model may import this module
+
+    return default_recipes_dir() / "patches"
+
+
+def load_patch_dir(directory: Path) -> list[PatchSpec]:
+    """The patches listed in `directory`/patches.yaml, in file order, validated on their own."""
+    metadata = directory / METADATA_FILE
+    display = _display(metadata)
+    data = load_mapping(metadata, display)
+    checker = schema.Checker(display)
+    if not METADATA.check(checker, data, data.line, ""):
+        raise RecipeError(sorted(checker.problems, key=lambda p: p.line or 0))
+    specs = []
+    for index, entry in enumerate(data["patches"]):
+        spec = _spec(checker, directory, display, entry, f"patches[{index}]")
+        if spec is not None:
+            specs.append(spec)
+    if checker.problems:
+        raise RecipeError(sorted(checker.problems, key=lambda p: p.line or 0))
+    return specs
+
+
+def _spec(checker: schema.Checker, directory: Path, display: str, entry: LocatedDict, key: str) -> PatchSpec | None:
+    path = directory / entry["file"]
+    file_line = entry.line_of("file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        checker.add(file_line, f"{key}.file", f"no such file: {_display(path)}")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        checker.add(file_line, f"{key}.file", f"cannot read {_display(path)}: {exc}")
+        return None
+    spec = PatchSpec(
+        name=entry["name"],
+        kind=entry.get("kind", "diff"),
+        dist=entry["dist"],
+        specifier=entry["specifier"],
+        optional=entry.get("optional", False),
+        depends=tuple(entry.get("depends", ())),
+        description=entry["description"].strip(),
+        path=path,
+        text=text,
+        source=display,
+        line=entry.line,
+    )
+    try:
+        spec.for_applier().changes()
+    except patchapply.UsageError as exc:
+        checker.add(file_line, f"{key}.file", f"{_display(path)} is not a valid {spec.kind}: {exc}")
+        return None
+    return spec
+
+
+def load_catalog(root: Path | None = None) -> dict[str, PatchSpec]:
+    """Every patch under `root` (default: the recipes' patches dir) by name.
+
+    Checks across directories too: names are unique, dependencies exist and
+    form no cycle.
+    """
+    root = Path(root) if root is not None else default_patches_dir()
+    problems: list[Problem] = []
+    catalog: dict[str, PatchSpec] = {}
+    for metadata in sorted(root.glob(f"*/{METADATA_FILE}")):
+        try:
+            specs = load_patch_dir(metadata.parent)
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+            continue
+        for spec in specs:
+            if spec.name in catalog:
+                first = catalog[spec.name]
+                problems.append(Problem(spec.source, spec.line, "name",
+                                        f"patch {spec.name!r} is defined already in {first.source}:{first.line}"))
+            else:
+                catalog[spec.name] = spec
+    for spec in catalog.values():
+        for needed in spec.depends:
+            if needed not in catalog:
+                problems.append(Problem(spec.source, spec.line, "depends",
+                                        f"patch {spec.name!r} depends on unknown patch {needed!r}"))
+    problems.extend(_cycles(catalog))
+    if problems:
+        raise RecipeError(problems)
+    return catalog
+
+
+def _cycles(catalog: dict[str, PatchSpec]) -> list[Problem]:
+    problems = []
+    state: dict[str, str] = {}  # name -> "visiting" | "done"
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "visiting"
+        for needed in catalog[name].depends:
+            if needed not in catalog:
+                continue
+            if state.get(needed) == "visiting":
+                cycle = trail[trail.index(needed):] + [needed]
+                spec = catalog[needed]
+                problems.append(Problem(spec.source, spec.line, "depends",
+                                        f"dependency cycle: {' -> '.join(cycle)}"))
+            elif needed not in state:
+                visit(needed, trail + [needed])
+        state[name] = "done"
+
+    for name in catalog:
+        if name not in state:
+            visit(name, [name])
+    return problems
+
+
+def select(catalog: dict[str, PatchSpec], names: Iterable[str], display: str = "", line: int | None = None,
+           key: str = "patches") -> list[PatchSpec]:
+    """The named patches and everything they depend on, in the order to apply.
+
+    An unknown name is a RecipeError at `display`:`line` `key` (the caller's
+    recipe file).
+    """
+    names = list(names)
+    unknown = [name for name in names if name not in catalog]
+    if unknown:
+        known = ", ".join(sorted(catalog))
+        raise RecipeError([Problem(display, line, key, f"unknown patch {name!r}; known patches: {known}")
+                           for name in unknown])
+    return order(catalog, names)
+
+
+def order(catalog: dict[str, PatchSpec], names: Iterable[str]) -> list[PatchSpec]:
+    """`names` with their dependencies, each after what it depends on.
+
+    Ties keep catalog order, so the result does not depend on how `names`
+    was written. The catalog must be free of cycles (load_catalog checks).
+    """
+    wanted: set[str] = set()
+
+    def collect(name: str) -> None:
+        if name not in wanted:
+            wanted.add(name)
+            for needed in catalog[name].depends:
+                collect(needed)
+
+    for name in names:
+        collect(name)
+    ordered: list[PatchSpec] = []
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        if name not in placed:
+            for needed in catalog[name].depends:
+                place(needed)
+            placed.add(name)
+            ordered.append(catalog[name])
+
+    for name in catalog:
+        if name in wanted:
+            place(name)
+    return ordered
+
+
+def manifest(patches: Sequence[PatchSpec]) -> dict:
+    """What `patchapply --manifest` reads, for patches already in order."""
+    return {"patches": [spec.manifest_entry() for spec in patches]}
+
+
+def manifest_json(patches: Sequence[PatchSpec]) -> str:
+    return json.dumps(manifest(patches), indent=2, sort_keys=True) + "\n"
+
+
+def applier_source() -> str:
+    """The applier program, to embed in a script or image (stdlib only)."""
+    return Path(patchapply.__file__).read_text(encoding="utf-8")
+
+
+def check(patches: Sequence[PatchSpec], site_packages: Path | None = None) -> list[patchapply.Outcome]:
+    """The state of each patch against the installed distributions; changes nothing.
+
+    Each outcome's status is one of patchapply's APPLIED, APPLICABLE, CONFLICT,
+    VERSION_MISMATCH, NOT_INSTALLED or BLOCKED (a dependency is not applied);
+    `blocking` tells whether applying would fail on it.
+    """
+    return patchapply.evaluate([spec.for_applier() for spec in patches], site_packages).outcomes
+
+
+def format_check(outcomes: Sequence[patchapply.Outcome]) -> str:
+    """One line per patch: name, state, and what was found."""
+    width = max((len(outcome.name) for outcome in outcomes), default=0)
+    lines = []
+    for outcome in outcomes:
+        status = outcome.status
+        if outcome.optional and not outcome.blocking and status in patchapply.SKIPPABLE:
+            status += " (optional: skipped)"
+        detail = outcome.message if outcome.status not in (patchapply.APPLIED, patchapply.APPLICABLE) else ""
+        if not detail and outcome.dist:
+            detail = f"{outcome.dist} {outcome.version}"
+        lines.append(f"{outcome.name:<{width}}  {status:<16}  {detail}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def show(spec: PatchSpec) -> str:
+    """The patch with its metadata, as `envbuild patches show NAME` prints it."""
+    description = textwrap.fill(spec.description, width=78, initial_indent="  ", subsequent_indent="  ")
+    header = [
+        f"name:        {spec.name}",
+        f"kind:        {spec.kind}",
+        f"targets:     {spec.dist} {spec.specifier or '(any version)'}",
+        f"optional:    {'yes' if spec.optional else 'no'}",
+        f"depends:     {', '.join(spec.depends) or '-'}",
+        f"file:        {_display(spec.path)}",
+        f"defined in:  {spec.source}:{spec.line}",
+        "description:",
+        description,
+    ]
+    return "\n".join(header) + "\n\n" + spec.text
