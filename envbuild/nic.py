@@ -368,7 +368,7 @@ def common_gid_index(probe: Probe, rails: List[Port]) -> Optional[int]:
     return index
 
 
-def check_rails(probe: Probe, ports: List[Port], rails: List[Port], family: str) -> None:
+def report_rail_problems(probe: Probe, ports: List[Port], rails: List[Port], family: str) -> None:
     known = [p for p in ports if p.vendor != UNKNOWN_VENDOR]
     if not ports:
         probe.warn("no RDMA devices under sys/class/infiniband: family none, only the socket variables are set")
@@ -377,14 +377,11 @@ def check_rails(probe: Probe, ports: List[Port], rails: List[Port], family: str)
         probe.warn(f"no ionic, mlx5 or bnxt RDMA device (found {found}): family none")
     elif not rails:
         probe.warn("every RDMA port was excluded, so there are no rails (see each device's reason)")
-    families = Counter()
-    for device, vendor in {(p.device, p.vendor) for p in known}:
-        families[vendor] += 1
+    families = Counter(vendor for _, vendor in {(p.device, p.vendor) for p in known})
     if len(families) > 1:
         listed = ", ".join(f"{name} {families[name]}" for name in sorted(families))
         probe.warn(f"mixed NIC vendors ({listed} devices); rails are the most common family, {family}")
-    mtus = sorted({p.mtu for p in rails if p.mtu is not None})
-    if len(mtus) > 1:
+    if len({p.mtu for p in rails if p.mtu is not None}) > 1:
         probe.warn("rails have different MTUs: " + ", ".join(f"{p.netdev}={p.mtu}" for p in rails))
     if rails and not any(name.startswith("uverbs") for name in probe.tree.listdir("dev", "infiniband")):
         probe.warn("no dev/infiniband/uverbs* devices: verbs are unusable here "
@@ -703,7 +700,7 @@ def detect(root: str = "/", environ: Optional[Mapping[str, str]] = None, profile
         if port.is_rail and port.vendor != family:
             port.reason = f"family {port.vendor} is not the rail family {family}"
     rails = [port for port in ports if port.is_rail]
-    check_rails(probe, ports, rails, family)
+    report_rail_problems(probe, ports, rails, family)
     gid_index = common_gid_index(probe, rails)
     qos = detect_qos(probe, family, rails, profile)
     check_profile(probe, profile, family, rails)

@@ -63,7 +63,7 @@ class Nic:
     pci: str
     netdev: str
     gids: list = field(default_factory=list)  # (gid, type) per slot; type may be UNREADABLE
-    table_size: int = 16
+    table_size: int = 8
     state: str = "4: ACTIVE"
     link_layer: str = "Ethernet"
     mtu: int = 9000
