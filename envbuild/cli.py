@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -12,6 +14,7 @@ from envbuild import __version__
 from envbuild.errors import EnvbuildError, RecipeError
 from envbuild.model import Library
 from envbuild.plan import Plan, make_plan
+from envbuild.schema import NIC_FAMILIES
 
 
 class Group(click.Group):
@@ -40,11 +43,20 @@ recipe_option = click.option("--recipe", "-r", required=True, metavar="NAME|FILE
                              help="A recipe name in the recipes directory, or a path to a recipe file.")
 cluster_option = click.option("--cluster", metavar="PROFILE",
                               help="Cluster profile from clusters/ (NIC family, QoS fallbacks, env).")
+nic_family_option = click.option("--nic-family", type=click.Choice(NIC_FAMILIES),
+                                 help="Build NIC-specific components (MoRI) for this family; overrides the profile's.")
+base_image_option = click.option("--base-image", metavar="IMAGE", help="Use this base image instead of the recipe's.")
 
 
-def load_plan(recipes_dir: Path | None, recipe: str, cluster: str | None) -> Plan:
+def load_plan(recipes_dir: Path | None, recipe: str, cluster: str | None,
+              nic_family: str | None = None, base_image: str | None = None) -> Plan:
     library = Library(recipes_dir)
-    plan = make_plan(library, library.recipe(recipe, cluster))
+    the_recipe = library.recipe(recipe, cluster)
+    if nic_family:
+        the_recipe = the_recipe.with_nic_family(nic_family)
+    if base_image:
+        the_recipe = the_recipe.with_base_image(base_image)
+    plan = make_plan(library, the_recipe)
     for warning in plan.warnings():
         click.echo(f"envbuild: warning: {warning}", err=True)
     return plan
@@ -146,9 +158,10 @@ def plan(recipe, recipes_dir, cluster, fmt):
 @recipe_option
 @recipes_dir_option
 @cluster_option
+@nic_family_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the script here (executable) instead of stdout.")
-def runtime_script(recipe, recipes_dir, cluster, output):
+def runtime_script(recipe, recipes_dir, cluster, nic_family, output):
     """Write the standalone, idempotent setup script for a recipe.
 
     The script needs only bash (and what the install steps themselves use).
@@ -159,4 +172,92 @@ def runtime_script(recipe, recipes_dir, cluster, output):
     """
     from envbuild.render import render_script
 
-    write_output(render_script(load_plan(recipes_dir, recipe, cluster)), output, 0o755)
+    write_output(render_script(load_plan(recipes_dir, recipe, cluster, nic_family)), output, 0o755)
+
+
+@main.command()
+@recipe_option
+@recipes_dir_option
+@cluster_option
+@nic_family_option
+@base_image_option
+@click.option("--check", "check_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Exit 1 if DIR/<recipe>.<cluster>.Dockerfile differs from what would be rendered.")
+def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, check_dir):
+    """Print the Dockerfile that `envbuild image` builds.
+
+    One layer per component in plan order, each running the same install step
+    as the runtime script; the build context holds the engine, one file per
+    component and the runtime script itself.
+    """
+    from envbuild.render import render_dockerfile
+
+    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image)
+    text = render_dockerfile(plan)
+    if check_dir is None:
+        click.echo(text, nl=False)
+        return
+    path = check_dir / dockerfile_name(plan)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        raise EnvbuildError(f"{path} is out of date; render it again with: envbuild dockerfile --recipe {recipe}"
+                            + (f" --cluster {cluster}" if cluster else "") + f" > {path}")
+    click.echo(f"{path}: up to date")
+
+
+def dockerfile_name(plan: Plan) -> str:
+    cluster = plan.recipe.cluster
+    suffix = cluster.name if cluster and cluster.name else plan.nic_family or "any-nic"
+    return f"{plan.recipe.name}.{suffix}.Dockerfile"
+
+
+@main.command()
+@recipe_option
+@recipes_dir_option
+@cluster_option
+@nic_family_option
+@base_image_option
+@click.option("--tag", "-t", help="Image tag (default: envbuild/<recipe>:<recipe hash prefix>).")
+@click.option("--no-cache", is_flag=True, help="Build every layer again, even if the tagged image exists.")
+@click.option("--pull/--no-pull", default=None,
+              help="--pull refreshes the base image; --no-pull refuses to build when it is not local. "
+                   "Default: the engine pulls it only when missing.")
+@click.option("--dry-run", is_flag=True, help="Print the Dockerfile and the build context's files; build nothing.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
+def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, pull, dry_run, verbose):
+    """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
+
+    Each component gets its own layer, in plan order, running the same step as
+    the runtime script and writing the same stamps, so `setup_deps.sh` inside
+    the image finds nothing to install. An image whose tag exists is reused.
+    """
+    from envbuild import docker_engine
+    from envbuild.render import build_context
+
+    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image)
+    files = build_context(plan)
+    tag = tag or f"envbuild/{plan.recipe.name}:{plan.hash[:12]}"
+    if dry_run:
+        click.echo(files["Dockerfile"][0].decode(), nl=False)
+        click.echo(f"\n# build context of {tag}:")
+        for path, (data, mode) in files.items():
+            click.echo(f"#   {mode:04o} {len(data):>8} {path}")
+        return
+    client = docker_engine.connect()
+    if not no_cache and docker_engine.image_exists(client, tag):
+        click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
+        return
+    base = plan.recipe.base_image
+    if pull is False and not docker_engine.base_image_present(client, base):
+        raise EnvbuildError(f"base image {base} is not present locally and --no-pull was given; "
+                            f"pull or build it first, or drop --no-pull")
+    click.echo(f"envbuild: building {tag} from {base} ({len(plan.steps)} components)", err=True)
+    started = time.monotonic()
+    labels = {"org.opencontainers.image.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    progress = docker_engine.BuildProgress(verbose=verbose)
+    try:
+        image_id = docker_engine.build(client, docker_engine.make_context_tar(files), tag, labels=labels,
+                                       nocache=no_cache, pull=bool(pull), on_event=progress)
+    except KeyboardInterrupt:
+        click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
+        sys.exit(130)
+    click.echo(f"envbuild: built {tag} ({image_id[:19]}) in {time.monotonic() - started:.1f} s", err=True)

@@ -7,6 +7,7 @@ problem anywhere raises RecipeError naming file, line and key.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -170,6 +171,14 @@ class Recipe:
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)
+
+    def with_base_image(self, image: str) -> "Recipe":
+        return dataclasses.replace(self, base_image=image)
+
+    def with_nic_family(self, family: str) -> "Recipe":
+        """The recipe for one NIC family, as if its cluster profile said so."""
+        cluster = self.cluster or Cluster(name="", description="NIC family given on the command line", file="")
+        return dataclasses.replace(self, cluster=dataclasses.replace(cluster, nic_family=family))
 
 
 def _env(data: dict | None) -> EnvSpec:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
 from envbuild import __version__
-from envbuild.model import EnvSpec
+from envbuild.errors import EnvbuildError
+from envbuild.model import ENV_REFERENCE, EnvSpec
 from envbuild.plan import Plan, Step
 from envbuild.shell import env_word, identifier, quote, words
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NIC_DETECTOR = Path(__file__).resolve().parent / "nic.py"
-STATE_DEFAULT = "/var/lib/envbuild"
 
 
 @lru_cache(maxsize=None)
@@ -34,7 +35,10 @@ def _jinja() -> jinja2.Environment:
 
 
 def engine_text() -> str:
-    return (TEMPLATES / "engine.sh").read_text(encoding="utf-8")
+    """The recipe-independent engine, with the NIC detector embedded."""
+    detector = NIC_DETECTOR.read_text(encoding="utf-8")
+    detector = detector if detector.endswith("\n") else detector + "\n"
+    return (TEMPLATES / "engine.sh").read_text(encoding="utf-8").replace("@NIC_DETECTOR@", detector)
 
 
 def _summary(text: str) -> str:
@@ -98,12 +102,7 @@ def render_fragment(plan: Plan, step: Step) -> str:
     )
 
 
-def _nic_source() -> str:
-    text = NIC_DETECTOR.read_text(encoding="utf-8") if NIC_DETECTOR.exists() else "raise SystemExit('envbuild: NIC detection is not available')\n"
-    return text if text.endswith("\n") else text + "\n"
-
-
-def _nic_args(plan: Plan) -> str:
+def _profile_json(plan: Plan) -> str:
     cluster = plan.recipe.cluster
     if cluster is None:
         return ""
@@ -114,27 +113,148 @@ def _nic_args(plan: Plan) -> str:
         "dscp": cluster.dscp,
         "service_level": cluster.service_level,
     }
-    profile = {k: v for k, v in profile.items() if v is not None}
-    return f"--profile-json {quote(json.dumps(profile, sort_keys=True))} "
+    return json.dumps({k: v for k, v in profile.items() if v is not None}, sort_keys=True)
+
+
+def render_recipe_part(plan: Plan) -> str:
+    """Recipe-level values: name, cluster profile, recipe env."""
+    return _jinja().get_template("recipe.sh.j2").render(
+        plan=plan,
+        profile_name=plan.recipe.cluster.name if plan.recipe.cluster else "",
+        profile_json=_profile_json(plan),
+        recipe_env_lines=env_lines(plan.recipe.env),
+    )
+
+
+def defined_functions(text: str) -> list[str]:
+    return sorted(set(re.findall(r"^(_eb_\w+)\(\) \{", text, flags=re.M)))
 
 
 def render_script(plan: Plan) -> str:
-    fragments = [render_fragment(plan, step) for step in plan.steps]
-    prefixes = sorted({p for step in plan.steps for p in step.component.prefix})
-    text = _jinja().get_template("setup_deps.sh.j2").render(
+    body = _jinja().get_template("setup_deps.sh.j2").render(
         plan=plan,
         version=__version__,
         summary=_summary(plan.recipe.description),
-        profile_name=plan.recipe.cluster.name if plan.recipe.cluster else "",
-        state_default=STATE_DEFAULT,
-        all_prefix_vars=" ".join(var for var, _ in prefixes),
         engine=engine_text(),
-        prefixes=prefixes,
-        recipe_env_lines=env_lines(plan.recipe.env),
-        nic_args=_nic_args(plan),
-        nic_source=_nic_source(),
-        fragments=fragments,
-        functions="__FUNCTIONS__",
+        fragments=[render_fragment(plan, step) for step in plan.steps],
+        recipe_part=render_recipe_part(plan),
+        entry="@ENTRY@",
     )
-    functions = sorted(set(re.findall(r"^(_eb_\w+)\(\) \{", text, flags=re.M)))
-    return text.replace("__FUNCTIONS__", " ".join(functions))
+    entry = (TEMPLATES / "entry.sh").read_text(encoding="utf-8")
+    return body.replace("@ENTRY@\n", entry.replace("@FUNCTIONS@", " ".join(defined_functions(body + entry))))
+
+
+@dataclass(frozen=True)
+class ImageLayer:
+    name: str
+    baked: bool
+    note: str
+    context_path: str
+    run: str
+
+
+def docker_quote(value: str) -> str:
+    """A double-quoted Dockerfile word in which nothing expands."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _image_layers(plan: Plan) -> list[ImageLayer]:
+    family = plan.nic_family
+    layers = []
+    for index, step in enumerate(plan.steps, 1):
+        when = step.component.when
+        assignments = {"ENVBUILD_COMPONENT": step.name}
+        note, baked = "", True
+        if when.nics and family not in when.nics:
+            baked = False
+            note = f"left to setup_deps.sh: needs NIC family {', '.join(when.nics)}, the image is built for {family or 'no family'}"
+        elif when.node_ranks:
+            note = f"baked in for every node; at run time setup_deps.sh skips it unless NODE_RANK is {', '.join(map(str, when.node_ranks))}"
+            assignments["NODE_RANK"] = str(when.node_ranks[0])
+        if step.nic_specific:
+            assignments["ENVBUILD_NIC_FAMILY"] = family
+            note = note or f"built for NIC family {family}; setup_deps.sh rebuilds it on other NICs"
+        run = " ".join(f"{k}={quote(v)}" for k, v in assignments.items())
+        run += f" bash /opt/envbuild/lib/run-component.sh {quote(step.name)}"
+        layers.append(ImageLayer(step.name, baked, note, f"envbuild/components/{index:02d}-{step.name}.sh", run))
+    return layers
+
+
+def _dockerfile_env(plan: Plan, layers: list[ImageLayer]) -> list[str]:
+    """ENV assignments with the default prefixes, equal to what setup_deps.sh exports.
+
+    Like _eb_prepend, each env block prepends its values in plan order, so the last
+    component's entries come first and a value already present is not repeated.
+    """
+    prefixes = dict(p for step in plan.steps for p in step.component.prefix)
+    baked = {layer.name for layer in layers if layer.baked}
+    blocks = [s.component.env for s in plan.steps if s.name in baked] + [plan.recipe.env]
+    sets: dict[str, str] = {}
+    paths: dict[str, list[str]] = {}
+
+    def literal(template: str) -> str:
+        return ENV_REFERENCE.sub(lambda m: prefixes.get(m.group(1), sets.get(m.group(1), "")), template)
+
+    for block in blocks:
+        for name, value in block.set:
+            sets[name] = literal(value)
+        for name, values in block.path:
+            current = paths.setdefault(name, [])
+            for value in reversed(values):
+                if literal(value) not in current:
+                    current.insert(0, literal(value))
+    lines = [f"{name}={docker_quote(value)}" for name, value in sets.items()]
+    lines += [f'{name}={docker_quote(":".join(values))[:-1]}${{{name}:+:${{{name}}}}}"' for name, values in paths.items()]
+    return lines
+
+
+def image_labels(plan: Plan) -> dict[str, str]:
+    """Deterministic labels; the build adds the volatile `created` one."""
+    labels = {
+        "org.opencontainers.image.title": f"envbuild/{plan.recipe.name}",
+        "org.opencontainers.image.version": plan.hash[:12],
+        "org.opencontainers.image.source": plan.recipe.file,
+        "org.opencontainers.image.base.name": plan.recipe.base_image,
+        "io.envbuild.recipe": plan.recipe.name,
+        "io.envbuild.recipe-hash": plan.hash,
+        "io.envbuild.nic-family": plan.nic_family,
+        "io.envbuild.components": ",".join(s.name for s in plan.steps),
+    }
+    for step in plan.steps:
+        source = step.component.source
+        labels[f"io.envbuild.component.{step.name}.hash"] = step.hash
+        labels[f"io.envbuild.component.{step.name}.source"] = source.pin if source else ""
+    return labels
+
+
+def render_dockerfile(plan: Plan) -> str:
+    layers = _image_layers(plan)
+    unflavoured = [s.name for s, layer in zip(plan.steps, layers) if s.nic_specific and layer.baked and not plan.nic_family]
+    if unflavoured:
+        raise EnvbuildError(
+            f"{', '.join(unflavoured)} {'is' if len(unflavoured) == 1 else 'are'} built per NIC family and an image "
+            "build cannot detect the cluster's NICs: give --cluster PROFILE or --nic-family ionic|mlx5|bnxt|none"
+        )
+    return _jinja().get_template("Dockerfile.j2").render(
+        plan=plan,
+        version=__version__,
+        summary=_summary(plan.recipe.description),
+        layers=layers,
+        env=_dockerfile_env(plan, layers),
+        labels=[f"{key}={docker_quote(value)}" for key, value in image_labels(plan).items()],
+    )
+
+
+def build_context(plan: Plan) -> dict[str, tuple[bytes, int]]:
+    """Every file the Dockerfile copies, by context path, with its mode."""
+    files = {
+        "Dockerfile": (render_dockerfile(plan).encode(), 0o644),
+        "envbuild/engine.sh": (engine_text().encode(), 0o644),
+        "envbuild/run-component.sh": ((TEMPLATES / "run-component.sh").read_bytes(), 0o755),
+        "envbuild/setup_deps.sh": (render_script(plan).encode(), 0o755),
+    }
+    for layer, step in zip(_image_layers(plan), plan.steps):
+        if layer.baked:
+            files[layer.context_path] = (render_fragment(plan, step).encode(), 0o644)
+    return dict(sorted(files.items()))

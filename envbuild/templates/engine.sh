@@ -1,6 +1,23 @@
 # ---- envbuild engine: the same text runs in setup_deps.sh and in image builds ----
 # The skip path (every component present) must stay free of subprocesses: only
-# builtins, parameter expansion and `read` from stamp files.
+# builtins, parameter expansion and `read` from stamp files. Nothing here depends
+# on a recipe, so an image layer holding it survives any recipe change.
+
+if [ -z "${BASH_VERSION:-}" ] || ((BASH_VERSINFO[0] < 4)); then
+  echo "envbuild: error: setup_deps.sh needs bash 4 or newer" >&2
+  # shellcheck disable=SC2317
+  return 1 2>/dev/null || exit 1
+fi
+
+_EB_STATE_DEFAULT=/var/lib/envbuild
+_EB_RECIPE=''
+_EB_PROFILE=''
+_EB_PROFILE_NIC=''
+_EB_PROFILE_JSON=''
+_EB_SELF=${BASH_SOURCE[0]:-setup_deps.sh}
+_EB_ORDER=()
+_EB_EXPORTED=()
+declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() _EB_PREFIX_DEFAULT=()
 
 _eb_say() { [[ -n ${_EB_QUIET:-} ]] || printf 'envbuild: %s\n' "$*"; }
 _eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
@@ -29,6 +46,23 @@ _eb_component() {
   _EB_NICSPEC[$1]=$6
   _EB_PREFIXVARS[$1]=$7
   _EB_ENVCHAIN[$1]=$8
+}
+
+# Install prefix $1 defaults to $2 unless the environment sets it.
+_eb_prefix() {
+  _EB_PREFIX_DEFAULT[$1]=$2
+}
+
+_eb_prefix_defaults() {
+  local var
+  for var in "${!_EB_PREFIX_DEFAULT[@]}"; do
+    [[ -n ${!var:-} ]] || printf -v "$var" '%s' "${_EB_PREFIX_DEFAULT[$var]}"
+  done
+}
+
+# Recipe-level environment, when the recipe part of the script defines one.
+_eb_apply_recipe_env() {
+  if declare -F _eb_recipe_env >/dev/null; then _eb_recipe_env; fi
 }
 
 _eb_state_dir() {
@@ -308,7 +342,7 @@ Environment:
   ENVBUILD_PYTHON      the Python used by pip steps and NIC detection (default python3)
   ENVBUILD_NIC_FAMILY  ionic, mlx5, bnxt or none: skip NIC family detection
   NODE_RANK            this node's rank, for rank conditions (default 0)
-  ${_EB_ALL_PREFIXVARS// /, }  install prefixes
+  ${!_EB_PREFIX_DEFAULT[*]}  install prefixes
 When sourced, options are not read (the caller's arguments would be seen); the
 environment of the installed components is exported into the calling shell.
 EOF
@@ -399,7 +433,7 @@ _eb_main() {
   done
   case $mode in
     env)
-      _eb_recipe_env
+      _eb_apply_recipe_env
       _eb_print_exports
       return 0
       ;;
@@ -424,7 +458,15 @@ _eb_main() {
     for name in "${_EB_ORDER[@]}"; do
       if _eb_applies "$name"; then _eb_apply_env "$name"; fi
     done
-    _eb_recipe_env
+    _eb_apply_recipe_env
     _eb_print_exports >&"$_EB_EXPORT_FD"
   fi
+}
+
+# Prints the node's RDMA NIC settings; the detector is envbuild's own nic.py.
+_eb_nic_detect() {
+  local profile=()
+  [[ -z $_EB_PROFILE_JSON ]] || profile=(--profile-json "$_EB_PROFILE_JSON")
+  "${ENVBUILD_PYTHON:-python3}" -I - "${profile[@]}" "$@" <<'_EB_NIC_DETECT_PY_'
+@NIC_DETECTOR@_EB_NIC_DETECT_PY_
 }

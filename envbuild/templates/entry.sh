@@ -1,0 +1,31 @@
+# ---- entry: executed, or sourced by a launcher such as server.sh ----
+# Sourced, the install runs in a subshell so that its `set -e` and failures never
+# reach the caller; only the export lines it prints come back.
+_eb_sourced() {
+  local exports rc had_errexit='' stdout_fd
+  [[ $- != *e* ]] || had_errexit=1
+  set +e
+  exec {stdout_fd}>&1
+  exports=$(
+    set -euo pipefail
+    trap - ERR
+    _EB_EXPORT_FD=3
+    _eb_prefix_defaults
+    _eb_main 3>&1 1>&"$stdout_fd"
+  )
+  rc=$?
+  exec {stdout_fd}>&-
+  ((rc != 0)) || eval "$exports"
+  [[ -z $had_errexit ]] || set -e
+  unset -f @FUNCTIONS@
+  unset "${!_EB_@}"
+  return "$rc"
+}
+
+if [[ ${BASH_SOURCE[0]} != "$0" ]]; then
+  _eb_sourced || return
+else
+  set -euo pipefail
+  _eb_prefix_defaults
+  _eb_main "$@"
+fi
