@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -82,6 +82,10 @@ class PatchSpec:
     text: str
     source: str  # the metadata file, as shown in messages
     line: int
+    key_lines: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
 
     def for_applier(self) -> patchapply.Patch:
         return patchapply.Patch(
@@ -150,6 +154,7 @@ def _spec(checker: schema.Checker, directory: Path, display: str, entry: Located
         text=text,
         source=display,
         line=entry.line,
+        key_lines=dict(entry.key_lines),
     )
     try:
         spec.for_applier().changes()
@@ -177,14 +182,14 @@ def load_catalog(root: Path | None = None) -> dict[str, PatchSpec]:
         for spec in specs:
             if spec.name in catalog:
                 first = catalog[spec.name]
-                problems.append(Problem(spec.source, spec.line, "name",
+                problems.append(Problem(spec.source, spec.line_of("name"), "name",
                                         f"patch {spec.name!r} is defined already in {first.source}:{first.line}"))
             else:
                 catalog[spec.name] = spec
     for spec in catalog.values():
         for needed in spec.depends:
             if needed not in catalog:
-                problems.append(Problem(spec.source, spec.line, "depends",
+                problems.append(Problem(spec.source, spec.line_of("depends"), "depends",
                                         f"patch {spec.name!r} depends on unknown patch {needed!r}"))
     problems.extend(_cycles(catalog))
     if problems:
@@ -204,7 +209,7 @@ def _cycles(catalog: dict[str, PatchSpec]) -> list[Problem]:
             if state.get(needed) == "visiting":
                 cycle = trail[trail.index(needed):] + [needed]
                 spec = catalog[needed]
-                problems.append(Problem(spec.source, spec.line, "depends",
+                problems.append(Problem(spec.source, spec.line_of("depends"), "depends",
                                         f"dependency cycle: {' -> '.join(cycle)}"))
             elif needed not in state:
                 visit(needed, trail + [needed])
