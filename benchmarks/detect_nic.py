@@ -22,20 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from nic_fixtures import build_tree, mia1_nics, mlnx_qos_output, write_tool  # noqa: E402
+
 from envbuild import nic  # noqa: E402
-from nic_fixtures import Nic, build_tree, mlnx_qos_output, rail, v1_v2_table, write_tool  # noqa: E402
 
 GOAL_MS = 100.0
 TABLE_SIZE = 256
-
-
-def ten_devices() -> list:
-    rails = [rail("mlx5", f"rdma{i}", i, f"ens{i + 1}np0", table=v1_v2_table, table_size=TABLE_SIZE)
-             for i in range(8)]
-    down = rail("mlx5", "rdma8", 8, "ens9np0", table=v1_v2_table, table_size=TABLE_SIZE, state="1: DOWN")
-    management = Nic("mlx5_0", "mlx5", "0000:c2:00.0", "eno1", v1_v2_table("10.0.0.5", 0xCC),
-                     table_size=TABLE_SIZE, mtu=1500)
-    return rails + [down, management]
 
 
 def milliseconds(action, runs: int) -> list:
@@ -59,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     source = Path(nic.__file__).read_text()
     with tempfile.TemporaryDirectory() as tmp:
-        root = build_tree(Path(tmp) / "node", ten_devices(), management=None, default_route="eno1")
+        root = build_tree(Path(tmp) / "node", mia1_nics(table_size=TABLE_SIZE), management=None, default_route="eno1")
         empty_bin, tool_bin = Path(tmp) / "empty", Path(tmp) / "bin"
         empty_bin.mkdir()
         write_tool(tool_bin, "mlnx_qos", mlnx_qos_output())

@@ -22,8 +22,8 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 FAMILY_BY_VENDOR = {"0x1dd8": "ionic", "0x15b3": "mlx5", "0x14e4": "bnxt"}
 FAMILY_BY_DRIVER = {"ionic": "ionic", "mlx5_core": "mlx5", "bnxt_en": "bnxt"}
@@ -80,20 +80,20 @@ class Tree:
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
 
-    def read(self, *parts: str) -> Optional[str]:
+    def read(self, *parts: str) -> str | None:
         try:
             with open(self.path(*parts), encoding="utf-8", errors="replace") as handle:
                 return handle.read().strip()
         except OSError:
             return None
 
-    def listdir(self, *parts: str) -> List[str]:
+    def listdir(self, *parts: str) -> list[str]:
         try:
             return sorted(os.listdir(self.path(*parts)), key=natural_key)
         except OSError:
             return []
 
-    def link_name(self, *parts: str) -> Optional[str]:
+    def link_name(self, *parts: str) -> str | None:
         """The name a symlink leads to: a driver's or a PCI device's; None if not a symlink."""
         path = self.path(*parts)
         if not os.path.islink(path):
@@ -141,17 +141,17 @@ class Port:
     device: str
     number: int
     vendor: str
-    vendor_id: Optional[str]
-    driver: Optional[str]
-    pci: Optional[str]
-    state: Optional[str]
-    link_layer: Optional[str]
-    netdev: Optional[str]
-    netdevs: List[str]
-    gid_index: Optional[int]
-    gid: Optional[str]
-    mtu: Optional[int]
-    reason: Optional[str] = None
+    vendor_id: str | None
+    driver: str | None
+    pci: str | None
+    state: str | None
+    link_layer: str | None
+    netdev: str | None
+    netdevs: list[str]
+    gid_index: int | None
+    gid: str | None
+    mtu: int | None
+    reason: str | None = None
 
     @property
     def is_rail(self) -> bool:
@@ -177,15 +177,15 @@ class Port:
 class QosTable:
     """What a vendor tool says about one NIC: DSCP -> priority, no-drop priorities, trust."""
 
-    dscp_priority: Dict[int, int] = field(default_factory=dict)
-    no_drop: Optional[List[int]] = None
-    trust: Optional[str] = None
+    dscp_priority: dict[int, int] = field(default_factory=dict)
+    no_drop: list[int] | None = None
+    trust: str | None = None
 
 
 @dataclass
 class QosReading:
-    dscp: Optional[int] = None
-    service_level: Optional[int] = None
+    dscp: int | None = None
+    service_level: int | None = None
 
 
 class Probe:
@@ -196,13 +196,13 @@ class Probe:
         self.environ = environ
         self.which = which
         self.run = run
-        self.warnings: List[str] = []
+        self.warnings: list[str] = []
 
     def warn(self, message: str) -> None:
         # One line each: warnings become `# warning:` comments in shell output.
         self.warnings.append(" ".join(message.split()))
 
-    def tool(self, name: str, *args: str) -> Optional[str]:
+    def tool(self, name: str, *args: str) -> str | None:
         path = self.which(name, path=self.environ.get("PATH", os.defpath))
         if path is None:
             self.warn(f"{name} not found on PATH, so QoS cannot be read from it")
@@ -216,7 +216,7 @@ class Probe:
 
 # --- devices, GIDs, rails -------------------------------------------------------------
 
-def classify_gid(text: Optional[str]) -> Optional[str]:
+def classify_gid(text: str | None) -> str | None:
     """'ipv4' (IPv4-mapped), 'ipv6', 'link-local', or None for an empty or garbled slot."""
     try:
         address = ipaddress.IPv6Address(text or "")
@@ -229,7 +229,7 @@ def classify_gid(text: Optional[str]) -> Optional[str]:
     return "ipv4" if address.ipv4_mapped else "ipv6"
 
 
-def choose_gid(tree: Tree, port_dir: tuple, link_layer: Optional[str]):
+def choose_gid(tree: Tree, port_dir: tuple, link_layer: str | None):
     """Scan the GID table; return (index, gid, netdev) of the best entry, or Nones.
 
     RoCE: RoCE v2 before v1, IPv4-mapped before global IPv6; link-local never.
@@ -258,7 +258,7 @@ def choose_gid(tree: Tree, port_dir: tuple, link_layer: Optional[str]):
     return best[1:] if best else (None, None, None)
 
 
-def _state_word(text: Optional[str]) -> Optional[str]:
+def _state_word(text: str | None) -> str | None:
     """'4: ACTIVE' -> 'ACTIVE'."""
     if not text:
         return None
@@ -269,7 +269,7 @@ def _is_index(name: str) -> bool:
     return re.fullmatch(r"[0-9]+", name) is not None
 
 
-def _int_or_none(text: Optional[str]) -> Optional[int]:
+def _int_or_none(text: str | None) -> int | None:
     """Decimal or 0x-hex (Broadcom's configfs prints hex); None for anything else."""
     text = (text or "").strip()
     if _is_index(text):
@@ -277,7 +277,7 @@ def _int_or_none(text: Optional[str]) -> Optional[int]:
     return int(text, 16) if re.fullmatch(r"0[xX][0-9a-fA-F]+", text) else None
 
 
-def read_ports(probe: Probe, device: str) -> List[Port]:
+def read_ports(probe: Probe, device: str) -> list[Port]:
     tree = probe.tree
     base = ("sys", "class", "infiniband", device)
     vendor_id = (tree.read(*base, "device", "vendor") or "").lower() or None
@@ -307,7 +307,7 @@ def read_ports(probe: Probe, device: str) -> List[Port]:
     return ports
 
 
-def exclusion_reason(port: Port, socket_ifname: Optional[str]) -> Optional[str]:
+def exclusion_reason(port: Port, socket_ifname: str | None) -> str | None:
     """Why a port cannot be a rail, judged on the port alone; None if it can."""
     if port.vendor == UNKNOWN_VENDOR:
         return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not ionic, mlx5 or bnxt"
@@ -322,10 +322,10 @@ def exclusion_reason(port: Port, socket_ifname: Optional[str]) -> Optional[str]:
     return None
 
 
-def rail_family(ports: List[Port]) -> str:
+def rail_family(ports: list[Port]) -> str:
     """The family most devices have, among possible rails (else among all known devices)."""
     candidates = [p for p in ports if p.is_rail] or [p for p in ports if p.vendor != UNKNOWN_VENDOR]
-    devices: Dict[str, Dict[str, None]] = {}
+    devices: dict[str, dict[str, None]] = {}
     for port in candidates:
         devices.setdefault(port.vendor, {})[port.device] = None
     if not devices:
@@ -334,7 +334,7 @@ def rail_family(ports: List[Port]) -> str:
     return max(devices, key=lambda family: len(devices[family]))
 
 
-def default_route_ifname(probe: Probe) -> Optional[str]:
+def default_route_ifname(probe: Probe) -> str | None:
     """The interface of the lowest-metric IPv4 default route in proc/net/route."""
     text = probe.tree.read("proc", "net", "route")
     if text is None:
@@ -357,7 +357,7 @@ def default_route_ifname(probe: Probe) -> Optional[str]:
     return best[1]
 
 
-def common_gid_index(probe: Probe, rails: List[Port]) -> Optional[int]:
+def common_gid_index(probe: Probe, rails: list[Port]) -> int | None:
     counts = Counter(port.gid_index for port in rails)
     if not counts:
         return None
@@ -368,7 +368,7 @@ def common_gid_index(probe: Probe, rails: List[Port]) -> Optional[int]:
     return index
 
 
-def report_rail_problems(probe: Probe, ports: List[Port], rails: List[Port], family: str) -> None:
+def report_rail_problems(probe: Probe, ports: list[Port], rails: list[Port], family: str) -> None:
     known = [p for p in ports if p.vendor != UNKNOWN_VENDOR]
     if not ports:
         probe.warn("no RDMA devices under sys/class/infiniband: family none, only the socket variables are set")
@@ -390,9 +390,9 @@ def report_rail_problems(probe: Probe, ports: List[Port], rails: List[Port], fam
 
 # --- QoS ---------------------------------------------------------------------------------
 
-def parse_numbers(text: str) -> List[int]:
+def parse_numbers(text: str) -> list[int]:
     """'0-23, 25-45, 47-63,' -> the numbers; raise ValueError on anything else."""
-    numbers: List[int] = []
+    numbers: list[int] = []
     for token in re.split(r"[,\s]+", text.strip()):
         if not token:
             continue
@@ -406,10 +406,10 @@ NICCTL_DSCP = re.compile(r"^\s*DSCP\s*:\s*(?P<dscps>[0-9,\s-]*?)\s*==>\s*priorit
 NICCTL_NO_DROP = re.compile(r"^\s*PFC no-drop priorities\s*:(?P<priorities>.*)$")
 
 
-def parse_nicctl_qos(text: str) -> List[QosTable]:
+def parse_nicctl_qos(text: str) -> list[QosTable]:
     """`nicctl show qos`: one table per `NIC :` block."""
-    tables: List[QosTable] = []
-    current: Optional[QosTable] = None
+    tables: list[QosTable] = []
+    current: QosTable | None = None
     for line in text.splitlines():
         if NICCTL_NIC.match(line) or current is None:
             current = QosTable()
@@ -432,10 +432,10 @@ MLNX_PRIO = re.compile(r"^\s*prio:\s*(?P<priority>\d+)\s+dscp:\s*(?P<dscps>[0-9,
 MLNX_PFC_ROW = re.compile(r"^\s*(?P<label>priority|enabled)\s+(?P<values>[0-9\s]+)$")
 
 
-def parse_mlnx_qos(text: str) -> List[QosTable]:
+def parse_mlnx_qos(text: str) -> list[QosTable]:
     """`mlnx_qos -i <netdev>`: trust state, dscp2prio mapping and the PFC table."""
     table = QosTable()
-    rows: Dict[str, List[str]] = {}
+    rows: dict[str, list[str]] = {}
     for line in text.splitlines():
         trust = MLNX_TRUST.match(line)
         prio = MLNX_PRIO.match(line)
@@ -458,10 +458,10 @@ NICCLI_PRIORITY = re.compile(r"^\s*Priority\s*:\s*(?P<priority>\d+)\s*$")
 NICCLI_DSCP = re.compile(r"^\s*DSCP\s*:\s*(?P<dscps>[0-9,\s-]+)$")
 
 
-def parse_niccli_qos(text: str) -> List[QosTable]:
+def parse_niccli_qos(text: str) -> list[QosTable]:
     """`niccli -dev <pci> getqos`: the PFC TLV and the APP TLV entries that carry a DSCP."""
     table = QosTable()
-    priority: Optional[int] = None
+    priority: int | None = None
     for line in text.splitlines():
         pfc = NICCLI_PFC.match(line)
         app_priority = NICCLI_PRIORITY.match(line)
@@ -488,7 +488,7 @@ def reading_from_table(table: QosTable):
         return None, f"priority trust state is {table.trust}, not dscp"
     if not table.no_drop:
         return None, "PFC is off (no no-drop priority)"
-    dscps_of: Dict[int, List[int]] = {}
+    dscps_of: dict[int, list[int]] = {}
     for dscp, priority in sorted(table.dscp_priority.items()):
         if priority in table.no_drop:
             dscps_of.setdefault(priority, []).append(dscp)
@@ -505,10 +505,10 @@ def reading_from_table(table: QosTable):
 @dataclass(frozen=True)
 class QosTool:
     command: str
-    arguments: Callable[[Port], Optional[List[str]]]
-    parse: Callable[[str], List[QosTable]]
+    arguments: Callable[[Port], list[str] | None]
+    parse: Callable[[str], list[QosTable]]
 
-    def read(self, probe: Probe, rail: Port) -> Optional[QosReading]:
+    def read(self, probe: Probe, rail: Port) -> QosReading | None:
         arguments = self.arguments(rail)
         if arguments is None:
             return None
@@ -539,11 +539,11 @@ QOS_TOOLS = {
 }
 
 
-def _in_range(value: Optional[int], high: int) -> Optional[int]:
+def _in_range(value: int | None, high: int) -> int | None:
     return value if value is not None and 0 <= value <= high else None
 
 
-def read_mlx5_sysfs_qos(probe: Probe, rail: Port) -> Optional[QosReading]:
+def read_mlx5_sysfs_qos(probe: Probe, rail: Port) -> QosReading | None:
     """MLNX_OFED's tc/1/traffic_class (`Global tclass=106`) and the netdev's qos/trust."""
     trust = probe.tree.read("sys", "class", "net", rail.netdev, "qos", "trust") if rail.netdev else None
     if trust and trust != "dscp":
@@ -558,7 +558,7 @@ def read_mlx5_sysfs_qos(probe: Probe, rail: Port) -> Optional[QosReading]:
     return QosReading(dscp=_in_range(int(match.group(1)) >> 2, 63))
 
 
-def read_bnxt_configfs_qos(probe: Probe, rail: Port) -> Optional[QosReading]:
+def read_bnxt_configfs_qos(probe: Probe, rail: Port) -> QosReading | None:
     """Broadcom's configfs cc/roce_dscp and cc/roce_prio (hex or decimal)."""
     cc = ("sys", "kernel", "config", "bnxt_re", rail.device, "ports", "1", "cc")
     texts = [probe.tree.read(*cc, name) for name in ("roce_dscp", "roce_prio")]
@@ -574,7 +574,7 @@ def read_bnxt_configfs_qos(probe: Probe, rail: Port) -> Optional[QosReading]:
 QOS_FILES = {"mlx5": ("sysfs", read_mlx5_sysfs_qos), "bnxt": ("configfs", read_bnxt_configfs_qos)}
 
 
-def override_qos(probe: Probe) -> Optional[QosReading]:
+def override_qos(probe: Probe) -> QosReading | None:
     values = []
     for name, high in ((DSCP_OVERRIDE, 63), (SL_OVERRIDE, 7)):
         text = probe.environ.get(name, "").strip()
@@ -585,7 +585,7 @@ def override_qos(probe: Probe) -> Optional[QosReading]:
     return QosReading(*values)
 
 
-def profile_qos(probe: Probe, profile: Mapping) -> Optional[QosReading]:
+def profile_qos(probe: Probe, profile: Mapping) -> QosReading | None:
     values = []
     for key, high in (("dscp", 63), ("service_level", 7)):
         value = profile.get(key)
@@ -596,7 +596,7 @@ def profile_qos(probe: Probe, profile: Mapping) -> Optional[QosReading]:
     return QosReading(*values)
 
 
-def detect_qos(probe: Probe, family: str, rails: List[Port], profile: Mapping) -> dict:
+def detect_qos(probe: Probe, family: str, rails: list[Port], profile: Mapping) -> dict:
     """Each of DSCP and service level comes from the first source that knows it."""
     sources = [("override", lambda: override_qos(probe))]
     if rails and family in QOS_TOOLS:
@@ -638,7 +638,7 @@ def detect_qos(probe: Probe, family: str, rails: List[Port], profile: Mapping) -
 
 # --- the result ------------------------------------------------------------------------
 
-def check_profile(probe: Probe, profile: Mapping, family: str, rails: List[Port]) -> None:
+def check_profile(probe: Probe, profile: Mapping, family: str, rails: list[Port]) -> None:
     name = profile.get("name") or "(unnamed)"
     expected_family = profile.get("nic_family")
     if expected_family and expected_family != family:
@@ -648,11 +648,11 @@ def check_profile(probe: Probe, profile: Mapping, family: str, rails: List[Port]
         probe.warn(f"cluster profile {name} expects {expected_rails} rails, but this node has {len(rails)}")
 
 
-def _env_source(qos_source: Optional[str]) -> str:
+def _env_source(qos_source: str | None) -> str:
     return qos_source if qos_source in ("override", "profile") else "detected"
 
 
-def build_env(rails: List[Port], gid_index: Optional[int], qos: dict, socket_ifname: Optional[str],
+def build_env(rails: list[Port], gid_index: int | None, qos: dict, socket_ifname: str | None,
               environ: Mapping[str, str], respect_env: bool):
     names = list(dict.fromkeys(port.device for port in rails))
     values = {
@@ -667,8 +667,8 @@ def build_env(rails: List[Port], gid_index: Optional[int], qos: dict, socket_ifn
     origin = {kind: "detected" for kind in values}
     origin["traffic_class"] = _env_source(qos["dscp_source"])
     origin["service_level"] = _env_source(qos["service_level_source"])
-    env: Dict[str, str] = {}
-    sources: Dict[str, str] = {}
+    env: dict[str, str] = {}
+    sources: dict[str, str] = {}
     for variable, kind in VARIABLES:
         # Like the seed's ${VAR:-...}: an empty value counts as unset.
         current = environ.get(variable) if respect_env else None
@@ -679,7 +679,7 @@ def build_env(rails: List[Port], gid_index: Optional[int], qos: dict, socket_ifn
     return env, sources
 
 
-def detect(root: str = "/", environ: Optional[Mapping[str, str]] = None, profile: Optional[Mapping] = None,
+def detect(root: str = "/", environ: Mapping[str, str] | None = None, profile: Mapping | None = None,
            respect_env: bool = True, which: Callable = shutil.which, run: Callable = run_tool) -> dict:
     """Detect the node's RDMA rails, GID index and QoS, and the variables that follow.
 
@@ -774,7 +774,7 @@ def render_family(result: dict) -> str:
 RENDERERS = {"env": render_env, "json": render_json, "text": render_text, "family": render_family}
 
 
-def load_profile_json(text: Optional[str]):
+def load_profile_json(text: str | None):
     """(profile dict, problem or None) from --profile-json."""
     if text is None:
         return {}, None
@@ -787,7 +787,7 @@ def load_profile_json(text: Optional[str]):
     return profile, None
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="detect-nic", description="Detect RDMA rails, GID index and QoS; print the variables that follow.")
     parser.add_argument("--root", default="/", help="filesystem root every read goes through (default /)")

@@ -19,6 +19,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envbuild import nic
+
 ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
 ROCE_V1 = "IB/RoCE v1"
 ROCE_V2 = "RoCE v2"
@@ -148,8 +150,8 @@ def route_table(default_ifname: str | None, nics: list) -> str:
     if default_ifname:
         lines.append(f"{default_ifname}\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0")
         lines.append(f"{default_ifname}\t0000000A\t00000000\t0001\t0\t0\t100\t0000FFFF\t0\t0\t0")
-    for index, nic in enumerate(nics):
-        lines.append(f"{nic.netdev}\t00{index:02X}A8C0\t00000000\t0001\t0\t0\t0\tFEFFFFFF\t0\t0\t0")
+    for index, card in enumerate(nics):
+        lines.append(f"{card.netdev}\t00{index:02X}A8C0\t00000000\t0001\t0\t0\t0\tFEFFFFFF\t0\t0\t0")
     return "\n".join(lines)
 
 
@@ -161,11 +163,11 @@ def build_tree(root: Path, nics: list, management: str | None = "eth0", default_
     if management:
         function = _pci_function(sys, "0000:02:00.0", "0x8086", "igb")
         _netdev(sys, function, management, 1500)
-    for nic in nics:
-        vendor, driver = VENDORS[nic.family]
-        function = _pci_function(sys, nic.pci, vendor, driver)
-        _netdev(sys, function, nic.netdev, nic.mtu, nic.trust)
-        _rdma_device(sys, function, nic)
+    for card in nics:
+        vendor, driver = VENDORS[card.family]
+        function = _pci_function(sys, card.pci, vendor, driver)
+        _netdev(sys, function, card.netdev, card.mtu, card.trust)
+        _rdma_device(sys, function, card)
     _write(root / "proc" / "net" / "route", route_table(default_route, nics))
     (root / "dev" / "infiniband").mkdir(parents=True, exist_ok=True)
     if uverbs:
@@ -291,3 +293,89 @@ def niccli_getqos(pfc_enabled: str = "3") -> str:
                   UDP or DCCP: 4791
 
         TC Rate Limit: 100% 100% 100% 0% 0% 0% 0% 0%""")
+
+
+# --- whole nodes ------------------------------------------------------------------------
+
+@dataclass
+class Node:
+    """A fixture node: its tree and a bin directory for fake tools (alone on PATH)."""
+
+    root: Path
+    bin: Path
+
+    def environ(self, **extra) -> dict:
+        return {"PATH": str(self.bin), **extra}
+
+    def detect(self, profile=None, **extra_env) -> dict:
+        return nic.detect(str(self.root), environ=self.environ(**extra_env), profile=profile)
+
+    def tool(self, name: str, output: str = "", **options) -> None:
+        write_tool(self.bin, name, output, **options)
+
+
+def make_node(directory: Path, nics: list, **tree_options) -> Node:
+    node = Node(directory / "node", directory / "bin")
+    node.bin.mkdir()
+    build_tree(node.root, nics, **tree_options)
+    return node
+
+
+def ionic_rails(count: int = 8) -> list:
+    return [rail("ionic", f"ionic_{i}", i, f"enp{i + 1}s0") for i in range(count)]
+
+
+def mlx5_rails(count: int = 8, **fields) -> list:
+    return [rail("mlx5", f"rdma{i}", i, f"ens{i + 1}np0", table=v1_v2_table, **fields) for i in range(count)]
+
+
+def mia1_nics(**fields) -> list:
+    """mia1's shape: eight rails, a DOWN port, a management ConnectX-6 (on the default route)."""
+    management = Nic("mlx5_0", "mlx5", "0000:c2:00.0", "eno1", v1_v2_table("10.0.0.5", 0xcc), mtu=1500, **fields)
+    down = rail("mlx5", "rdma8", 8, "ens9np0", table=v1_v2_table, state="1: DOWN", **fields)
+    return mlx5_rails(**fields) + [down, management]
+
+
+def bnxt_rails(table, count: int = 8, **fields) -> list:
+    return [rail("bnxt", f"bnxt_re{i}", i, f"ens{i + 1}f0np0", table=table, **fields) for i in range(count)]
+
+
+def ionic_node(directory):
+    node = make_node(directory, ionic_rails())
+    node.tool("nicctl", nicctl_show_qos())
+    return node
+
+
+def mia1_node(directory):
+    node = make_node(directory, mia1_nics(), management=None, default_route="eno1")
+    node.tool("mlnx_qos", mlnx_qos_output())
+    return node
+
+
+def bnxt_upstream_node(directory):
+    return make_node(directory, bnxt_rails(v1_v2_table, configfs={"roce_dscp": "0x1a", "roce_prio": "0x3"}))
+
+
+def bnxt_v2_only_node(directory):
+    node = make_node(directory, bnxt_rails(v2_only_table))
+    node.tool("niccli", niccli_getqos())
+    return node
+
+
+def no_nic_node(directory):
+    return make_node(directory, [])
+
+
+def ionic_without_tools_node(directory):
+    return make_node(directory, ionic_rails())
+
+
+# Every whole-node fixture, by name: each builds a node under the directory it is given.
+SCENARIOS = {
+    "ionic": ionic_node,
+    "ionic-without-tools": ionic_without_tools_node,
+    "mia1": mia1_node,
+    "bnxt-upstream": bnxt_upstream_node,
+    "bnxt-v2-only": bnxt_v2_only_node,
+    "no-nic": no_nic_node,
+}

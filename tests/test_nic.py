@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,9 @@ import pytest
 from envbuild import nic
 from envbuild.model import Library
 from nic_fixtures import (
-    ROCE_V1, ROCE_V2, UNREADABLE, Nic, build_tree, full_gid, link_local_gid, mlnx_qos_output,
-    nicctl_show_qos, niccli_getqos, rail, tool_calls, v1_v2_table, v2_only_table, write_tool,
+    ROCE_V1, ROCE_V2, SCENARIOS, UNREADABLE, Nic, Node, bnxt_upstream_node, bnxt_v2_only_node, full_gid,
+    ionic_node, ionic_rails, link_local_gid, make_node, mia1_node, mlnx_qos_output, mlx5_rails, niccli_getqos,
+    nicctl_show_qos, no_nic_node, rail, tool_calls, v1_v2_table, v2_only_table,
 )
 
 NIC_SOURCE = Path(nic.__file__).read_text()
@@ -52,72 +52,6 @@ def scratch(tmp_path):
         return
     with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="envbuild-nic-") as directory:
         yield Path(directory)
-
-
-@dataclass
-class Node:
-    root: Path
-    bin: Path
-
-    def environ(self, **extra) -> dict:
-        return {"PATH": str(self.bin), **extra}
-
-    def detect(self, profile=None, **extra_env) -> dict:
-        return nic.detect(str(self.root), environ=self.environ(**extra_env), profile=profile)
-
-    def tool(self, name: str, output: str = "", **options) -> None:
-        write_tool(self.bin, name, output, **options)
-
-
-def make_node(scratch: Path, nics: list, **tree_options) -> Node:
-    node = Node(scratch / "node", scratch / "bin")
-    node.bin.mkdir()
-    build_tree(node.root, nics, **tree_options)
-    return node
-
-
-def ionic_rails(count: int = 8) -> list:
-    return [rail("ionic", f"ionic_{i}", i, f"enp{i + 1}s0") for i in range(count)]
-
-
-def mlx5_rails(count: int = 8, **fields) -> list:
-    return [rail("mlx5", f"rdma{i}", i, f"ens{i + 1}np0", table=v1_v2_table, **fields) for i in range(count)]
-
-
-def mia1_nics() -> list:
-    management = Nic("mlx5_0", "mlx5", "0000:c2:00.0", "eno1", v1_v2_table("10.0.0.5", 0xcc), mtu=1500)
-    down = rail("mlx5", "rdma8", 8, "ens9np0", table=v1_v2_table, state="1: DOWN")
-    return mlx5_rails() + [down, management]
-
-
-def bnxt_rails(table, count: int = 8, **fields) -> list:
-    return [rail("bnxt", f"bnxt_re{i}", i, f"ens{i + 1}f0np0", table=table, **fields) for i in range(count)]
-
-
-def ionic_node(scratch):
-    node = make_node(scratch, ionic_rails())
-    node.tool("nicctl", nicctl_show_qos())
-    return node
-
-
-def mia1_node(scratch):
-    node = make_node(scratch, mia1_nics(), management=None, default_route="eno1")
-    node.tool("mlnx_qos", mlnx_qos_output())
-    return node
-
-
-def bnxt_upstream_node(scratch):
-    return make_node(scratch, bnxt_rails(v1_v2_table, configfs={"roce_dscp": "0x1a", "roce_prio": "0x3"}))
-
-
-def bnxt_v2_only_node(scratch):
-    node = make_node(scratch, bnxt_rails(v2_only_table))
-    node.tool("niccli", niccli_getqos())
-    return node
-
-
-def no_nic_node(scratch):
-    return make_node(scratch, [])
 
 
 def values(result: dict, *variables: str) -> list:
@@ -309,7 +243,8 @@ def test_mixed_vendors_take_the_majority_family(scratch):
         "bnxt_re0": "family bnxt is not the rail family ionic",
         "bnxt_re1": "family bnxt is not the rail family ionic",
     }
-    assert result["warnings"] == ["mixed NIC vendors (bnxt 2, ionic 6 devices); rails are the most common family, ionic"]
+    assert result["warnings"] == [
+        "mixed NIC vendors (bnxt 2, ionic 6 devices); rails are the most common family, ionic"]
 
 
 def test_unknown_vendor_is_excluded(scratch):
@@ -515,12 +450,9 @@ def run_as_script(python: str, node: Node, *args: str) -> subprocess.CompletedPr
     )
 
 
-SCENARIOS = [ionic_node, mia1_node, bnxt_upstream_node, bnxt_v2_only_node, no_nic_node]
-
-
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_script_run_matches_in_process_detection(scratch, scenario):
-    node = scenario(scratch)
+    node = SCENARIOS[scenario](scratch)
     expected = nic.detect(str(node.root), environ={"PATH": f"{node.bin}:/usr/bin:/bin"})
     env_run = run_as_script(sys.executable, node)
     json_run = run_as_script(sys.executable, node, "--format", "json")
