@@ -461,6 +461,18 @@ def test_script_run_matches_in_process_detection(scratch, scenario):
     assert json.loads(json_run.stdout) == expected
 
 
+def test_bash_eval_sets_the_documented_variables(scratch):
+    node = SCENARIOS["mia1"](scratch)
+    output = run_as_script(sys.executable, node).stdout
+    printed = subprocess.run(
+        ["bash", "-c", 'eval "$1"; for name in "${@:2}"; do printf "%s=%s\\n" "$name" "${!name-<unset>}"; done',
+         "bash", output, *nic.ENV_VARIABLES],
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"},
+    ).stdout
+    expected = nic.detect(str(node.root), environ={"PATH": str(node.bin)})["env"]
+    assert printed.splitlines() == [f"{name}={expected[name]}" for name in nic.ENV_VARIABLES]
+
+
 def test_same_tree_same_bytes(scratch):
     node = mia1_node(scratch)
     first, second = run_as_script(sys.executable, node), run_as_script(sys.executable, node)
