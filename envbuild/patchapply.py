@@ -101,7 +101,7 @@ _VERSION_RE = re.compile(
 _PRE_RANK = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Version:
     epoch: int
     release: tuple
@@ -168,6 +168,12 @@ class Version:
         local = tuple((1, seg, "") if isinstance(seg, int) else (0, 0, seg) for seg in self.local)
         return (self.epoch, tuple(release), pre, post, dev, local)
 
+    def __eq__(self, other):
+        return self.key() == other.key()
+
+    def __hash__(self):
+        return hash(self.key())
+
     def __lt__(self, other):
         return self.key() < other.key()
 
@@ -180,16 +186,13 @@ class Version:
     def __ge__(self, other):
         return self.key() >= other.key()
 
-    def same(self, other):
-        return self.key() == other.key()
-
 
 _CLAUSE_RE = re.compile(r"^\s*(~=|==|!=|<=|>=|<|>)\s*([^\s,]+)\s*$")
 
 
 def _prefix_match(candidate, prefix_text):
     prefix = Version.parse(prefix_text)
-    if prefix.public != prefix.base:
+    if prefix.pre or prefix.post or prefix.dev or prefix.local:
         raise ValueError(f"a '.*' pattern takes release numbers only, not {prefix_text!r}")
     width = len(prefix.release)
     padded = candidate.release + (0,) * max(0, width - len(candidate.release))
@@ -206,7 +209,7 @@ def _clause_matches(op, spec_text, candidate):
     if op in ("==", "!="):
         # A pin without a local label ignores the candidate's (0.17.1+rocm == 0.17.1).
         probe = candidate if spec.local else candidate.public
-        return probe.same(spec) if op == "==" else not probe.same(spec)
+        return probe == spec if op == "==" else probe != spec
     if op == "~=":
         if len(spec.release) < 2:
             raise ValueError("~= needs a version with at least two release numbers")
@@ -223,14 +226,14 @@ def _clause_matches(op, spec_text, candidate):
         if not candidate < spec:
             return False
         return spec.is_prerelease or not (
-            candidate.is_prerelease and candidate.base.same(spec.base)
+            candidate.is_prerelease and candidate.base == spec.base
         )
     # op == ">": excludes V's post-releases (unless V is one) and V+local.
     if not candidate > spec:
         return False
-    if not spec.post and candidate.post and candidate.base.same(spec.base):
+    if not spec.post and candidate.post and candidate.base == spec.base:
         return False
-    return not (candidate.local and candidate.base.same(spec.base))
+    return not (candidate.local and candidate.base == spec.base)
 
 
 def version_matches(specifier, version):
@@ -312,6 +315,8 @@ def parse_diff(text, where="patch"):
         if old_path != new_path:
             raise UsageError(f"{where}: renames are not supported ({old_path} -> {new_path})")
         path = _safe_relative(new_path, where)
+        if any(f.path == path for f in files):
+            raise UsageError(f"{where}: {path} appears twice")
         i += 2
         hunks = []
         while i < len(lines) and lines[i].startswith("@@"):
@@ -369,7 +374,8 @@ def parse_insertion(text, where="patch"):
             continue
         key, sep, value = line.partition(":")
         if not sep or key.strip() not in values:
-            raise UsageError(f"{where}: line {number}: expected 'file:', 'anchor:' or 'insert:', got {line!r}")
+            expected = "'file:', 'anchor:' or 'insert:'"
+            raise UsageError(f"{where}: line {number}: expected {expected}, got {line!r}")
         values[key.strip()].append(value.strip())
     for key in ("file", "anchor"):
         if len(values[key]) != 1 or not values[key][0]:
@@ -562,9 +568,7 @@ class Run:
         return self.files[path]
 
     def evaluate(self, patch):
-        outcome = self._evaluate(patch)
-        self.outcomes.append(outcome)
-        return outcome
+        self.outcomes.append(self._evaluate(patch))
 
     def _evaluate(self, patch):
         def outcome(status, message, dist="", version="", files=()):
@@ -617,15 +621,15 @@ class Run:
             state.lines = new_lines
         return outcome(APPLICABLE, "applicable", patch.dist, version, files)
 
-    def changed_files(self):
-        return [f for f in self.files.values() if "".join(f.lines).encode("utf-8") != f.original]
-
     def write(self):
         """Write every changed file; on an error, restore those already written."""
         written = []
         try:
-            for state in self.changed_files():
-                _replace(state.path, "".join(state.lines).encode("utf-8"))
+            for state in self.files.values():
+                data = "".join(state.lines).encode("utf-8")
+                if data == state.original:
+                    continue
+                _replace(state.path, data)
                 written.append(state)
                 remove_bytecode(state.path)
         except OSError:
@@ -658,7 +662,7 @@ def _classify(lines, change):
 
 
 def _replace(path, data):
-    fd, temporary = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".envbuild-tmp", dir=str(path.parent))
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".envbuild-tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -681,13 +685,10 @@ def remove_bytecode(source):
     if prefix:
         # The layout importlib uses: the prefix, then the source's absolute directory.
         caches.append(Path(prefix) / os.path.abspath(source.parent).lstrip(os.sep))
-    removed = []
     for cache in caches:
         if cache.is_dir():
             for compiled in cache.glob(module + ".*.pyc"):
                 compiled.unlink()
-                removed.append(compiled)
-    return removed
 
 
 def evaluate(patches, site_packages=None):

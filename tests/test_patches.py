@@ -46,6 +46,7 @@ CONNECTOR = "vllm/distributed/kv_transfer/kv_connector/v1/moriio/moriio_connecto
 ENGINE = "vllm/distributed/kv_transfer/kv_connector/v1/moriio/moriio_engine.py"
 SCHEDULER = "vllm/v1/core/sched/scheduler.py"
 TARGETS = [LAYER, MORI_PREPARE, CONNECTOR, ENGINE, SCHEDULER]
+PROG_PREFIX = "envbuild-patch: "
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +157,8 @@ def entry(**fields):
     ("patch:\n" + entry(), 1, "patch", "unknown key"),
 ])
 def test_metadata_problems_name_file_line_and_key(tmp_path, metadata, line, key, message):
-    write_patch_dir(tmp_path, "pkg-1.0", metadata, {"a.patch": GOOD_DIFF, "bad.patch": "--- a/x\n+++ b/x\n@@ nonsense\n"})
+    bad_diff = "--- a/x\n+++ b/x\n@@ nonsense\n"
+    write_patch_dir(tmp_path, "pkg-1.0", metadata, {"a.patch": GOOD_DIFF, "bad.patch": bad_diff})
     with pytest.raises(RecipeError) as caught:
         patches.load_catalog(tmp_path)
     found = [(p.file.endswith("pkg-1.0/patches.yaml"), p.line, p.key) for p in caught.value.problems]
@@ -394,7 +396,7 @@ def test_patch_paths_are_the_targets(vllm_specs):
 
 
 @pytest.mark.vllm
-def test_every_patch_applies_then_a_second_run_changes_nothing(site, manifest, vllm_tree):
+def test_every_patch_applies_then_a_second_run_changes_nothing(site, manifest):
     original = snapshot(site)
     result = run_applier("apply", manifest, site)
     assert result.returncode == 0, result.stderr
@@ -408,9 +410,6 @@ def test_every_patch_applies_then_a_second_run_changes_nothing(site, manifest, v
     assert again.stdout.count("already applied") == len(VLLM_PATCHES)
     assert snapshot(site) == once
     assert {target: (site / target).stat().st_mtime_ns for target in TARGETS} == times
-
-
-PROG_PREFIX = "envbuild-patch: "
 
 
 @pytest.mark.vllm
@@ -469,7 +468,7 @@ def env_constant(tree: ast.Module, name: str, environ: dict) -> float:
     """Evaluate the module-level `name = float(os.getenv(...))` under `environ`."""
     node = constant_assignment(tree, name)
     fake_os = types.SimpleNamespace(getenv=lambda key, default=None: environ.get(key, default))
-    return eval(compile(ast.Expression(node.value), name, "eval"), {"os": fake_os, "float": float})
+    return eval(compile(ast.Expression(node.value), name, "eval"), {"os": fake_os})
 
 
 @pytest.mark.vllm
@@ -550,30 +549,24 @@ class FakeKVCacheManager:
         self.freed.append(request.request_id)
 
 
-@pytest.fixture
-def scheduler_class(patched_site, request_status):
-    def make(site):
-        namespace = {"RequestStatus": request_status, "logger": logging.getLogger("patched.scheduler"),
-                     "IDLE_KV_REAP_AFTER_S": 5.0}
-        found = methods(site, SCHEDULER, "Scheduler",
-                        ["_update_from_kv_xfer_finished", "_free_blocks", "_reap_idle_kv_blocks"]
-                        if site is patched_site else ["_update_from_kv_xfer_finished", "_free_blocks"], namespace)
+def scheduler_class(site, request_status, names=("_update_from_kv_xfer_finished", "_free_blocks")):
+    """A stand-in Scheduler carrying the named methods of `site`'s scheduler.py."""
+    namespace = {"RequestStatus": request_status, "logger": logging.getLogger("patched.scheduler"),
+                 "IDLE_KV_REAP_AFTER_S": 5.0}
 
-        class FakeScheduler:
-            def __init__(self, requests, running=(), waiting=()):
-                self.connector = None
-                self.requests = {r.request_id: r for r in requests}
-                self.running = list(running)
-                self.waiting = list(waiting)
-                self.finished_recving_kv_req_ids = set()
-                self.kv_cache_manager = FakeKVCacheManager()
-                self._no_running_since = None
+    class FakeScheduler:
+        def __init__(self, requests, running=(), waiting=()):
+            self.connector = None
+            self.requests = {r.request_id: r for r in requests}
+            self.running = list(running)
+            self.waiting = list(waiting)
+            self.finished_recving_kv_req_ids = set()
+            self.kv_cache_manager = FakeKVCacheManager()
+            self._no_running_since = None
 
-        for name, function in found.items():
-            setattr(FakeScheduler, name, function)
-        return FakeScheduler
-
-    return make
+    for name, function in methods(site, SCHEDULER, "Scheduler", list(names), namespace).items():
+        setattr(FakeScheduler, name, function)
+    return FakeScheduler
 
 
 def fake_request(request_id, status):
@@ -589,14 +582,14 @@ def kv_output(recving=(), sending=()):
 
 @pytest.mark.vllm
 def test_scheduler_skips_unknown_and_intermediate_notifications(
-        patched_site, site_for_original, scheduler_class, request_status, caplog):
+        patched_site, site_for_original, request_status, caplog):
     S = request_status
     requests = [fake_request("waiting", S.WAITING_FOR_REMOTE_KVS), fake_request("running", S.RUNNING),
                 fake_request("done", S.FINISHED_LENGTH_CAPPED), fake_request("sent", S.FINISHED_STOPPED)]
     output = kv_output(recving=["waiting", "running", "done", "gone"], sending=["sent", "vanished"])
     with pytest.raises(AssertionError):
-        scheduler_class(site_for_original)(requests)._update_from_kv_xfer_finished(output)
-    scheduler = scheduler_class(patched_site)(requests)
+        scheduler_class(site_for_original, request_status)(requests)._update_from_kv_xfer_finished(output)
+    scheduler = scheduler_class(patched_site, request_status)(requests)
     with caplog.at_level(logging.WARNING, "patched.scheduler"):
         scheduler._update_from_kv_xfer_finished(output)
     assert scheduler.finished_recving_kv_req_ids == {"waiting"}
@@ -614,11 +607,12 @@ def site_for_original(tmp_path, vllm_tree):
 
 @pytest.mark.vllm
 def test_reaper_frees_finished_requests_after_five_idle_seconds_even_with_waiting_requests(
-        patched_site, scheduler_class, request_status, caplog):
+        patched_site, request_status, caplog):
     S = request_status
     leaked, queued = fake_request("leaked", S.FINISHED_LENGTH_CAPPED), fake_request("queued", S.WAITING)
     running = fake_request("running", S.RUNNING)
-    scheduler = scheduler_class(patched_site)([leaked, queued, running], running=[running], waiting=[queued])
+    scheduler_type = scheduler_class(patched_site, request_status, ["_reap_idle_kv_blocks", "_free_blocks"])
+    scheduler = scheduler_type([leaked, queued, running], running=[running], waiting=[queued])
     scheduler._reap_idle_kv_blocks(100.0)
     scheduler._reap_idle_kv_blocks(200.0)
     assert scheduler.kv_cache_manager.freed == []  # something was running
@@ -681,12 +675,12 @@ def meta():
 
 
 def timed(function, *args):
-    """Run `function` in a thread; its result and duration, or a failure if it hangs."""
+    """Seconds `function` took, run in a thread so that a hang fails the test."""
     box = {}
 
     def target():
         started = time.monotonic()
-        box["result"] = function(*args)
+        function(*args)
         box["seconds"] = time.monotonic() - started
 
     thread = threading.Thread(target=target, daemon=True)
@@ -909,7 +903,7 @@ def test_a_drifted_file_is_refused_and_nothing_changes(site, manifest, catalog, 
     before = snapshot(site)
     result = run_applier("apply", manifest, site)
     assert result.returncode == 1
-    message = next(l for l in result.stderr.splitlines() if l.startswith(f"{PROG_PREFIX}{name}: error:"))
+    message = next(text for text in result.stderr.splitlines() if text.startswith(f"{PROG_PREFIX}{name}: error:"))
     assert f"does not apply to {file}: hunk #{hunk_number} (@@ " in message
     assert f"expected {line!r}, found {(line + '  # drifted')!r}" in message
     assert result.stderr.rstrip().endswith("nothing was changed")
