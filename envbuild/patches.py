@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -92,12 +92,6 @@ class PatchSpec:
             name=self.name, kind=self.kind, dist=self.dist, specifier=self.specifier,
             text=self.text, optional=self.optional, depends=self.depends,
         )
-
-    def manifest_entry(self) -> dict:
-        return {
-            "name": self.name, "kind": self.kind, "dist": self.dist, "specifier": self.specifier,
-            "optional": self.optional, "depends": list(self.depends), "text": self.text,
-        }
 
 
 def _display(path: Path) -> str:
@@ -271,7 +265,7 @@ def order(catalog: dict[str, PatchSpec], names: Iterable[str]) -> list[PatchSpec
 
 def manifest(patches: Sequence[PatchSpec]) -> dict:
     """What `patchapply --manifest` reads, for patches already in order."""
-    return {"patches": [spec.manifest_entry() for spec in patches]}
+    return {"patches": [asdict(spec.for_applier()) for spec in patches]}
 
 
 def manifest_json(patches: Sequence[PatchSpec]) -> str:
@@ -284,7 +278,8 @@ def applier_source() -> str:
 
 
 def check(patches: Sequence[PatchSpec], site_packages: Path | None = None) -> list[patchapply.Outcome]:
-    """The state of each patch against the installed distributions; changes nothing.
+    """The state of each patch (in order, as `select` returns them) against the
+    installed distributions, found in `site_packages` or on sys.path; changes nothing.
 
     Each outcome's status is one of patchapply's APPLIED, APPLICABLE, CONFLICT,
     VERSION_MISMATCH, NOT_INSTALLED or BLOCKED (a dependency is not applied);
