@@ -41,6 +41,16 @@ def engine_text() -> str:
     return (TEMPLATES / "engine.sh").read_text(encoding="utf-8").replace("@NIC_DETECTOR@", detector)
 
 
+def recipe_source(plan: Plan) -> str:
+    """The recipe file as generated files name it: `<its directory>/<its name>`.
+
+    Recipe.file is relative to the working directory (for messages), and generated
+    text must not depend on where envbuild was run.
+    """
+    path = Path(plan.recipe.file).resolve()
+    return f"{path.parent.name}/{path.name}"
+
+
 def _summary(text: str) -> str:
     return text.strip().splitlines()[0]
 
@@ -96,6 +106,8 @@ def render_fragment(plan: Plan, step: Step) -> str:
         nics=" ".join(c.when.nics),
         prefix_vars=" ".join(prefix_vars),
         env_chain=" ".join(env_chain),
+        own_prefixes=" ".join(var for var, _ in c.prefix),
+        uses_python=bool(c.pip) or "_eb_pip" in c.build,
         prelude=_prelude(step),
         check=_check(step),
         env_lines=env_lines(c.env),
@@ -134,6 +146,7 @@ def render_script(plan: Plan) -> str:
     body = _jinja().get_template("setup_deps.sh.j2").render(
         plan=plan,
         version=__version__,
+        source=recipe_source(plan),
         summary=_summary(plan.recipe.description),
         engine=engine_text(),
         fragments=[render_fragment(plan, step) for step in plan.steps],
@@ -172,8 +185,13 @@ def _image_layers(plan: Plan) -> list[ImageLayer]:
         elif when.node_ranks:
             note = f"baked in for every node; at run time setup_deps.sh skips it unless NODE_RANK is {', '.join(map(str, when.node_ranks))}"
             assignments["NODE_RANK"] = str(when.node_ranks[0])
-        if step.nic_specific:
+        elif when.nics:
+            note = f"baked in for NIC family {family}; at run time setup_deps.sh skips it unless the NIC family is {', '.join(when.nics)}"
+        if step.nic_specific or when.nics:
+            # The build cannot detect the cluster's NICs (it would find none and skip
+            # a NIC-conditional component): the family is the image's.
             assignments["ENVBUILD_NIC_FAMILY"] = family
+        if step.nic_specific:
             note = note or f"built for NIC family {family}; setup_deps.sh rebuilds it on other NICs"
         run = " ".join(f"{k}={quote(v)}" for k, v in assignments.items())
         run += f" bash /opt/envbuild/lib/run-component.sh {quote(step.name)}"
@@ -214,7 +232,7 @@ def image_labels(plan: Plan) -> dict[str, str]:
     labels = {
         "org.opencontainers.image.title": f"envbuild/{plan.recipe.name}",
         "org.opencontainers.image.version": plan.hash[:12],
-        "org.opencontainers.image.source": plan.recipe.file,
+        "org.opencontainers.image.source": recipe_source(plan),
         "org.opencontainers.image.base.name": plan.recipe.base_image,
         "io.envbuild.recipe": plan.recipe.name,
         "io.envbuild.recipe-hash": plan.hash,
@@ -239,6 +257,7 @@ def render_dockerfile(plan: Plan) -> str:
     return _jinja().get_template("Dockerfile.j2").render(
         plan=plan,
         version=__version__,
+        source=recipe_source(plan),
         summary=_summary(plan.recipe.description),
         layers=layers,
         env=_dockerfile_env(plan, layers),

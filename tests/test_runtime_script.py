@@ -54,7 +54,7 @@ def test_second_run_installs_nothing_and_starts_no_process(test_recipe):
     assert traced.returncode == 0, traced.stderr
     calls = [line for line in trace.read_text().splitlines() if "---" not in line and "+++" not in line]
     assert len(calls) == 1, calls
-    assert re.match(r'^\d+ execve\("[^"]*/bash", \["bash", ', calls[0]), calls
+    assert re.match(r'^\d+ +execve\("[^"]*/bash", \["bash", ', calls[0]), calls
 
 
 def test_pin_change_reinstalls_the_component_and_its_dependents_only(test_recipe):
@@ -94,6 +94,22 @@ build: |
     assert (test_recipe.state / "stamps" / "libhello").exists()
     assert "fatal: something is wrong" in log.read_text()
     assert not list((test_recipe.root / "tmp").iterdir()), "work directories must be removed"
+
+
+def test_a_failing_line_stops_the_step_even_when_later_lines_succeed(test_recipe):
+    test_recipe.extra_components["half"] = """name: half
+description: Its first command fails, its last succeeds.
+build: |
+  false
+  echo "must not get here"
+"""
+    test_recipe.components[:] = ["half"]
+    test_recipe.write()
+    result = test_recipe.run(test_recipe.render())
+    assert result.returncode == 1
+    assert "envbuild: error: half failed (exit 1)" in result.stderr
+    assert "must not get here" not in (test_recipe.state / "logs" / "half.log").read_text()
+    assert not (test_recipe.state / "stamps" / "half").exists()
 
 
 def test_failing_check_leaves_no_stamp(test_recipe):
@@ -175,6 +191,11 @@ build: |
     assert "caller still here, rc=1\n" in result.stdout
     assert "TEST_RECIPE_ENV=unset\n" in result.stdout
     assert "envbuild: error: broken failed (exit 4)" in result.stderr
+    # A caller with `set -e` gets the failure from its own `source` line, as with any command.
+    strict = f"set -e; trap 'echo \"caller stopped at line $LINENO\"' EXIT; source {script}; echo not-reached"
+    result = subprocess.run(["bash", "-c", strict], env=test_recipe.env(), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "not-reached" not in result.stdout and "caller stopped at line 1" in result.stdout
 
 
 def test_check_mode_reports_and_exits_one_until_installed(test_recipe):

@@ -17,7 +17,10 @@ _EB_PROFILE_JSON=''
 _EB_SELF=${BASH_SOURCE[0]:-setup_deps.sh}
 _EB_ORDER=()
 _EB_EXPORTED=()
-declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() _EB_PREFIX_DEFAULT=()
+_EB_OPEN_LOCKS=''
+_EB_RESTORED=0
+_EB_CACHE=''
+declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=()
 
 _eb_say() { [[ -n ${_EB_QUIET:-} ]] || printf 'envbuild: %s\n' "$*"; }
 _eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
@@ -46,6 +49,8 @@ _eb_component() {
   _EB_NICSPEC[$1]=$6
   _EB_PREFIXVARS[$1]=$7
   _EB_ENVCHAIN[$1]=$8
+  _EB_OWNPREFIXES[$1]=$9
+  _EB_USESPYTHON[$1]=${10}
 }
 
 # Install prefix $1 defaults to $2 unless the environment sets it.
@@ -273,41 +278,266 @@ _eb_deb_installed() {
 
 # ---- the install loop ----
 
-# Runs the step and the check of component $1 in a subshell, output to its log.
-_eb_install() {
-  local name=$1 id=${1//-/_} log work started rc var
-  log=$_EB_STATE/logs/$name.log
-  work=${TMPDIR:-/tmp}/envbuild.$$.$name
-  _eb_now started
-  _eb_say "$name: installing (log: $log)"
-  rm -f "$_EB_STATE/stamps/$name"
-  rm -rf "$work"
-  mkdir -p "$work"
-  set +e
+# ---- locks, shared build cache, install ----
+
+# Takes an exclusive lock on file $1 for $2 (what it protects), into _EB_LOCK_FD.
+# Waits ENVBUILD_LOCK_TIMEOUT seconds (default 3600), then stops naming the holder.
+# Returns 1 when the filesystem refuses locks (some NFS setups): the caller goes on unlocked.
+_eb_lock() {
+  local file=$1 what=$2 fd rc holder=''
+  exec {fd}<>"$file" || _eb_die "cannot open lock file $file"
+  flock -w "${ENVBUILD_LOCK_TIMEOUT:-3600}" -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
+  case $rc in
+    0)
+      printf 'pid %s on %s since %s (%s)\n' "$$" "${HOSTNAME:-unknown host}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" >"$file.holder.$$"
+      mv -f "$file.holder.$$" "$file.holder"
+      _EB_LOCK_FD=$fd
+      return 0
+      ;;
+    75)
+      exec {fd}>&-
+      [[ -r $file.holder ]] && read -r holder <"$file.holder"
+      _eb_die "gave up after ${ENVBUILD_LOCK_TIMEOUT:-3600} s waiting for the lock on $file ($what), held by ${holder:-an unknown process}; raise ENVBUILD_LOCK_TIMEOUT or stop that process"
+      ;;
+    *)
+      exec {fd}>&-
+      _eb_warn "$file: the filesystem refuses locks (flock exit $rc); going on without the lock for $what"
+      _EB_LOCK_FD=''
+      return 1
+      ;;
+  esac
+}
+
+_eb_unlock() {
+  local fd=$1
+  [[ -z $fd ]] || exec {fd}>&-
+  _EB_OPEN_LOCKS=${_EB_OPEN_LOCKS/ $fd/}
+}
+
+# Removes what runs killed on this host left behind: their temporary stamps,
+# lock holder notes, run and work directories, and unfinished cache entries.
+_eb_sweep() {
+  local path pid
+  rm -f "$_EB_STATE"/stamps/*.tmp.*
+  for path in "$_EB_STATE"/run.* "$_EB_STATE"/*.holder.* "${TMPDIR:-/tmp}"/envbuild.* \
+    ${_EB_CACHE:+"$_EB_CACHE"/tmp/*."${HOSTNAME:-unknown}".* "$_EB_CACHE"/locks/*.holder.*}; do
+    [[ -e $path ]] || continue
+    case ${path##*/} in
+      envbuild.*) pid=${path##*/envbuild.} pid=${pid%%.*} ;;
+      *) pid=${path##*.} ;;
+    esac
+    if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+      rm -rf "$path"
+    fi
+  done
+}
+
+# The shared cache directory, or nothing when ENVBUILD_CACHE_DIR is unset or unusable.
+_eb_cache_dir() {
+  _EB_CACHE=''
+  [[ -n ${ENVBUILD_CACHE_DIR:-} ]] || return 0
+  if mkdir -p "$ENVBUILD_CACHE_DIR"/entries "$ENVBUILD_CACHE_DIR"/tmp "$ENVBUILD_CACHE_DIR"/locks "$ENVBUILD_CACHE_DIR"/downloads 2>/dev/null; then
+    _EB_CACHE=$ENVBUILD_CACHE_DIR
+  else
+    _eb_warn "ENVBUILD_CACHE_DIR=$ENVBUILD_CACHE_DIR cannot be created; building without the shared cache"
+  fi
+}
+
+# What makes a build differ between nodes beyond the stamp key: OS, CPU
+# architecture and, for Python components, the interpreter. Into _EB_PLATFORM.
+_eb_platform() {
+  local line os=unknown version='' python=''
+  if [[ -r /etc/os-release ]]; then
+    while IFS= read -r line; do
+      case $line in
+        ID=*) os=${line#ID=} ;;
+        VERSION_ID=*) version=${line#VERSION_ID=} ;;
+      esac
+    done </etc/os-release
+  fi
+  if [[ ${_EB_USESPYTHON[$1]} == 1 ]]; then
+    python=$("${ENVBUILD_PYTHON:-python3}" -c 'import sys; print("%s%d.%d" % (sys.implementation.name, *sys.version_info[:2]))') || python=unknown
+  fi
+  _EB_PLATFORM="os=${os//\"/}-${version//\"/} arch=$HOSTTYPE${python:+ python=$python}"
+}
+
+# Directories a Python component installs into, one per line.
+_eb_python_dirs() {
+  "$EB_PYTHON" -c 'import sysconfig
+paths = sysconfig.get_paths()
+print("\n".join(sorted({paths["purelib"], paths["platlib"], paths["scripts"]})))'
+}
+
+# Lists files, links and directories under the given roots with their change time.
+_eb_snapshot() {
+  local root
+  for root in "$@"; do
+    [[ -e $root ]] && find "$root" -xdev -printf '%P\t%C@\t%s\t%p\n'
+  done | LC_ALL=C sort
+  return 0
+}
+
+# Runs in the step's subshell, after the check: stores what the step installed
+# into cache entry directory $1. Own prefixes are kept whole; Python directories
+# as the difference against the snapshot $1/before.txt taken before the step.
+_eb_capture() {
+  local entry=$1 var dirs=()
+  {
+    for var in ${_EB_OWNPREFIXES[$_EB_NAME]}; do
+      [[ ! -e ${!var} ]] || find "${!var}" -printf '%p\n'
+    done
+    if [[ ${_EB_USESPYTHON[$_EB_NAME]} == 1 ]]; then
+      mapfile -t dirs < <(_eb_python_dirs)
+      _eb_snapshot "${dirs[@]}" >"$entry/after.txt"
+      # New or changed entries (their whole line differs) ...
+      LC_ALL=C comm -13 "$entry/before.txt" "$entry/after.txt" | cut -f4
+    fi
+  } | sed 's|^/||' | LC_ALL=C sort -u >"$entry/files.txt"
+  # ... and entries gone since (their path only).
+  if [[ -e $entry/after.txt ]]; then
+    LC_ALL=C comm -23 <(cut -f4 "$entry/before.txt" | LC_ALL=C sort -u) <(cut -f4 "$entry/after.txt" | LC_ALL=C sort -u) >"$entry/removed.txt"
+  else
+    : >"$entry/removed.txt"
+  fi
+  tar -C / --no-recursion -czf "$entry/files.tar.gz" -T "$entry/files.txt"
+  rm -f "$entry/before.txt" "$entry/after.txt" "$entry/files.txt"
+  (cd "$entry" && sha256sum files.tar.gz removed.txt >SHA256SUMS)
+}
+
+# Runs in a subshell: puts cache entry $1 in place. Exit 2 means the entry is corrupt.
+_eb_restore() {
+  local entry=$1 var path dirs=()
+  (cd "$entry" && sha256sum --quiet --strict -c SHA256SUMS) || {
+    echo "cache entry $entry does not match its SHA256SUMS"
+    return 2
+  }
+  for var in ${_EB_OWNPREFIXES[$_EB_NAME]}; do
+    rm -rf "${!var}"
+  done
+  tar -C / -xzf "$entry/files.tar.gz" || return 2
+  [[ -s $entry/removed.txt ]] || return 0
+  mapfile -t dirs < <(_eb_python_dirs)
+  while IFS= read -r path; do
+    for var in "${dirs[@]}"; do
+      [[ $path != "$var"/* ]] || rm -rf "$path"
+    done
+  done <"$entry/removed.txt"
+}
+
+# Runs `$2 ARGS...` for component $1 in a subshell with the component's
+# environment, output appended to its log, lock descriptors closed.
+_eb_in_subshell() {
+  local name=$1 action=$2 var
+  shift 2
   (
     set -euo pipefail
     trap - ERR
-    cd "$work"
+    for var in $_EB_OPEN_LOCKS; do
+      exec {var}>&-
+    done
     export EB_PYTHON=${ENVBUILD_PYTHON:-python3} EB_NIC_FAMILY=${_EB_NIC:-} EB_JOBS=${ENVBUILD_JOBS:-$(nproc)}
     for var in ${_EB_PREFIXVARS[$name]}; do
       export "${var?}"
     done
+    _EB_NAME=$name
     _eb_apply_env "$name"
-    "_eb_step_$id"
-    cd /
-    "_eb_check_$id"
-  ) >"$log" 2>&1 </dev/null
+    "$action" "$@"
+  ) >>"$_EB_LOG" 2>&1 </dev/null
+}
+
+# The step and then the check of the component, in a fresh work directory;
+# with a capture directory, what the step installed is recorded there too.
+_eb_build() {
+  local id=${_EB_NAME//-/_} capture=${1:-} dirs=()
+  if [[ -n $capture && ${_EB_USESPYTHON[$_EB_NAME]} == 1 ]]; then
+    mapfile -t dirs < <(_eb_python_dirs)
+    _eb_snapshot "${dirs[@]}" >"$capture/before.txt"
+  fi
+  cd "$_EB_WORK"
+  "_eb_step_$id"
+  cd /
+  "_eb_check_$id"
+  [[ -z $capture ]] || _eb_capture "$capture"
+}
+
+_eb_check_only() {
+  "_eb_check_${_EB_NAME//-/_}"
+}
+
+# Installs component $1 (stamp key in _EB_KEY): restored from the shared cache
+# when an entry exists, else built (and stored in the cache for other nodes).
+# The stamp goes away first and comes back last, so a run killed at any point
+# leaves no stamp without its files and the next run completes the install.
+_eb_install() {
+  local name=$1 started rc digest='' entry='' entry_lock='' capture=''
+  _EB_LOG=$_EB_STATE/logs/$name.log
+  _EB_WORK=${TMPDIR:-/tmp}/envbuild.$$.$name
+  _eb_now started
+  rm -f "$_EB_STATE/stamps/$name"
+  : >"$_EB_LOG"
+  if [[ -n $_EB_CACHE && ( -n ${_EB_OWNPREFIXES[$name]} || ${_EB_USESPYTHON[$name]} == 1 ) ]]; then
+    _eb_platform "$name"
+    digest=$(printf '%s %s\n' "$_EB_KEY" "$_EB_PLATFORM" | sha256sum)
+    entry=$_EB_CACHE/entries/$name-${digest:0:32}
+    if _eb_lock "$_EB_CACHE/locks/$name-${digest:0:32}.lock" "building $name for the shared cache"; then
+      entry_lock=$_EB_LOCK_FD
+      _EB_OPEN_LOCKS+=" $entry_lock"
+    fi
+    if [[ -d $entry ]]; then
+      _eb_say "$name: restoring from the shared cache (log: $_EB_LOG)"
+      # Never call a step in a condition (&&, ||, if): bash would ignore set -e inside it.
+      set +e
+      _eb_in_subshell "$name" _eb_restore "$entry"
+      rc=$?
+      if ((rc == 0)); then
+        _eb_in_subshell "$name" _eb_check_only
+        rc=$?
+      fi
+      set -e
+      if ((rc == 0)); then
+        _eb_unlock "$entry_lock"
+        _eb_stamp "$name"
+        _eb_elapsed "$started"
+        _eb_say "$name: restored from the shared cache in $_EB_ELAPSED s"
+        ((_EB_RESTORED += 1))
+        return 0
+      fi
+      _eb_warn "$name: cache entry $entry is corrupt or incomplete; rebuilding it (details in $_EB_LOG)"
+      mv "$entry" "$_EB_CACHE/tmp/${entry##*/}.corrupt.${HOSTNAME:-unknown}.$$" 2>/dev/null || true
+      rm -rf "$_EB_CACHE/tmp/${entry##*/}.corrupt.${HOSTNAME:-unknown}.$$"
+    fi
+    capture=$_EB_CACHE/tmp/${entry##*/}.${HOSTNAME:-unknown}.$$
+    rm -rf "$capture"
+    mkdir -p "$capture"
+  fi
+  _eb_say "$name: installing (log: $_EB_LOG)"
+  rm -rf "$_EB_WORK"
+  mkdir -p "$_EB_WORK"
+  set +e
+  _eb_in_subshell "$name" _eb_build "$capture"
   rc=$?
   set -e
-  rm -rf "$work"
+  rm -rf "$_EB_WORK"
   _eb_elapsed "$started"
   if ((rc != 0)); then
-    _eb_report_failure "$name" "$log" "$rc"
-    return "$rc"
+    [[ -z $capture ]] || rm -rf "$capture"
+    rm -rf "$_EB_RUN_DIR"
+    _eb_unlock "$entry_lock"
+    _eb_report_failure "$name" "$_EB_LOG" "$rc"
+    return 1
   fi
-  printf '%s\n' "$_EB_KEY" >"$_EB_STATE/stamps/$name.tmp.$$"
-  mv -f "$_EB_STATE/stamps/$name.tmp.$$" "$_EB_STATE/stamps/$name"
-  _eb_say "$name: installed in $_EB_ELAPSED s"
+  if [[ -n $capture ]]; then
+    # A directory rename is atomic: other nodes see the whole entry or none.
+    mv -T "$capture" "$entry" 2>/dev/null || rm -rf "$capture"
+  fi
+  _eb_unlock "$entry_lock"
+  _eb_stamp "$name"
+  _eb_say "$name: installed in $_EB_ELAPSED s${capture:+ (stored in the shared cache)}"
+}
+
+_eb_stamp() {
+  printf '%s\n' "$_EB_KEY" >"$_EB_STATE/stamps/$1.tmp.$$"
+  mv -f "$_EB_STATE/stamps/$1.tmp.$$" "$_EB_STATE/stamps/$1"
 }
 
 _eb_report_failure() {
@@ -369,7 +599,7 @@ _eb_known() {
 }
 
 _eb_main() {
-  local mode=install name dep started
+  local mode=install name dep started locked=''
   local -A only=() force=() reinstalled=()
   local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]}
   _eb_now started
@@ -426,8 +656,24 @@ _eb_main() {
       done
       _eb_key "$name"
     fi
-    mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs" "$_EB_RUN_DIR"
-    _eb_install "$name" || { rm -rf "$_EB_RUN_DIR"; return 1; }
+    if [[ -z $locked ]]; then
+      # Only installers take the lock; the no-op path above never does.
+      locked=1
+      mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs"
+      if _eb_lock "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
+        _EB_OPEN_LOCKS+=" $_EB_LOCK_FD"
+      fi
+      _eb_cache_dir
+      _eb_sweep
+      mkdir -p "$_EB_RUN_DIR"
+      _eb_status "$name"
+      if [[ $_EB_STATUS == present && -z ${force[$name]:-} ]]; then
+        _eb_say "$name: installed meanwhile by another run"
+        ((present += 1))
+        continue
+      fi
+    fi
+    _eb_install "$name"
     reinstalled[$name]=1
     ((installed += 1))
   done
@@ -450,7 +696,7 @@ _eb_main() {
   [[ ! -e $_EB_RUN_DIR ]] || rm -rf "$_EB_RUN_DIR"
   _eb_elapsed "$started"
   if ((installed)); then
-    _eb_say "installed $installed, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
+    _eb_say "installed $installed${_EB_RESTORED/#0*/}${_EB_RESTORED/#[1-9]*/ ($_EB_RESTORED from the shared cache)}, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
   else
     _eb_say_all_present "$total" "$skipped"
   fi

@@ -16,14 +16,17 @@ _eb_sourced() {
   rc=$?
   exec {stdout_fd}>&-
   ((rc != 0)) || eval "$exports"
-  [[ -z $had_errexit ]] || set -e
   unset -f @FUNCTIONS@
   unset "${!_EB_@}"
-  return "$rc"
+  # Errexit comes back, and the status goes out, only with the final `return`:
+  # a failing call here would end a caller that runs with `set -e`.
+  _EB_TAIL="unset _EB_TAIL;${had_errexit:+ set -e;} return $rc"
 }
 
 if [[ ${BASH_SOURCE[0]} != "$0" ]]; then
-  _eb_sourced || return
+  # Called as a plain statement: inside `||` or `if`, bash would ignore set -e in every step.
+  _eb_sourced
+  eval "$_EB_TAIL"
 else
   set -euo pipefail
   _eb_prefix_defaults
