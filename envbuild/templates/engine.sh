@@ -696,7 +696,9 @@ _eb_main() {
   [[ ! -e $_EB_RUN_DIR ]] || rm -rf "$_EB_RUN_DIR"
   _eb_elapsed "$started"
   if ((installed)); then
-    _eb_say "installed $installed${_EB_RESTORED/#0*/}${_EB_RESTORED/#[1-9]*/ ($_EB_RESTORED from the shared cache)}, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
+    local restored=''
+    ((_EB_RESTORED == 0)) || restored=" ($_EB_RESTORED from the shared cache)"
+    _eb_say "installed $installed$restored, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
   else
     _eb_say_all_present "$total" "$skipped"
   fi
