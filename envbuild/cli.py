@@ -222,8 +222,11 @@ def dockerfile_name(plan: Plan) -> str:
               help="--pull refreshes the base image; --no-pull refuses to build when it is not local. "
                    "Default: the engine pulls it only when missing.")
 @click.option("--dry-run", is_flag=True, help="Print the Dockerfile and the build context's files; build nothing.")
+@click.option("--network", metavar="MODE",
+              help="Network of the RUN steps, as for `docker build --network` (e.g. host, none). "
+                   "Default: the engine's bridge.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
-def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, pull, dry_run, verbose):
+def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, pull, dry_run, network, verbose):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
     Each component gets its own layer, in plan order, running the same step as
@@ -256,7 +259,8 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, p
     progress = docker_engine.BuildProgress(verbose=verbose)
     try:
         image_id = docker_engine.build(client, docker_engine.make_context_tar(files), tag, labels=labels,
-                                       nocache=no_cache, pull=bool(pull), on_event=progress)
+                                       nocache=no_cache, pull=bool(pull), on_event=progress,
+                                       network_mode=network)
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)

@@ -474,10 +474,13 @@ def build(
     nocache: bool = False,
     pull: bool = False,
     on_event: EventHandler | None = None,
+    network_mode: str | None = None,
 ) -> str:
     """Build the context's Dockerfile into `tag`; return the image id (sha256:...).
 
-    Every decoded builder event goes to on_event as it arrives. A failing step
+    network_mode is the RUN steps' network, as `docker build --network` takes it
+    (e.g. "host": 127.0.0.1 inside a step is the machine's loopback); None is the
+    engine's default bridge. Every decoded builder event goes to on_event as it arrives. A failing step
     raises BuildFailed. Ctrl-C closes the stream, which makes the engine cancel
     the build, removes the step container if one was running, and re-raises.
     """
@@ -503,6 +506,7 @@ def build(
                 nocache=nocache,
                 pull=pull,
                 labels=labels,
+                network_mode=network_mode,
                 timeout=None,  # a quiet RUN may take longer than any read timeout
             )
     finally:

@@ -6,6 +6,12 @@
 - rank0-tool: no source, only on NODE_RANK 0
 
 Each build appends its name to $EB_TEST_BUILDS, so tests count real builds.
+
+HttpRecipe is the same recipe for image builds, whose steps see neither the
+host's files nor its environment: git repositories are served over git's dumb
+HTTP protocol by the same 127.0.0.1 FileServer as the tarball (build with
+network_mode="host"), prefixes are under /opt and the build log is a file in
+the image.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localsources import GIT_BASE, FileServer, commit_files, git_redirect_env, make_tarball, sha256
+from localsources import GIT_BASE, FileServer, commit_files, git, git_redirect_env, make_tarball, sha256
 
 HELLO_C = """#include <stdio.h>
 int main(void) { printf("hello %d\\n", VERSION); return 0; }
@@ -44,9 +50,9 @@ source:
   git: {git_base}libhello.git
   commit: {libhello_commit}
 prefix:
-  HELLO_HOME: {root}/opt/hello
+  HELLO_HOME: {install_root}/opt/hello
 build: |
-  echo libhello >> "$EB_TEST_BUILDS"
+  echo libhello >> {builds_log}
   make -j"$EB_JOBS"
   make install PREFIX="$HELLO_HOME"
 check: |
@@ -66,7 +72,7 @@ source:
 depends:
   - libhello
 build: |
-  echo greet >> "$EB_TEST_BUILDS"
+  echo greet >> {builds_log}
   _eb_pip --no-build-isolation --no-deps .
 check: |
   "$EB_PYTHON" -c 'import greet; assert greet.WORD == "greetings"'
@@ -77,9 +83,9 @@ source:
   url: {server}/dataset-1.0.tar.gz
   sha256: {dataset_sha256}
 prefix:
-  DATA_HOME: {root}/opt/data
+  DATA_HOME: {install_root}/opt/data
 build: |
-  echo dataset >> "$EB_TEST_BUILDS"
+  echo dataset >> {builds_log}
   mkdir -p "$DATA_HOME"
   tar -xzf "$EB_DOWNLOAD" --strip-components=1 -C "$DATA_HOME"
 check: |
@@ -88,11 +94,11 @@ check: |
     "rank0-tool": """name: rank0-tool
 description: Only the first node needs it.
 prefix:
-  TOOLS_HOME: {root}/opt/tools
+  TOOLS_HOME: {install_root}/opt/tools
 when:
   node_rank: 0
 build: |
-  echo rank0-tool >> "$EB_TEST_BUILDS"
+  echo rank0-tool >> {builds_log}
   mkdir -p "$TOOLS_HOME"
   echo ready > "$TOOLS_HOME/rank0"
 env:
@@ -130,7 +136,7 @@ class LocalRecipe:
         self.builds_file = self.root / "builds.log"
         self.python = self._venv()
         self.libhello_commit = self.set_hello_version(self.hello_version)
-        self.greet_commit = commit_files(self.repos / "greet.git", {
+        self.greet_commit = self.commit("greet", {
             "pyproject.toml": GREET_PYPROJECT.format(version=self.greet_version),
             "greet/__init__.py": 'WORD = "greetings"\n',
         })
@@ -146,14 +152,23 @@ class LocalRecipe:
 
     def set_hello_version(self, version: int) -> str:
         self.hello_version = version
-        self.libhello_commit = commit_files(self.repos / "libhello.git", {
+        self.libhello_commit = self.commit("libhello", {
             "hello.c": HELLO_C, "Makefile": HELLO_MAKEFILE, "VERSION": f"{version}\n",
         }, f"version {version}")
         return self.libhello_commit
 
+    def commit(self, name: str, files: dict[str, str], message: str = "update") -> str:
+        """Commits files to source repository `name` (see GIT_BASE) and returns the commit."""
+        return commit_files(self.repos / f"{name}.git", files, message)
+
+    def values(self) -> dict:
+        """What the component templates are formatted with."""
+        return dict(vars(self), git_base=GIT_BASE, server=self.server.url, install_root=self.root,
+                    builds_log='"$EB_TEST_BUILDS"')
+
     def write(self) -> None:
         (self.recipes / "components").mkdir(parents=True, exist_ok=True)
-        values = dict(vars(self), git_base=GIT_BASE, server=self.server.url)
+        values = self.values()
         for name, text in {**COMPONENTS, **self.extra_components}.items():
             (self.recipes / "components" / f"{name}.yaml").write_text(text.format(**values))
         listing = "\n".join(f"  - {name}" for name in self.components)
@@ -189,3 +204,28 @@ class LocalRecipe:
 
     def builds(self) -> list[str]:
         return self.builds_file.read_text().split() if self.builds_file.exists() else []
+
+
+class HttpRecipe(LocalRecipe):
+    """The test recipe with every source at a plain http://127.0.0.1 URL, for image builds.
+
+    Git repositories are served over the dumb HTTP protocol (no shallow fetch by
+    SHA, so the steps take _eb_git's full-fetch fallback). Builds append to
+    BUILDS_LOG inside the image.
+    """
+
+    BUILDS_LOG = "/var/tmp/envbuild-test-builds.log"
+
+    def commit(self, name: str, files: dict[str, str], message: str = "update") -> str:
+        commit = super().commit(name, files, message)
+        repo = self.repos / f"{name}.git"
+        git(repo, "update-server-info")
+        served = self.server.root / "git" / f"{name}.git"
+        if not served.exists():
+            served.parent.mkdir(parents=True, exist_ok=True)
+            served.symlink_to(repo / ".git")
+        return commit
+
+    def values(self) -> dict:
+        return dict(super().values(), git_base=f"{self.server.url}/git/", install_root="",
+                    builds_log=self.BUILDS_LOG)

@@ -1,0 +1,430 @@
+"""`envbuild image` for real: the test recipe baked onto the local base image.
+
+The steps of an image build see neither the host's files nor its environment,
+so the recipe is tests/testrecipe.HttpRecipe: git repositories and the tarball
+at plain http://127.0.0.1 URLs of a FileServer, built with network_mode="host".
+One image is built per module and shared by the assertions that only read it;
+the pin-bump, failure and CLI tests build on top of its cached layers.
+Nothing here mocks docker-py; every image and container is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from docker_base import ImageSession, engine_or_skip, ensure_base_image
+from envbuild.docker_engine import BuildFailed, BuildProgress, build, image_exists, make_context_tar
+from envbuild.model import Library
+from envbuild.plan import Plan, make_plan
+from envbuild.render import build_context, render_dockerfile
+from localsources import FileServer
+from testrecipe import HttpRecipe
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NIC_FAMILY = "ionic"
+# Applies only on ionic nodes and is not built per family: the image build must
+# be told the family (it cannot detect the cluster's NICs) to bake it in.
+IONIC_TOOL = """name: ionic-tool
+description: Only nodes with ionic NICs need it.
+when:
+  nic: [ionic]
+prefix:
+  IONIC_TOOL_HOME: /opt/ionic
+build: |
+  echo ionic-tool >> {builds_log}
+  mkdir -p "$IONIC_TOOL_HOME/bin"
+  printf '#!/bin/sh\\necho ionic tool\\n' > "$IONIC_TOOL_HOME/bin/ionic-tool"
+  chmod +x "$IONIC_TOOL_HOME/bin/ionic-tool"
+env:
+  path:
+    PATH:
+      - ${{IONIC_TOOL_HOME}}/bin
+"""
+BROKEN = """name: broken
+description: A build that fails.
+depends:
+  - libhello
+build: |
+  echo "compiling broken"
+  echo "fatal: something is wrong" >&2
+  exit 3
+"""
+COMPONENTS = ["libhello", "greet", "dataset", "rank0-tool", "ionic-tool"]
+
+
+# --- fixtures -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return engine_or_skip()
+
+
+@pytest.fixture(scope="module")
+def base_image(engine):
+    return ensure_base_image(engine)
+
+
+@pytest.fixture(scope="module")
+def session(engine):
+    image_session = ImageSession()
+    yield image_session
+    image_session.cleanup(engine)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("image")
+    (root / "www").mkdir()
+    server = FileServer(root / "www")
+    recipe = HttpRecipe(root / "t", server)
+    recipe.extra_components["ionic-tool"] = IONIC_TOOL
+    recipe.components.append("ionic-tool")
+    recipe.write()
+    yield recipe
+    server.close()
+
+
+def image_plan(recipe: HttpRecipe, base_image: str) -> Plan:
+    library = Library(recipe.recipes)
+    the_recipe = library.recipe("testrecipe").with_nic_family(NIC_FAMILY).with_base_image(base_image)
+    return make_plan(library, the_recipe)
+
+
+class RecordingProgress(BuildProgress):
+    def __init__(self):
+        self.shown = io.StringIO()
+        super().__init__(stream=self.shown)
+
+
+@dataclass
+class Built:
+    plan: Plan
+    tag: str
+    image_id: str
+    progress: RecordingProgress
+    seconds: float
+
+    def component_steps(self, cached: bool) -> list[str]:
+        return [s.component for s in self.progress.steps if s.component and s.cached == cached]
+
+
+def build_plan(engine, session: ImageSession, plan: Plan, tag: str) -> Built:
+    """build_context + docker_engine.build, as `envbuild image` does, on the host's network."""
+    progress = RecordingProgress()
+    started = time.monotonic()
+    try:
+        image_id = build(engine, make_context_tar(build_context(plan)), tag, labels=session.labels,
+                         on_event=progress, network_mode="host")
+    finally:
+        session.track(progress)
+    return Built(plan, tag, image_id, progress, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def baked(engine, base_image, session, sources):
+    return build_plan(engine, session, image_plan(sources, base_image), session.tag("testrecipe"))
+
+
+def run_in(engine, session: ImageSession, image: str, script: str, **environment: str) -> tuple[int, str, str]:
+    """Runs `bash -c script` in a throwaway container without network; (exit code, stdout, stderr).
+
+    Not `bash -l`: Debian's /etc/profile resets PATH, which would hide the image's ENV.
+    """
+    container = engine.containers.create(image, ["bash", "-c", script], labels=session.labels,
+                                         network_mode="none", environment=environment)
+    try:
+        container.start()
+        code = container.wait(timeout=300)["StatusCode"]
+        out = container.logs(stdout=True, stderr=False).decode()
+        err = container.logs(stdout=False, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+    return code, out, err
+
+
+def image_env(engine, image: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in engine.api.inspect_image(image)["Config"]["Env"])
+
+
+def envbuild_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envbuild", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=REPO_ROOT, timeout=900)
+
+
+def image_args(recipe: HttpRecipe, base_image: str, *more: str) -> list[str]:
+    return ["image", "--recipes-dir", str(recipe.recipes), "--recipe", "testrecipe", "--base-image", base_image,
+            "--nic-family", NIC_FAMILY, "--network", "host", *more]
+
+
+@contextlib.contextmanager
+def broken_recipe(recipe: HttpRecipe):
+    """The recipe as [libhello, broken] for the duration; libhello's layer is the module image's."""
+    saved = list(recipe.components)
+    recipe.extra_components["broken"] = BROKEN
+    recipe.components[:] = ["libhello", "broken"]
+    recipe.write()
+    try:
+        yield recipe
+    finally:
+        recipe.components[:] = saved
+        del recipe.extra_components["broken"]
+        recipe.write()
+        (recipe.recipes / "components" / "broken.yaml").unlink()
+
+
+# --- the baked image ----------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_one_layer_per_component_each_built_once(baked):
+    assert baked.component_steps(cached=False) == COMPONENTS
+    assert baked.component_steps(cached=True) == []
+    shown = baked.progress.shown.getvalue().splitlines()
+    assert [line.split(" in ")[0] for line in shown if ": built" in line] == [f"{n}: built" for n in COMPONENTS]
+
+
+@pytest.mark.docker
+def test_components_are_installed_and_env_is_set(engine, session, baked):
+    code, out, err = run_in(engine, session, baked.tag, """
+        set -e
+        hello
+        echo "HELLO_HOME=$HELLO_HOME"
+        python3 -c 'import greet; print("greet", greet.WORD)'
+        cat /opt/data/README
+        cat "$RANK0_TOOL"
+        ionic-tool
+        echo "TEST_RECIPE_ENV=$TEST_RECIPE_ENV"
+        echo "PATH=$PATH"
+        echo "builds:" $(cat /var/tmp/envbuild-test-builds.log)
+    """)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "hello 1",
+        "HELLO_HOME=/opt/hello",
+        "greet greetings",
+        "data",
+        "ready",
+        "ionic tool",
+        "TEST_RECIPE_ENV=on",
+        "PATH=/opt/ionic/bin:/opt/hello/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        f"builds: {' '.join(COMPONENTS)}",
+    ]
+
+
+@pytest.mark.docker
+def test_runtime_script_in_the_image_installs_nothing(engine, session, baked):
+    # No network in the container: anything it tried to fetch would fail.
+    code, out, err = run_in(engine, session, baked.tag, """
+        bash /opt/envbuild/setup_deps.sh || exit
+        bash /opt/envbuild/setup_deps.sh --check || exit
+        NODE_RANK=1 bash /opt/envbuild/setup_deps.sh --check || exit
+        echo "builds:" $(cat /var/tmp/envbuild-test-builds.log)
+        ls /var/lib/envbuild/logs
+    """)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert re.fullmatch(r"envbuild: all 5 components present \(0\.\d{3} s\)", lines[0])
+    assert lines[1:6] == [f"envbuild: {name}: present" for name in COMPONENTS]
+    assert re.fullmatch(r"envbuild: all 5 components present \(0\.\d{3} s\)", lines[6])
+    assert "envbuild: rank0-tool: skipped (NODE_RANK=1; runs on NODE_RANK 0)" in lines[7:13]
+    assert re.fullmatch(r"envbuild: all 4 components present, 1 skipped \(0\.\d{3} s\)", lines[12])
+    assert lines[13] == f"builds: {' '.join(COMPONENTS)}"  # no step ran again
+    assert sorted(lines[14:]) == sorted(f"{name}.log" for name in COMPONENTS)  # the build's logs, no more
+    assert err == ""
+
+
+@pytest.mark.docker
+def test_stamps_in_the_image_are_the_plan_stamp_keys(engine, session, baked):
+    names = " ".join(COMPONENTS)
+    code, out, err = run_in(engine, session, baked.tag, f"for n in {names}; do cat /var/lib/envbuild/stamps/$n; done")
+    assert code == 0, err
+    assert out.splitlines() == [baked.plan.stamp_key(baked.plan.step(name)) for name in COMPONENTS]
+    labels = engine.api.inspect_image(baked.tag)["Config"]["Labels"]
+    assert labels["io.envbuild.recipe-hash"] == baked.plan.hash
+    assert labels["io.envbuild.components"] == ",".join(COMPONENTS)
+    for step in baked.plan.steps:
+        assert labels[f"io.envbuild.component.{step.name}.hash"] == step.hash
+
+
+@pytest.mark.docker
+def test_runtime_script_env_equals_the_image_env(engine, session, base_image, baked):
+    """`setup_deps.sh --env`, started from the base image's environment, exports the image's ENV."""
+    base_env, env = image_env(engine, base_image), image_env(engine, baked.tag)
+    code, out, err = run_in(
+        engine, session, baked.tag, 'env -i PATH="$BASE_PATH" bash /opt/envbuild/setup_deps.sh --env',
+        BASE_PATH=base_env["PATH"],
+    )
+    assert code == 0, err
+    exported = {}
+    for line in out.splitlines():
+        word = shlex.split(line)
+        assert word[0] == "export", line
+        name, _, value = word[1].partition("=")
+        exported[name] = value
+    assert set(exported) == {"HELLO_HOME", "RANK0_TOOL", "TEST_RECIPE_ENV", "PATH"}
+    assert exported == {name: env[name] for name in exported}
+    added = {name for name in env if env.get(name) != base_env.get(name)}
+    assert added == set(exported)
+
+
+@pytest.mark.docker
+def test_pin_bump_rebuilds_that_layer_and_later_ones_only(engine, session, base_image, sources, baked):
+    old_commit = sources.greet_commit
+    sources.greet_commit = sources.commit("greet", {"greet/news.py": "NEWS = 2\n"}, "greet news")
+    sources.write()
+    try:
+        bumped = build_plan(engine, session, image_plan(sources, base_image), session.tag("testrecipe-greet2"))
+    finally:
+        sources.greet_commit = old_commit
+        sources.write()
+
+    assert bumped.component_steps(cached=True) == ["libhello"]
+    assert bumped.component_steps(cached=False) == COMPONENTS[1:]
+    steps = bumped.progress.steps
+    first_rebuilt = next(i for i, s in enumerate(steps) if not s.cached and not s.is_from)
+    assert steps[first_rebuilt].instruction == "COPY envbuild/components/02-greet.sh /opt/envbuild/lib/components/"
+    assert all(s.cached for s in steps[1:first_rebuilt])  # engine, libhello's fragment and layer
+    assert not any(s.cached for s in steps[first_rebuilt:])
+    assert "libhello: cached" in bumped.progress.shown.getvalue().splitlines()
+
+    code, out, err = run_in(engine, session, bumped.tag,
+                            "python3 -c 'import greet.news; print(greet.news.NEWS)' && "
+                            "bash /opt/envbuild/setup_deps.sh --check >/dev/null && echo parity")
+    assert code == 0, err
+    assert out.split() == ["2", "parity"]
+
+
+@pytest.mark.docker
+def test_failing_step_fails_the_build_naming_the_component(engine, session, base_image, sources, baked):
+    tag = session.tag("broken")
+    with broken_recipe(sources):
+        plan = image_plan(sources, base_image)
+        with pytest.raises(BuildFailed) as failure:
+            build_plan(engine, session, plan, tag)
+        cli = envbuild_cli(*image_args(sources, base_image, "--tag", session.tag("broken-cli")))
+
+    error = failure.value
+    assert error.component == "broken"
+    assert re.fullmatch(r"image build failed in component 'broken' \(step \d+/\d+\): the command exited with code 1",
+                        str(error))
+    tail = "\n".join(error.output_tail)
+    assert re.search(r"envbuild: error: broken failed \(exit 3\) after [\d.]+ s; log: "
+                     r"/var/lib/envbuild/logs/broken\.log", tail)
+    assert "  | compiling broken" in tail
+    assert "  | fatal: something is wrong" in tail
+    assert not image_exists(engine, tag)
+
+    assert cli.returncode == 1, cli.stderr
+    assert "libhello: cached\n" in cli.stderr
+    assert "broken: FAILED after " in cli.stderr
+    assert "      | fatal: something is wrong\n" in cli.stderr
+    assert re.search(r"^envbuild: error: image build failed in component 'broken' \(step \d+/\d+\): "
+                     r"the command exited with code 1$", cli.stderr, re.M)
+    assert "Traceback" not in cli.stderr
+    assert not image_exists(engine, session.tag("broken-cli"))
+
+
+# --- the CLI ------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, base_image, sources, baked):
+    tag = session.tag("cli")
+    first = envbuild_cli(*image_args(sources, base_image, "--tag", tag))
+    assert first.returncode == 0, first.stderr
+    assert f"envbuild: building {tag} from {base_image} (5 components)" in first.stderr
+    # Same recipe, same rendering: every component layer is the library build's.
+    assert [f"{name}: cached" for name in COMPONENTS] == [
+        line for line in first.stderr.splitlines() if line.endswith(": cached")
+    ]
+    assert re.search(rf"^envbuild: built {re.escape(tag)} \(sha256:[0-9a-f]{{12}}\) in [\d.]+ s$", first.stderr, re.M)
+    first_id = engine.api.inspect_image(tag)["Id"]
+
+    again = envbuild_cli(*image_args(sources, base_image, "--tag", tag))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.\n"
+    assert "building" not in again.stderr
+    assert engine.api.inspect_image(tag)["Id"] == first_id
+
+    rebuilt = envbuild_cli(*image_args(sources, base_image, "--tag", tag, "--no-cache"))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "cached" not in rebuilt.stderr
+    for name in COMPONENTS:
+        assert f"building {name}...\n" in rebuilt.stderr
+        assert re.search(rf"^{name}: built in [\d.]+s$", rebuilt.stderr, re.M)
+    assert engine.api.inspect_image(tag)["Id"] != first_id
+
+
+@pytest.mark.docker
+def test_no_pull_with_a_missing_base_names_the_base(engine, session, sources):
+    missing = f"envbuild-test/absent:{session.id}"
+    tag = session.tag("no-pull")
+    result = envbuild_cli(*image_args(sources, missing, "--no-pull", "--tag", tag))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"envbuild: error: base image {missing} is not present locally and --no-pull was given; "
+        "pull or build it first, or drop --no-pull"
+    )
+    assert "building" not in result.stderr
+    assert not image_exists(engine, tag)
+
+
+@pytest.mark.parametrize("command", ["image", "dry-run"])
+def test_unreachable_engine_is_one_line_and_dry_run_needs_no_engine(sources, command):
+    env = {"DOCKER_HOST": "unix:///nonexistent.sock"}
+    if command == "image":
+        result = envbuild_cli(*image_args(sources, "envbuild-test/base:any"), env=env)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(
+            "envbuild: error: no Docker engine answers on DOCKER_HOST=unix:///nonexistent.sock (")
+        assert "Traceback" not in result.stderr
+        return
+    result = envbuild_cli(*image_args(sources, "envbuild-test/base:any", "--dry-run"), env=env)
+    assert result.returncode == 0, result.stderr
+    plan = image_plan(sources, "envbuild-test/base:any")
+    dockerfile = render_dockerfile(plan)
+    assert result.stdout.startswith(dockerfile)
+    listing = result.stdout[len(dockerfile):].splitlines()
+    assert listing[:2] == ["", f"# build context of envbuild/testrecipe:{plan.hash[:12]}:"]
+    files = build_context(plan)
+    assert listing[2:] == [f"#   {mode:04o} {len(data):>8} {path}" for path, (data, mode) in files.items()]
+    assert [path.rsplit("/", 1)[-1] for path in files] == [
+        "Dockerfile", "01-libhello.sh", "02-greet.sh", "03-dataset.sh", "04-rank0-tool.sh", "05-ionic-tool.sh",
+        "engine.sh", "run-component.sh", "setup_deps.sh",
+    ]
+
+
+def test_build_context_tar_is_byte_identical_across_renders(sources, tmp_path):
+    """Two renders in this process, and two in fresh processes with other working directories and umasks."""
+    assert make_context_tar(build_context(image_plan(sources, "b:1"))) == make_context_tar(
+        build_context(image_plan(sources, "b:1")))
+    program = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from pathlib import Path; from envbuild.model import Library; from envbuild.plan import make_plan;"
+        "from envbuild.render import build_context; from envbuild.docker_engine import make_context_tar;"
+        "lib = Library(Path(sys.argv[2])); recipe = lib.recipe('testrecipe').with_nic_family('ionic');"
+        "sys.stdout.buffer.write(make_context_tar(build_context(make_plan(lib, recipe.with_base_image('b:1')))))"
+    )
+    tars = []
+    for seed, umask, cwd in (("1", "022", tmp_path), ("2", "077", sources.recipes)):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        result = subprocess.run(["bash", "-c", f'umask {umask}; exec "$@"', "_", sys.executable, "-c", program,
+                                 str(REPO_ROOT), str(sources.recipes)], env=env, cwd=cwd, capture_output=True)
+        assert result.returncode == 0, result.stderr.decode()
+        tars.append(result.stdout)
+    assert tars[0] == tars[1]
+    assert tars[0] == make_context_tar(build_context(image_plan(sources, "b:1")))
