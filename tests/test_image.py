@@ -398,6 +398,10 @@ def test_unreachable_engine_is_one_line_and_dry_run_needs_no_engine(sources, com
     plan = image_plan(sources, "envbuild-test/base:any")
     dockerfile = render_dockerfile(plan)
     assert result.stdout.startswith(dockerfile)
+    # A NIC-conditional component is baked for the image's family, which the build is told.
+    assert ("# envbuild component: ionic-tool (baked in for NIC family ionic; at run time setup_deps.sh "
+            "skips it unless the NIC family is ionic)\n") in dockerfile
+    assert "RUN ENVBUILD_COMPONENT=ionic-tool ENVBUILD_NIC_FAMILY=ionic bash " in dockerfile
     listing = result.stdout[len(dockerfile):].splitlines()
     assert listing[:2] == ["", f"# build context of envbuild/testrecipe:{plan.hash[:12]}:"]
     files = build_context(plan)
