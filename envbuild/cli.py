@@ -265,3 +265,73 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, p
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
     click.echo(f"envbuild: built {tag} ({image_id[:19]}) in {time.monotonic() - started:.1f} s", err=True)
+
+
+@main.command("detect-nic")
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
+              help="Filesystem root every read goes through (sys/class/infiniband, sys/class/net, proc/net/route, ...).")
+@click.option("--format", "fmt", type=click.Choice(["env", "json", "text"]), default="env", show_default=True)
+@cluster_option
+@recipes_dir_option
+@click.option("--no-respect-env", is_flag=True, help="Print detected values even for variables already set.")
+def detect_nic(root, fmt, cluster, recipes_dir, no_respect_env):
+    """Detect the RDMA rails, GID index and QoS; print NCCL/RCCL, UCX and MoRI variables.
+
+    The family comes from PCI vendor ids or drivers, never from device names.
+    Rails are ACTIVE RoCE/IB ports with a routable GID, minus the device that
+    carries the default route. Exit 0 whenever a result could be produced;
+    warnings go to the output. Use it as:
+
+      eval "$(envbuild detect-nic)"
+
+    setup_deps.sh --detect-nic runs the very same detector.
+    """
+    from envbuild import nic
+
+    args = ["--root", root, "--format", fmt]
+    if cluster:
+        args += ["--profile-json", json.dumps(Library(recipes_dir).cluster_by_name(cluster).profile(), sort_keys=True)]
+    if no_respect_env:
+        args.append("--no-respect-env")
+    sys.exit(nic.main(args))
+
+
+@main.group()
+def patches():
+    """Inspect the source patches recipes apply (vLLM, RIXL)."""
+
+
+@patches.command("check")
+@recipe_option
+@recipes_dir_option
+@click.option("--site-packages", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Check the distributions in this directory (default: this Python's).")
+def patches_check(recipe, recipes_dir, site_packages):
+    """Report each patch of a recipe: applied, applicable, conflict, version mismatch.
+
+    Changes nothing. Exit 1 when applying would fail.
+    """
+    from envbuild import patches as patch_library
+
+    library = Library(recipes_dir)
+    plan = make_plan(library, library.recipe(recipe))
+    names = [name for step in plan.steps for name in step.component.patches]
+    if not names:
+        click.echo(f"recipe {plan.recipe.name} applies no patches")
+        return
+    outcomes = patch_library.check(patch_library.select(library.patch_catalog(), names), site_packages)
+    click.echo(patch_library.format_check(outcomes), nl=False)
+    sys.exit(1 if any(outcome.blocking for outcome in outcomes) else 0)
+
+
+@patches.command("show")
+@click.argument("name")
+@recipes_dir_option
+def patches_show(name, recipes_dir):
+    """Print a patch with its metadata (target, versions, why it exists)."""
+    from envbuild import patches as patch_library
+
+    catalog = Library(recipes_dir).patch_catalog()
+    if name not in catalog:
+        raise EnvbuildError(f"no patch named {name!r}; known patches: {', '.join(sorted(catalog))}")
+    click.echo(patch_library.show(catalog[name]), nl=False)

@@ -121,6 +121,8 @@ class Component:
     env: EnvSpec = EnvSpec()
     when: Condition = Condition()
     nic_specific: bool = False
+    patches: tuple[str, ...] = ()
+    patch_manifest: str = ""  # the applier's JSON manifest, patch texts included
     key_lines: tuple[tuple[str, int], ...] = ()
 
     def line(self, key: str) -> int:
@@ -141,6 +143,7 @@ class Component:
             "build": self.build,
             "check": self.check,
             "nic_specific": self.nic_specific,
+            "patches": self.patch_manifest,
         }
 
 
@@ -154,6 +157,12 @@ class Cluster:
     dscp: int | None = None
     service_level: int | None = None
     env: EnvSpec = EnvSpec()
+
+    def profile(self) -> dict:
+        """The profile as NIC detection takes it (nic.detect's `profile`), unset fields left out."""
+        fields = {"name": self.name, "nic_family": self.nic_family, "rail_count": self.rail_count,
+                  "dscp": self.dscp, "service_level": self.service_level}
+        return {key: value for key, value in fields.items() if value not in (None, "")}
 
 
 @dataclass(frozen=True)
@@ -223,6 +232,7 @@ class Library:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root is not None else default_recipes_dir()
         self._components: dict[str, Component] = {}
+        self._patches = None
 
     def display(self, path: Path) -> str:
         try:
@@ -270,9 +280,34 @@ class Library:
                 env=_env(data.get("env")),
                 when=Condition(_as_tuple(when.get("node_rank")), _as_tuple(when.get("nic"))),
                 nic_specific=data.get("nic_specific", False),
+                patches=_as_tuple(data.get("patches")),
+                patch_manifest=self._patch_manifest(data, path),
                 key_lines=tuple(data.key_lines.items()),
             )
         return self._components[name]
+
+    def patch_catalog(self):
+        from envbuild import patches
+
+        if self._patches is None:
+            self._patches = patches.load_catalog(self.root / "patches")
+        return self._patches
+
+    def _patch_manifest(self, data: LocatedDict, path: Path) -> str:
+        if not data.get("patches"):
+            return ""
+        from envbuild import patches
+
+        chosen = patches.select(self.patch_catalog(), data["patches"], self.display(path), data.line_of("patches"))
+        return patches.manifest_json(chosen)
+
+    def cluster_by_name(self, name: str) -> Cluster:
+        """A cluster profile asked for by name, refusing unknown names with the known ones."""
+        if name not in self.cluster_names():
+            known = ", ".join(self.cluster_names()) or "none"
+            raise RecipeError([Problem(self.display(self.root / "clusters"), None, "",
+                                       f"no cluster profile named {name!r} (known: {known})")])
+        return self.cluster(name)
 
     def cluster(self, name: str) -> Cluster:
         path = self.root / "clusters" / f"{name}.yaml"
@@ -341,11 +376,7 @@ class Library:
                                        "missing required key (and no recipe it extends sets one)")])
         cluster = None
         if cluster_name:
-            if cluster_name not in self.cluster_names():
-                known = ", ".join(self.cluster_names()) or "none"
-                raise RecipeError([Problem(self.display(self.root / "clusters"), None, "",
-                                           f"no cluster profile named {cluster_name!r} (known: {known})")])
-            cluster = self.cluster(cluster_name)
+            cluster = self.cluster_by_name(cluster_name)
         elif cluster_from:
             name, path, line = cluster_from
             if name not in self.cluster_names():

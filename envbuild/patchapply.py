@@ -11,6 +11,8 @@ Commands
     apply   apply the manifest's patches in order; write nothing unless every
             patch applies, is already applied, or is optional and skipped
     check   report the state of each patch; change nothing
+    verify  like check, and fail unless every patch is applied (or optional
+            and skipped)
 
     --manifest FILE       JSON manifest (below)
     --site-packages DIR   find the distributions in DIR only (default: the
@@ -771,7 +773,7 @@ def _report_line(outcome, applying):
 
 def main(argv):
     parser = argparse.ArgumentParser(prog=PROG, description="Apply or check envbuild source patches.")
-    parser.add_argument("command", choices=("apply", "check"))
+    parser.add_argument("command", choices=("apply", "check", "verify"))
     parser.add_argument("--manifest", required=True, help="JSON manifest of the patches, in order")
     parser.add_argument("--site-packages", help="search the distributions in this directory only")
     args = parser.parse_args(argv)
@@ -790,6 +792,9 @@ def main(argv):
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     failed = any(outcome.blocking for outcome in outcomes)
+    if args.command == "verify":
+        # Every patch must be in place (or optional and skipped), not merely applicable.
+        failed = failed or any(outcome.status == APPLICABLE for outcome in outcomes)
     for outcome in outcomes:
         stream = sys.stderr if outcome.blocking else sys.stdout
         print(_report_line(outcome, applying and not failed), file=stream)

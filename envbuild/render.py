@@ -18,6 +18,7 @@ from envbuild.shell import env_word, identifier, quote, words
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NIC_DETECTOR = Path(__file__).resolve().parent / "nic.py"
+PATCH_APPLIER = Path(__file__).resolve().parent / "patchapply.py"
 
 
 @lru_cache(maxsize=None)
@@ -34,11 +35,21 @@ def _jinja() -> jinja2.Environment:
     return env
 
 
+def _embedded(path: Path, delimiter: str) -> str:
+    """A stdlib-only program to embed in a quoted heredoc."""
+    text = path.read_text(encoding="utf-8")
+    if delimiter in text.splitlines():
+        raise EnvbuildError(f"{path} holds the heredoc delimiter line {delimiter}")
+    return text if text.endswith("\n") else text + "\n"
+
+
 def engine_text() -> str:
-    """The recipe-independent engine, with the NIC detector embedded."""
-    detector = NIC_DETECTOR.read_text(encoding="utf-8")
-    detector = detector if detector.endswith("\n") else detector + "\n"
-    return (TEMPLATES / "engine.sh").read_text(encoding="utf-8").replace("@NIC_DETECTOR@", detector)
+    """The recipe-independent engine, with the NIC detector and the patch applier embedded."""
+    return (
+        (TEMPLATES / "engine.sh").read_text(encoding="utf-8")
+        .replace("@NIC_DETECTOR@", _embedded(NIC_DETECTOR, "_EB_NIC_DETECT_PY_"))
+        .replace("@PATCH_APPLIER@", _embedded(PATCH_APPLIER, "_EB_PATCH_APPLY_PY_"))
+    )
 
 
 def recipe_source(plan: Plan) -> str:
@@ -72,6 +83,8 @@ def _prelude(step: Step) -> list[str]:
         lines.append(f"_eb_apt {words(c.apt)}")
     for group in c.pip:
         lines.append(f"_eb_pip {words(group.options + group.requirements)}")
+    if c.patch_manifest:
+        lines.append(f"_eb_patch apply <(_eb_manifest_{identifier(step.name)})")
     source = c.source
     if source is not None and source.kind == "git":
         lines.append(f"_eb_git {quote(source.url)} {quote(source.commit)} {int(source.submodules)}")
@@ -87,6 +100,8 @@ def _check(step: Step) -> str:
         return c.check.rstrip("\n")
     if c.source is not None and c.source.kind == "deb":
         return f"  _eb_deb_installed {quote(c.source.package)} {quote(c.source.version)}"
+    if c.patch_manifest:
+        return f"  _eb_patch verify <(_eb_manifest_{identifier(step.name)})"
     return "  :"
 
 
@@ -116,16 +131,7 @@ def render_fragment(plan: Plan, step: Step) -> str:
 
 def _profile_json(plan: Plan) -> str:
     cluster = plan.recipe.cluster
-    if cluster is None:
-        return ""
-    profile = {
-        "name": cluster.name,
-        "nic_family": cluster.nic_family or None,
-        "rail_count": cluster.rail_count,
-        "dscp": cluster.dscp,
-        "service_level": cluster.service_level,
-    }
-    return json.dumps({k: v for k, v in profile.items() if v is not None}, sort_keys=True)
+    return json.dumps(cluster.profile(), sort_keys=True) if cluster is not None else ""
 
 
 def render_recipe_part(plan: Plan) -> str:

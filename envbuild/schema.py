@@ -291,6 +291,7 @@ COMPONENT = Shape({
     "env": Field(ENV.check),
     "when": Field(WHEN.check),
     "nic_specific": Field(boolean),
+    "patches": Field(list_of(string(NAME_RE, "a patch name"))),
     "notes": Field(text),
 })
 

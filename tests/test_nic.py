@@ -26,10 +26,7 @@ NIC_SOURCE = Path(nic.__file__).read_text()
 
 
 def cluster_profile(name: str) -> dict:
-    """A cluster profile of recipes/clusters as the plain dict detect() takes."""
-    cluster = Library().cluster(name)
-    return {"name": cluster.name, "nic_family": cluster.nic_family, "rail_count": cluster.rail_count,
-            "dscp": cluster.dscp, "service_level": cluster.service_level}
+    return Library().cluster(name).profile()
 
 
 IONIC_4N = cluster_profile("ionic-4n")

@@ -1,5 +1,6 @@
 # ---- component rixl: RIXL, ROCm's port of NIXL, with its C++ library and the `rixl` Python package. ----
-_eb_component rixl 02f633ef9891df0c98f452c568f99a2819b1b314db49206b5a72fd18c95ae2a7 ucx '' '' 0 'RIXL_HOME UCX_HOME' 'ucx rixl'
+_eb_component rixl 410cf58e257a329b6ab7d4edd290c0ba10ce658850d98833e8eb3c7411237a18 ucx '' '' 0 'RIXL_HOME UCX_HOME' 'ucx rixl' RIXL_HOME 1
+_eb_prefix RIXL_HOME /usr/local/rixl
 _eb_step_rixl() {
   _eb_apt libgrpc-dev libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc libcpprest-dev libaio-dev
   _eb_pip meson 'pybind11[global]'

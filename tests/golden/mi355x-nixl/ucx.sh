@@ -1,5 +1,6 @@
 # ---- component ucx: Unified Communication X, AMD's ROCm fork (branch v1.19.x). ----
-_eb_component ucx 44c948e80d33183315e3b2710daf7731804ba856db071b0a4eeb925902b7a4d0 '' '' '' 0 UCX_HOME ucx
+_eb_component ucx 6851aa137314b8ac768d643b5d56cdadc1e35eb5434d166152bcdb9c80b3211c '' '' '' 0 UCX_HOME ucx UCX_HOME 0
+_eb_prefix UCX_HOME /usr/local/ucx
 _eb_step_ucx() {
   _eb_apt autoconf automake libtool pkg-config librdmacm-dev rdmacm-utils libibverbs-dev ibverbs-utils ibverbs-providers infiniband-diags perftest ethtool rdma-core
   _eb_git https://github.com/ROCm/ucx.git da3fac2afcb55df7605f619ee19b37f4505bd4e4 0

@@ -1,5 +1,5 @@
 # ---- component vllm-router: vllm-router, the Rust request router for prefill/decode disaggregation. ----
-_eb_component vllm-router f07f6a6ab181df5568c246b7b88bcb3b2a224c546f8cb6b2148c0002c564f356 '' 0 '' 0 '' ''
+_eb_component vllm-router 7db2b92473639efd8fe4b03741a4543d70d7df8c03f042bd7230b5c0cf385cc4 '' 0 '' 0 '' '' '' 1
 _eb_step_vllm_router() {
   _eb_pip vllm-router
 }
