@@ -225,7 +225,7 @@ def select(catalog: dict[str, PatchSpec], names: Iterable[str], display: str = "
     names = list(names)
     unknown = [name for name in names if name not in catalog]
     if unknown:
-        known = ", ".join(sorted(catalog))
+        known = ", ".join(sorted(catalog)) or "none"
         raise RecipeError([Problem(display, line, key, f"unknown patch {name!r}; known patches: {known}")
                            for name in unknown])
     return order(catalog, names)

@@ -53,7 +53,7 @@ def test_validate_accepts_a_recipe_file_path(tmp_path):
     recipe = Path(__file__).parent.parent / "recipes" / "mi355x-moriio.yaml"
     result = run_envbuild("validate", str(recipe), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("mi355x-moriio: ok (6 components, hash ")
+    assert result.stdout.startswith("mi355x-moriio: ok (7 components, hash ")
 
 
 def test_unknown_recipe_lists_the_known_ones(tmp_path):
