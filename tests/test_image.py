@@ -358,7 +358,13 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     assert "building" not in again.stderr
     assert engine.api.inspect_image(tag)["Id"] == first_id
 
-    rebuilt = envbuild_cli(*image_args(sources, base_image, "--tag", tag, "--no-cache"))
+    try:
+        rebuilt = envbuild_cli(*image_args(sources, base_image, "--tag", tag, "--no-cache"))
+    finally:
+        # The rebuild takes the tag; the first image, untagged, would escape the session's cleanup.
+        with contextlib.suppress(Exception):
+            if not engine.api.inspect_image(first_id)["RepoTags"]:
+                engine.api.remove_image(first_id)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "cached" not in rebuilt.stderr
     for name in COMPONENTS:
