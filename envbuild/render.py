@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ def engine_text() -> str:
         (TEMPLATES / "engine.sh").read_text(encoding="utf-8")
         .replace("@NIC_DETECTOR@", _embedded(NIC_DETECTOR, "_EB_NIC_DETECT_PY_"))
         .replace("@PATCH_APPLIER@", _embedded(PATCH_APPLIER, "_EB_PATCH_APPLY_PY_"))
+        .replace("@VERSION@", quote(__version__))
     )
 
 
@@ -87,7 +89,8 @@ def _prelude(step: Step) -> list[str]:
         lines.append(f"_eb_patch apply <(_eb_manifest_{identifier(step.name)})")
     source = c.source
     if source is not None and source.kind == "git":
-        lines.append(f"_eb_git {quote(source.url)} {quote(source.commit)} {int(source.submodules)}")
+        lines.append(f"_eb_git {quote(source.url)} {quote(source.commit)} {int(source.submodules)} "
+                     f"{quote(source.offline_name)}")
     elif source is not None:
         filename = source.url.rstrip("/").rsplit("/", 1)[-1]
         lines.append(f"_eb_download {quote(source.url)} {quote(source.sha256)} {quote(filename)}")
@@ -123,6 +126,8 @@ def render_fragment(plan: Plan, step: Step) -> str:
         env_chain=" ".join(env_chain),
         own_prefixes=" ".join(var for var, _ in c.prefix),
         uses_python=bool(c.pip) or "_eb_pip" in c.build,
+        patch_hashes=",".join(f"{p['name']}={hashlib.sha256(p['text'].encode()).hexdigest()}"
+                              for p in (json.loads(c.patch_manifest)["patches"] if c.patch_manifest else [])),
         prelude=_prelude(step),
         check=_check(step),
         env_lines=env_lines(c.env),

@@ -36,6 +36,11 @@ def test_stamp_holds_the_key_the_library_computes(test_recipe):
     for step in plan.steps:
         stamp = (test_recipe.state / "stamps" / step.name).read_text()
         assert stamp == plan.stamp_key(step) + "\n"
+        facts = dict(line.split("=", 1) for line in (test_recipe.state / "provenance" / step.name).read_text().splitlines())
+        assert facts["component"] == step.name and facts["hash"] == step.hash
+        assert facts["source"] == (step.component.source.pin if step.component.source else "")
+        assert facts["recipe"] == "testrecipe" and facts["recipe_hash"] == plan.hash
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", facts["installed_at"])
 
 
 def test_second_run_installs_nothing_and_starts_no_process(test_recipe):

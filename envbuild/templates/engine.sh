@@ -11,6 +11,8 @@ fi
 
 _EB_STATE_DEFAULT=/var/lib/envbuild
 _EB_RECIPE=''
+_EB_RECIPE_HASH=''
+_EB_VERSION=@VERSION@
 _EB_PROFILE=''
 _EB_PROFILE_NIC=''
 _EB_PROFILE_JSON=''
@@ -20,7 +22,8 @@ _EB_EXPORTED=()
 _EB_OPEN_LOCKS=''
 _EB_RESTORED=0
 _EB_CACHE=''
-declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=()
+_EB_BASE_IMAGE=''
+declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=() _EB_SOURCE=() _EB_PATCHES=()
 
 _eb_say() { [[ -n ${_EB_QUIET:-} ]] || printf 'envbuild: %s\n' "$*"; }
 _eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
@@ -217,20 +220,28 @@ _eb_apt() {
 }
 
 # _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
-# may install over distro packages and as root.
+# may install over distro packages and as root. With ENVBUILD_SOURCE_DIR, pip
+# takes packages from its pip/ directory only.
 _eb_pip() {
+  local offline=()
+  [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || offline=(--no-index --find-links "$ENVBUILD_SOURCE_DIR/pip")
   PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$EB_PYTHON" -m pip install --no-input "$@"
+    "$EB_PYTHON" -m pip install --no-input "${offline[@]}" "$@"
 }
 
-# Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters it.
+# Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters
+# it; with ENVBUILD_SOURCE_DIR, from the mirror $4 that `envbuild fetch` put there.
 _eb_git() {
-  local url=$1 commit=$2 head
+  local url=$1 commit=$2 origin=$1 head
+  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
+    origin=$ENVBUILD_SOURCE_DIR/git/$4.git
+    [[ -d $origin ]] || _eb_die "$url is not in ENVBUILD_SOURCE_DIR (no $origin); run envbuild fetch"
+  fi
   git init -q src
   cd src
-  git remote add origin "$url"
+  git remote add origin "$origin"
   if ! git fetch -q --depth 1 origin "$commit"; then
-    _eb_say "fetching $commit by itself failed; fetching all branches and tags of $url"
+    _eb_say "fetching $commit by itself failed; fetching all branches and tags of $origin"
     git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*'
   fi
   git -c advice.detachedHead=false checkout -q "$commit"
@@ -242,8 +253,12 @@ _eb_git() {
   EB_SRC=$PWD
 }
 
+# Fetches URL $1 to file $2; with ENVBUILD_SOURCE_DIR, copies it from its downloads/.
 _eb_fetch_url() {
-  if command -v curl >/dev/null; then
+  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
+    [[ -f $ENVBUILD_SOURCE_DIR/downloads/${1##*/} ]] || _eb_die "$1 is not in ENVBUILD_SOURCE_DIR (no downloads/${1##*/}); run envbuild fetch"
+    cp "$ENVBUILD_SOURCE_DIR/downloads/${1##*/}" "$2"
+  elif command -v curl >/dev/null; then
     curl -fsSL --retry 3 -o "$2" "$1"
   elif command -v wget >/dev/null; then
     wget -q -O "$2" "$1"
@@ -255,8 +270,30 @@ with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], "wb") as f:
 }
 
 # Downloads $1 to ./$3, checks it against sha256 $2 (or reports it when unknown).
+# With the shared cache, a verified download is kept as downloads/<sha256> (written
+# to a temporary name, then renamed) and reused by the other nodes, checked again
+# first; one node downloads while the others wait. Unverified downloads are not kept.
 _eb_download() {
-  local url=$1 expected=$2 file=$3 actual
+  local url=$1 expected=$2 file=$3 actual cached='' lock_fd='' tmp
+  if [[ -n $_EB_CACHE && $expected != unknown ]]; then
+    cached=$_EB_CACHE/downloads/$expected
+    if _eb_lock "$_EB_CACHE/locks/download-$expected.lock" "downloading $url"; then
+      lock_fd=$_EB_LOCK_FD
+    fi
+    if [[ -f $cached ]] && cp "$cached" "$file.part"; then
+      actual=$(sha256sum "$file.part")
+      actual=${actual%% *}
+      if [[ $actual == "$expected" ]]; then
+        _eb_unlock "$lock_fd"
+        mv -f "$file.part" "$file"
+        EB_DOWNLOAD=$PWD/$file
+        _eb_say "$url: verified copy from the shared cache ($cached)"
+        return 0
+      fi
+      _eb_warn "$cached does not match its sha256 (it has $actual); downloading $url again"
+      rm -f "$cached"
+    fi
+  fi
   _eb_fetch_url "$url" "$file.part" || _eb_die "download of $url failed"
   actual=$(sha256sum "$file.part")
   actual=${actual%% *}
@@ -264,6 +301,16 @@ _eb_download() {
     _eb_warn "$url is unverified (no sha256 in the recipe); its sha256 is $actual"
   elif [[ $actual != "$expected" ]]; then
     _eb_die "sha256 mismatch for $url: expected $expected, got $actual"
+  fi
+  if [[ -n $cached ]]; then
+    tmp=$_EB_CACHE/tmp/download-$expected.${HOSTNAME:-unknown}.$$
+    if cp "$file.part" "$tmp" && mv -f "$tmp" "$cached"; then
+      _eb_say "$url: stored in the shared cache ($cached)"
+    else
+      rm -f "$tmp"
+      _eb_warn "could not store $url in the shared cache ($cached)"
+    fi
+    _eb_unlock "$lock_fd"
   fi
   mv -f "$file.part" "$file"
   EB_DOWNLOAD=$PWD/$file
@@ -281,22 +328,32 @@ _eb_deb_installed() {
 # ---- locks, shared build cache, install ----
 
 # Takes an exclusive lock on file $1 for $2 (what it protects), into _EB_LOCK_FD.
-# Waits ENVBUILD_LOCK_TIMEOUT seconds (default 3600), then stops naming the holder.
+# When the lock is busy it says who holds it (from the note <lock>.holder), waits
+# ENVBUILD_LOCK_TIMEOUT seconds (default 3600), then stops naming the holder.
 # Returns 1 when the filesystem refuses locks (some NFS setups): the caller goes on unlocked.
 _eb_lock() {
-  local file=$1 what=$2 fd rc holder=''
+  local file=$1 what=$2 fd rc holder='' host=${HOSTNAME:-unknown}
   exec {fd}<>"$file" || _eb_die "cannot open lock file $file"
-  flock -w "${ENVBUILD_LOCK_TIMEOUT:-3600}" -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
+  flock -n -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
+  if ((rc == 75)); then
+    [[ -r $file.holder ]] && read -r holder <"$file.holder"
+    _eb_say "waiting for the lock on $file ($what), held by ${holder:-an unknown process}"
+    flock -w "${ENVBUILD_LOCK_TIMEOUT:-3600}" -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
+  fi
   case $rc in
     0)
-      printf 'pid %s on %s since %s (%s)\n' "$$" "${HOSTNAME:-unknown host}" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" >"$file.holder.$$"
-      mv -f "$file.holder.$$" "$file.holder"
+      # The note's temporary name carries the host: other hosts sweep only their own.
+      printf 'pid %s on %s since %s (%s)\n' "$$" "$host" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" >"$file.holder.$host.$$"
+      mv -f "$file.holder.$host.$$" "$file.holder"
       _EB_LOCK_FD=$fd
       return 0
       ;;
     75)
       exec {fd}>&-
+      holder=''
       [[ -r $file.holder ]] && read -r holder <"$file.holder"
+      # The run dies here: what it set up for this run goes first.
+      [[ -z ${_EB_RUN_DIR:-} ]] || rm -rf "$_EB_RUN_DIR"
       _eb_die "gave up after ${ENVBUILD_LOCK_TIMEOUT:-3600} s waiting for the lock on $file ($what), held by ${holder:-an unknown process}; raise ENVBUILD_LOCK_TIMEOUT or stop that process"
       ;;
     *)
@@ -314,13 +371,14 @@ _eb_unlock() {
   _EB_OPEN_LOCKS=${_EB_OPEN_LOCKS/ $fd/}
 }
 
-# Removes what runs killed on this host left behind: their temporary stamps,
-# lock holder notes, run and work directories, and unfinished cache entries.
+# Removes what runs killed on this host left behind: their temporary stamps and
+# notes, run and work directories, and unfinished cache entries and downloads.
+# Everything temporary ends in .<pid> (cache files in .<host>.<pid>): only what
+# belongs to a process that is gone goes, never what a live run is writing.
 _eb_sweep() {
-  local path pid
-  rm -f "$_EB_STATE"/stamps/*.tmp.*
-  for path in "$_EB_STATE"/run.* "$_EB_STATE"/*.holder.* "${TMPDIR:-/tmp}"/envbuild.* \
-    ${_EB_CACHE:+"$_EB_CACHE"/tmp/*."${HOSTNAME:-unknown}".* "$_EB_CACHE"/locks/*.holder.*}; do
+  local path pid host=${HOSTNAME:-unknown}
+  for path in "$_EB_STATE"/stamps/*.tmp.* "$_EB_STATE"/provenance/*.tmp.* "$_EB_STATE"/run.* "$_EB_STATE"/*.holder.* "$_EB_STATE"/nic-family.* \
+    "${TMPDIR:-/tmp}"/envbuild.* ${_EB_CACHE:+"$_EB_CACHE"/tmp/*."$host".* "$_EB_CACHE"/locks/*.holder."$host".*}; do
     [[ -e $path ]] || continue
     case ${path##*/} in
       envbuild.*) pid=${path##*/envbuild.} pid=${pid%%.*} ;;
@@ -344,7 +402,8 @@ _eb_cache_dir() {
 }
 
 # What makes a build differ between nodes beyond the stamp key: OS, CPU
-# architecture and, for Python components, the interpreter. Into _EB_PLATFORM.
+# architecture, the recipe's base image and, for Python components, the
+# interpreter and its prefix (the entry holds files under it). Into _EB_PLATFORM.
 _eb_platform() {
   local line os=unknown version='' python=''
   if [[ -r /etc/os-release ]]; then
@@ -356,9 +415,27 @@ _eb_platform() {
     done </etc/os-release
   fi
   if [[ ${_EB_USESPYTHON[$1]} == 1 ]]; then
-    python=$("${ENVBUILD_PYTHON:-python3}" -c 'import sys; print("%s%d.%d" % (sys.implementation.name, *sys.version_info[:2]))') || python=unknown
+    python=$("${ENVBUILD_PYTHON:-python3}" -c 'import sys; print("%s%d.%d:%s" % (sys.implementation.name, *sys.version_info[:2], sys.prefix))') || python=unknown
   fi
-  _EB_PLATFORM="os=${os//\"/}-${version//\"/} arch=$HOSTTYPE${python:+ python=$python}"
+  _EB_PLATFORM="os=${os//\"/}-${version//\"/} arch=$HOSTTYPE${_EB_BASE_IMAGE:+ image=$_EB_BASE_IMAGE}${python:+ python=$python}"
+}
+
+# Whether what component $1 installs can go to the shared cache: files under
+# prefixes of its own, or under Python. A restore replaces an own prefix whole,
+# so a component whose prefix is a shared directory (/usr/local, ...) is not cached.
+_eb_cacheable() {
+  local var dir
+  for var in ${_EB_OWNPREFIXES[$1]}; do
+    dir=${!var}
+    while [[ $dir == */ ]]; do dir=${dir%/}; done
+    case $dir in
+      '' | /usr | /usr/local | /usr/local/bin | /usr/local/lib | /usr/bin | /usr/lib | /opt | /bin | /lib | /lib64 | /sbin | /etc | /var | /tmp | /home | /root | /srv | "${HOME:-/root}")
+        _eb_warn "$1: not using the shared cache: its prefix $var=${!var} is a shared directory, which a restore would replace whole"
+        return 1
+        ;;
+    esac
+  done
+  [[ -n ${_EB_OWNPREFIXES[$1]} || ${_EB_USESPYTHON[$1]} == 1 ]]
 }
 
 # Directories a Python component installs into, one per line.
@@ -475,7 +552,7 @@ _eb_install() {
   _eb_now started
   rm -f "$_EB_STATE/stamps/$name"
   : >"$_EB_LOG"
-  if [[ -n $_EB_CACHE && ( -n ${_EB_OWNPREFIXES[$name]} || ${_EB_USESPYTHON[$name]} == 1 ) ]]; then
+  if [[ -n $_EB_CACHE ]] && _eb_cacheable "$name"; then
     _eb_platform "$name"
     digest=$(printf '%s %s\n' "$_EB_KEY" "$_EB_PLATFORM" | sha256sum)
     entry=$_EB_CACHE/entries/$name-${digest:0:32}
@@ -535,7 +612,15 @@ _eb_install() {
   _eb_say "$name: installed in $_EB_ELAPSED s${capture:+ (stored in the shared cache)}"
 }
 
+# Writes the provenance and then the stamp of component $1, each atomically.
 _eb_stamp() {
+  local now
+  mkdir -p "$_EB_STATE/provenance"
+  TZ=UTC printf -v now '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  printf '%s\n' "component=$1" "hash=${_EB_HASH[$1]}" "source=${_EB_SOURCE[$1]:-}" \
+    "nic_family=${_EB_NIC:-}" "installed_at=$now" "recipe=$_EB_RECIPE" "recipe_hash=$_EB_RECIPE_HASH" \
+    "envbuild_version=$_EB_VERSION" "patches=${_EB_PATCHES[$1]:-}" >"$_EB_STATE/provenance/$1.tmp.$$"
+  mv -f "$_EB_STATE/provenance/$1.tmp.$$" "$_EB_STATE/provenance/$1"
   printf '%s\n' "$_EB_KEY" >"$_EB_STATE/stamps/$1.tmp.$$"
   mv -f "$_EB_STATE/stamps/$1.tmp.$$" "$_EB_STATE/stamps/$1"
 }
