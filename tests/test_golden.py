@@ -1,4 +1,7 @@
-"""Golden output of the built-in recipes: any change in generated text is a reviewable diff.
+"""Golden output of the built-in recipes' components: any change in generated text is a reviewable diff.
+
+The engine around them is covered by executing scripts (test_runtime_script.py),
+the Dockerfiles by dockerfiles/ (test_dockerfiles.py).
 
 Refresh after an intended change with: ENVBUILD_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py
 """
@@ -14,7 +17,7 @@ import pytest
 
 from envbuild.model import Library
 from envbuild.plan import make_plan
-from envbuild.render import render_fragment, render_script
+from envbuild.render import render_fragment
 
 GOLDEN = Path(__file__).parent / "golden"
 LIBRARY = Library()
@@ -34,11 +37,6 @@ def test_component_fragments_match_golden(recipe):
     plan = make_plan(LIBRARY, LIBRARY.recipe(recipe))
     for step in plan.steps:
         check_golden(GOLDEN / recipe / f"{step.name}.sh", render_fragment(plan, step))
-
-
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_whole_script_matches_golden(recipe):
-    check_golden(GOLDEN / recipe / "setup_deps.sh", render_script(make_plan(LIBRARY, LIBRARY.recipe(recipe))))
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
