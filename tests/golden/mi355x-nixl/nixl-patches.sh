@@ -1,5 +1,6 @@
 # ---- component nixl-patches: The runtime patches the NixlConnector deployment needs, to vLLM 0.17.1 and RIXL. ----
 _eb_component nixl-patches b48f510e50b4cb52c55e7a14a02e22c484158df495f8deef564e92fd528becf7 rixl '' '' 0 'RIXL_HOME UCX_HOME' 'ucx rixl' '' 0
+_EB_PATCHES[nixl-patches]=rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214
 _eb_step_nixl_patches() {
   _eb_patch apply <(_eb_manifest_nixl_patches)
 }
