@@ -231,7 +231,8 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, p
 
     Each component gets its own layer, in plan order, running the same step as
     the runtime script and writing the same stamps, so `setup_deps.sh` inside
-    the image finds nothing to install. An image whose tag exists is reused.
+    the image finds nothing to install. An image whose tag exists and holds the
+    same recipe hash (label io.envbuild.recipe-hash) is reused.
     """
     from envbuild import docker_engine
     from envbuild.render import build_context
@@ -246,9 +247,13 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, p
             click.echo(f"#   {mode:04o} {len(data):>8} {path}")
         return
     client = docker_engine.connect()
-    if not no_cache and docker_engine.image_exists(client, tag):
-        click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
-        return
+    existing = None if no_cache else docker_engine.image_labels(client, tag)
+    if existing is not None:
+        if existing.get("io.envbuild.recipe-hash") == plan.hash:
+            click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
+            return
+        click.echo(f"envbuild: {tag} exists but was not built from this recipe (hash {plan.hash[:12]}); "
+                   "building it again", err=True)
     base = plan.recipe.base_image
     if pull is False and not docker_engine.base_image_present(client, base):
         raise EnvbuildError(f"base image {base} is not present locally and --no-pull was given; "

@@ -149,12 +149,17 @@ def _engine_errors(action: str) -> Iterator[None]:
 
 
 def image_exists(client: docker.DockerClient, tag: str) -> bool:
+    return image_labels(client, tag) is not None
+
+
+def image_labels(client: docker.DockerClient, tag: str) -> dict[str, str] | None:
+    """The labels of image `tag`, or None when there is no such image."""
     with _engine_errors(f"inspect image {tag}"):
         try:
-            client.api.inspect_image(tag)
+            config = client.api.inspect_image(tag).get("Config") or {}
         except docker.errors.NotFound:
-            return False
-    return True
+            return None
+    return config.get("Labels") or {}
 
 
 def base_image_present(client: docker.DockerClient, ref: str) -> bool:

@@ -374,6 +374,27 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
 
 
 @pytest.mark.docker
+def test_cli_does_not_reuse_a_tag_that_holds_another_image(engine, session, base_image, sources, baked):
+    """A tag given with --tag may name an image of another recipe (or an older pin): that is no reuse."""
+    tag = session.tag("taken")
+    other = make_context_tar({"Dockerfile": (f"FROM {base_image}\nLABEL io.envbuild.recipe-hash=older\n".encode(), 0o644)})
+    progress = RecordingProgress()
+    try:
+        other_id = build(engine, other, tag, labels=session.labels, on_event=progress)
+    finally:
+        session.track(progress)
+
+    result = envbuild_cli(*image_args(sources, base_image, "--tag", tag))
+    assert result.returncode == 0, result.stderr
+    assert "reusing" not in result.stdout
+    assert (f"envbuild: {tag} exists but was not built from this recipe (hash {baked.plan.hash[:12]}); "
+            "building it again\n") in result.stderr
+    labels = engine.api.inspect_image(tag)["Config"]["Labels"]
+    assert labels["io.envbuild.recipe-hash"] == baked.plan.hash
+    assert engine.api.inspect_image(tag)["Id"] != other_id
+
+
+@pytest.mark.docker
 def test_no_pull_with_a_missing_base_names_the_base(engine, session, sources):
     missing = f"envbuild-test/absent:{session.id}"
     tag = session.tag("no-pull")
