@@ -62,4 +62,5 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
       io.envbuild.component.moriio-proxy-deps.hash="2e7e40a338b29234f14e884dd158b6e800164681c99995711761e35df1f4c868" \
       io.envbuild.component.moriio-proxy-deps.source="" \
       io.envbuild.component.moriio-patches.hash="07a6dd3af5b330677b1abeb3dfce60e2b6704d70456439e5e14f8f2946a42eab" \
-      io.envbuild.component.moriio-patches.source=""
+      io.envbuild.component.moriio-patches.source="" \
+      io.envbuild.component.moriio-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,moriio-save-kv-bounded-wait=b7ffa800ab194c0363cdac176d5dd3af6b4663722389254d224542c87b69d3f2,moriio-load-kv-bounded-wait=a113625daa7f8f286ac829c291eb10053a0b810a121c70392999cb3f4386893c,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,moriio-engine-timeouts=e7919884eb1674d2fd10d73ed0a1d2a7784a54c139d802d089ff658c71fa4af1,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"

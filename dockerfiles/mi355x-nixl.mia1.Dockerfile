@@ -62,4 +62,5 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
       io.envbuild.component.vllm-router.hash="7db2b92473639efd8fe4b03741a4543d70d7df8c03f042bd7230b5c0cf385cc4" \
       io.envbuild.component.vllm-router.source="" \
       io.envbuild.component.nixl-patches.hash="b48f510e50b4cb52c55e7a14a02e22c484158df495f8deef564e92fd528becf7" \
-      io.envbuild.component.nixl-patches.source=""
+      io.envbuild.component.nixl-patches.source="" \
+      io.envbuild.component.nixl-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"

@@ -127,7 +127,7 @@ def _root_os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -166,6 +166,51 @@ def base_image_present(client: docker.DockerClient, ref: str) -> bool:
     """Whether `FROM ref` can build without pulling."""
     # scratch is the builder's empty image, never stored in the engine.
     return ref == "scratch" or image_exists(client, ref)
+
+
+def image_digest(client: docker.DockerClient, ref: str) -> tuple[str | None, str]:
+    """The registry digest (sha256:...) of image `ref`, and where it came from or why there is none.
+
+    Asks the registry through the engine first (what the tag is now), then the
+    local engine's RepoDigests (what the local copy was pulled as). Never raises:
+    an unreachable registry or engine gives (None, reason).
+    """
+    if "@sha256:" in ref:
+        return ref.rsplit("@", 1)[1], "the reference is a digest"
+    try:
+        descriptor = client.api.inspect_distribution(ref)["Descriptor"]
+        return descriptor["digest"], f"from the registry of {ref}"
+    except docker.errors.APIError as exc:
+        registry_error = _first_line(exc.explanation or exc)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        registry_error = _first_line(exc)
+    except (KeyError, TypeError):
+        registry_error = "the engine's answer has no digest"
+    repository = _repository(ref)
+    try:
+        repo_digests = client.api.inspect_image(ref).get("RepoDigests") or []
+    except docker.errors.NotFound:
+        return None, f"no registry answers for {ref} ({registry_error}) and the local engine does not have it"
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        return None, f"no registry answers for {ref} ({registry_error}); the local engine: {_first_line(exc)}"
+    for entry in sorted(repo_digests):
+        name, _, digest = entry.partition("@")
+        if _repository(name) == repository and digest:
+            return digest, f"RepoDigests of the local image {ref} (no registry answers: {registry_error})"
+    return None, (f"no registry answers for {ref} ({registry_error}) and the local image has no registry digest "
+                  "(built or loaded locally, never pulled or pushed)")
+
+
+def _repository(ref: str) -> str:
+    """The repository of an image reference, without tag or digest, with Docker Hub's implicit prefixes."""
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last)] + last.split(":", 1)[0]
+    parts = name.split("/")
+    if len(parts) == 1 or not ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        name = "docker.io/" + (name if len(parts) > 1 else f"library/{name}")
+    return name
 
 
 # --- build context ------------------------------------------------------------

@@ -8,14 +8,19 @@ problem anywhere raises RecipeError naming file, line and key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envbuild import schema
 from envbuild.errors import Problem, RecipeError
 from envbuild.yamlfile import LocatedDict, load_mapping
+
+if TYPE_CHECKING:
+    from envbuild.lock import Lock
 
 BUILTIN_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -25,17 +30,41 @@ def default_recipes_dir() -> Path:
     return Path(os.environ.get("ENVBUILD_RECIPES") or BUILTIN_RECIPES)
 
 
+def url_basename(url: str) -> str:
+    """The last path component of a URL: the file name a download is saved as."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def offline_git_name(url: str) -> str:
+    """The name of a git URL's bare mirror in an offline source directory (`git/<name>.git`).
+
+    The repository's name keeps it readable; the hash prefix keeps two URLs
+    that end alike apart.
+    """
+    name = url_basename(url)
+    name = name[: -len(".git")] if name.endswith(".git") else name
+    return f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
 @dataclass(frozen=True)
 class GitSource:
     url: str
-    commit: str
+    commit: str  # "" when the recipe gives only a branch and no lock resolves it
     branch: str = ""
     submodules: bool = False
     kind = "git"
 
     @property
+    def pinned(self) -> bool:
+        return bool(self.commit)
+
+    @property
     def pin(self) -> str:
-        return f"{self.url}@{self.commit}"
+        return f"{self.url}@{self.commit}" if self.commit else f"{self.url}#branch={self.branch}"
+
+    @property
+    def offline_name(self) -> str:
+        return offline_git_name(self.url)
 
 
 @dataclass(frozen=True)
@@ -47,6 +76,10 @@ class TarballSource:
     @property
     def pin(self) -> str:
         return f"{self.url}#sha256={self.sha256}"
+
+    @property
+    def filename(self) -> str:
+        return url_basename(self.url)
 
     @property
     def verified(self) -> bool:
@@ -123,6 +156,7 @@ class Component:
     nic_specific: bool = False
     patches: tuple[str, ...] = ()
     patch_manifest: str = ""  # the applier's JSON manifest, patch texts included
+    patch_hashes: tuple[tuple[str, str], ...] = ()  # (patch name, sha256 of its text), in applying order
     key_lines: tuple[tuple[str, int], ...] = ()
 
     def line(self, key: str) -> int:
@@ -177,6 +211,8 @@ class Recipe:
     chain: tuple[str, ...]
     component_lines: tuple[tuple[str, str, int], ...]  # (name, file, line) of each listing
     key_lines: tuple[tuple[str, int], ...] = ()
+    # envbuild.lock.Lock of <recipes dir>/<name>.lock, when there is one
+    lock: Lock | None = dataclasses.field(default=None, compare=False)
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)
@@ -209,7 +245,7 @@ def _source(data: dict | None):
     if not data:
         return None
     if "git" in data:
-        return GitSource(data["git"], data["commit"], data.get("branch", ""), data.get("submodules", False))
+        return GitSource(data["git"], data.get("commit", ""), data.get("branch", ""), data.get("submodules", False))
     if "deb" in data:
         return DebSource(data["deb"], data["sha256"], data["package"], data["version"])
     return TarballSource(data["url"], data["sha256"])
@@ -224,6 +260,14 @@ def _pip(data) -> tuple[PipGroup, ...]:
         for item in data if isinstance(item, dict)
     )
     return ((PipGroup(loose),) if loose else ()) + groups
+
+
+def _manifest_json(chosen: list) -> str:
+    if not chosen:
+        return ""
+    from envbuild import patches
+
+    return patches.manifest_json(chosen)
 
 
 class Library:
@@ -266,6 +310,7 @@ class Library:
             path = self.root / "components" / f"{name}.yaml"
             data = self._load(path, schema.COMPONENT, name)
             when = data.get("when") or {}
+            chosen = self._patches_of(data, path)
             self._components[name] = Component(
                 name=name,
                 description=data["description"].strip(),
@@ -281,7 +326,8 @@ class Library:
                 when=Condition(_as_tuple(when.get("node_rank")), _as_tuple(when.get("nic"))),
                 nic_specific=data.get("nic_specific", False),
                 patches=_as_tuple(data.get("patches")),
-                patch_manifest=self._patch_manifest(data, path),
+                patch_manifest=_manifest_json(chosen),
+                patch_hashes=tuple((p.name, hashlib.sha256(p.text.encode()).hexdigest()) for p in chosen),
                 key_lines=tuple(data.key_lines.items()),
             )
         return self._components[name]
@@ -293,13 +339,13 @@ class Library:
             self._patches = patches.load_catalog(self.root / "patches")
         return self._patches
 
-    def _patch_manifest(self, data: LocatedDict, path: Path) -> str:
+    def _patches_of(self, data: LocatedDict, path: Path) -> list:
+        """The component's patches (PatchSpecs) in applying order."""
         if not data.get("patches"):
-            return ""
+            return []
         from envbuild import patches
 
-        chosen = patches.select(self.patch_catalog(), data["patches"], self.display(path), data.line_of("patches"))
-        return patches.manifest_json(chosen)
+        return patches.select(self.patch_catalog(), data["patches"], self.display(path), data.line_of("patches"))
 
     def cluster_by_name(self, name: str) -> Cluster:
         """A cluster profile asked for by name, refusing unknown names with the known ones."""
@@ -384,6 +430,9 @@ class Library:
             cluster = self.cluster(name)
         if cluster is not None:
             env = env.merged(cluster.env)
+        from envbuild import lock
+
+        lock_file = lock.lock_path(self.root, top_path.stem)
         return Recipe(
             name=top_path.stem,
             description=top["description"].strip(),
@@ -395,4 +444,5 @@ class Library:
             chain=tuple(p.stem for p, _ in chain),
             component_lines=tuple(listings),
             key_lines=tuple(top.key_lines.items()),
+            lock=lock.load(lock_file, self.display(lock_file)),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from envbuild.errors import Problem, RecipeError
 from envbuild.model import Component, Library, Recipe
@@ -34,6 +35,8 @@ class Step:
 class Plan:
     recipe: Recipe
     steps: tuple[Step, ...]
+    # Where the recipe and its lock disagree (see Lock.disagreements); empty without a lock.
+    lock_problems: tuple[str, ...] = ()
 
     @property
     def hash(self) -> str:
@@ -75,14 +78,38 @@ class Plan:
 
     def warnings(self) -> list[str]:
         found = []
+        lock = self.recipe.lock
         for step in self.steps:
             source = step.component.source
             if source is not None and source.kind in ("tarball", "deb") and not source.verified:
                 found.append(
                     f"{step.component.file}: source.sha256: the download of {step.name} is unverified "
-                    f"(sha256 unknown); `envbuild lock` records it"
+                    + (f"(sha256 unknown, unresolved in {lock.display})" if lock else
+                       "(sha256 unknown); `envbuild lock` records it")
                 )
+            elif source is not None and source.kind == "git" and not source.pinned:
+                found.append(
+                    f"{step.component.file}: source.commit: {step.name} is unpinned (branch {source.branch}, "
+                    + (f"unresolved in {lock.display})" if lock else "no lock); `envbuild lock` resolves it")
+                )
+        if self.lock_problems:
+            found += [f"{lock.display}: {problem}" for problem in self.lock_problems]
+            found.append(f"{lock.display} is out of date: `envbuild lock --recipe {self.recipe.name}` writes it again")
         return found
+
+    def require_lock(self) -> None:
+        """Refuse a recipe without a lock, or whose lock disagrees with it (EnvbuildError)."""
+        from envbuild.lock import LockError, lock_path
+
+        lock = self.recipe.lock
+        if lock is None:
+            path = lock_path(Path(self.recipe.file).parent, self.recipe.name)
+            raise LockError(f"recipe {self.recipe.name} has no lock ({path}) and --require-lock was given; "
+                            f"write it with `envbuild lock --recipe {self.recipe.name}`")
+        if self.lock_problems:
+            raise LockError("\n".join([f"{lock.display}: {problem}" for problem in self.lock_problems] + [
+                f"{lock.display} disagrees with the recipe and --require-lock was given; "
+                f"`envbuild lock --recipe {self.recipe.name}` writes it again"]))
 
 
 def _digest(doc) -> str:
@@ -151,6 +178,12 @@ def make_plan(library: Library, recipe: Recipe) -> Plan:
 
     _check_prefixes_and_references(recipe, [components[n] for n in order])
 
+    lock_problems: list[str] = []
+    if recipe.lock is not None:
+        lock_problems = recipe.lock.disagreements(recipe, [components[n] for n in order])
+        components = {name: recipe.lock.apply(component) for name, component in components.items()}
+        recipe = recipe.with_base_image(recipe.lock.base_image(recipe.base_image))
+
     hashes: dict[str, str] = {}
     nic_specific: dict[str, bool] = {}
     steps = []
@@ -159,7 +192,7 @@ def make_plan(library: Library, recipe: Recipe) -> Plan:
         hashes[name] = component_hash(component, hashes)
         nic_specific[name] = component.nic_specific or any(nic_specific[d] for d in component.depends)
         steps.append(Step(component, hashes[name], reasons[name], nic_specific[name]))
-    return Plan(recipe, tuple(steps))
+    return Plan(recipe, tuple(steps), tuple(lock_problems))
 
 
 def _check_prefixes_and_references(recipe: Recipe, components: list[Component]) -> None:

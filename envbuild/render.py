@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import jinja2
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
-from envbuild.model import ENV_REFERENCE, EnvSpec
+from envbuild.model import ENV_REFERENCE, Component, EnvSpec
 from envbuild.plan import Plan, Step
 from envbuild.shell import env_word, identifier, quote, words
 
@@ -89,12 +88,17 @@ def _prelude(step: Step) -> list[str]:
         lines.append(f"_eb_patch apply <(_eb_manifest_{identifier(step.name)})")
     source = c.source
     if source is not None and source.kind == "git":
-        lines.append(f"_eb_git {quote(source.url)} {quote(source.commit)} {int(source.submodules)} "
-                     f"{quote(source.offline_name)}")
+        line = f"_eb_git {quote(source.url)} {quote(source.commit)} {int(source.submodules)} {quote(source.offline_name)}"
+        # Unpinned (a branch and no lock): the commit is empty and the branch comes last.
+        lines.append(line if source.pinned else f"{line} {quote(source.branch)}")
     elif source is not None:
-        filename = source.url.rstrip("/").rsplit("/", 1)[-1]
-        lines.append(f"_eb_download {quote(source.url)} {quote(source.sha256)} {quote(filename)}")
+        lines.append(f"_eb_download {quote(source.url)} {quote(source.sha256)} {quote(source.filename)}")
     return lines
+
+
+def patches_field(component: Component) -> str:
+    """`name=sha256,...` of the component's patch texts in applying order (provenance, labels)."""
+    return ",".join(f"{name}={digest}" for name, digest in component.patch_hashes)
 
 
 def _check(step: Step) -> str:
@@ -126,8 +130,7 @@ def render_fragment(plan: Plan, step: Step) -> str:
         env_chain=" ".join(env_chain),
         own_prefixes=" ".join(var for var, _ in c.prefix),
         uses_python=bool(c.pip) or "_eb_pip" in c.build,
-        patch_hashes=",".join(f"{p['name']}={hashlib.sha256(p['text'].encode()).hexdigest()}"
-                              for p in (json.loads(c.patch_manifest)["patches"] if c.patch_manifest else [])),
+        patch_hashes=patches_field(c),
         prelude=_prelude(step),
         check=_check(step),
         env_lines=env_lines(c.env),
@@ -250,10 +253,14 @@ def image_labels(plan: Plan) -> dict[str, str]:
         "io.envbuild.nic-family": plan.nic_family,
         "io.envbuild.components": ",".join(s.name for s in plan.steps),
     }
+    if plan.recipe.lock is not None:
+        labels["io.envbuild.lock-hash"] = plan.recipe.lock.hash
     for step in plan.steps:
         source = step.component.source
         labels[f"io.envbuild.component.{step.name}.hash"] = step.hash
         labels[f"io.envbuild.component.{step.name}.source"] = source.pin if source else ""
+        if step.component.patch_hashes:
+            labels[f"io.envbuild.component.{step.name}.patches"] = patches_field(step.component)
     return labels
 
 

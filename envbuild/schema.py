@@ -242,9 +242,21 @@ component_name = string(NAME_RE, "a valid name (lowercase letters, digits and da
 env_name = string(ENV_NAME_RE, "a valid environment variable name")
 abs_path = string(PATH_RE, "an absolute path (starting with /, no spaces or shell characters)")
 
-GIT_SOURCE = Shape({
+class GitShape(Shape):
+    """A git source: `commit` is required unless a `branch` is given for `envbuild lock` to resolve."""
+
+    def check(self, checker: Checker, data: Any, line: int, key: str) -> bool:
+        ok = super().check(checker, data, line, key)
+        if isinstance(data, dict) and "commit" not in data and "branch" not in data:
+            checker.add(getattr(data, "line", line), _join(key, "commit"),
+                        "missing required key (or give a branch, which `envbuild lock` resolves to a commit)")
+            ok = False
+        return ok
+
+
+GIT_SOURCE = GitShape({
     "git": Field(url(("https", "http", "file", "ssh", "git")), required=True),
-    "commit": Field(string(COMMIT_RE, "a full commit (40 lowercase hex digits)"), required=True),
+    "commit": Field(string(COMMIT_RE, "a full commit (40 lowercase hex digits)")),
     "branch": Field(string(re.compile(r"^[A-Za-z0-9._/-]+$"), "a branch name")),
     "submodules": Field(boolean),
 })
