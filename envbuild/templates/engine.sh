@@ -367,7 +367,8 @@ _eb_lock() {
 
 _eb_unlock() {
   local fd=$1
-  [[ -z $fd ]] || exec {fd}>&-
+  [[ -n $fd ]] || return 0
+  exec {fd}>&-
   _EB_OPEN_LOCKS=${_EB_OPEN_LOCKS/ $fd/}
 }
 
@@ -541,12 +542,30 @@ _eb_check_only() {
   "_eb_check_${_EB_NAME//-/_}"
 }
 
+# Takes the lock of cache entry $2 for building component $1; into entry_lock
+# (a local of _eb_install), empty when the filesystem refuses locks.
+_eb_entry_lock() {
+  entry_lock=''
+  if _eb_lock "$_EB_CACHE/locks/$2.lock" "building $1 for the shared cache"; then
+    entry_lock=$_EB_LOCK_FD
+    _EB_OPEN_LOCKS+=" $entry_lock"
+  fi
+}
+
+# What tells cache entries $1 apart (its SHA256SUMS line: no two builds give the
+# same archive), into _EB_ENTRY_ID.
+_eb_entry_id() {
+  local line=''
+  [[ ! -r $1/SHA256SUMS ]] || read -r line <"$1/SHA256SUMS" || true
+  _EB_ENTRY_ID="sums:$line"
+}
+
 # Installs component $1 (stamp key in _EB_KEY): restored from the shared cache
 # when an entry exists, else built (and stored in the cache for other nodes).
 # The stamp goes away first and comes back last, so a run killed at any point
 # leaves no stamp without its files and the next run completes the install.
 _eb_install() {
-  local name=$1 started rc digest='' entry='' entry_lock='' capture=''
+  local name=$1 started rc digest='' entry='' entry_lock='' capture='' failed='' aside
   _EB_LOG=$_EB_STATE/logs/$name.log
   _EB_WORK=${TMPDIR:-/tmp}/envbuild.$$.$name
   _eb_now started
@@ -556,11 +575,21 @@ _eb_install() {
     _eb_platform "$name"
     digest=$(printf '%s %s\n' "$_EB_KEY" "$_EB_PLATFORM" | sha256sum)
     entry=$_EB_CACHE/entries/$name-${digest:0:32}
-    if _eb_lock "$_EB_CACHE/locks/$name-${digest:0:32}.lock" "building $name for the shared cache"; then
-      entry_lock=$_EB_LOCK_FD
-      _EB_OPEN_LOCKS+=" $entry_lock"
-    fi
-    if [[ -d $entry ]]; then
+    # An entry never changes once in place, so restores take no lock and every
+    # node restores at once; the lock elects one builder of a missing entry,
+    # and the others wait for it.
+    [[ -d $entry ]] || _eb_entry_lock "$name" "${entry##*/}"
+    while [[ -d $entry ]]; do
+      _eb_entry_id "$entry"
+      if [[ $_EB_ENTRY_ID == "$failed" ]]; then
+        # Still the entry that failed here, and this run holds its lock: it goes, and is rebuilt.
+        aside=$_EB_CACHE/tmp/${entry##*/}.corrupt.${HOSTNAME:-unknown}.$$
+        mv -T "$entry" "$aside" 2>/dev/null || true
+        rm -rf "$aside"
+        break
+      fi
+      _eb_unlock "$entry_lock"
+      entry_lock=''
       _eb_say "$name: restoring from the shared cache (log: $_EB_LOG)"
       # Never call a step in a condition (&&, ||, if): bash would ignore set -e inside it.
       set +e
@@ -572,7 +601,6 @@ _eb_install() {
       fi
       set -e
       if ((rc == 0)); then
-        _eb_unlock "$entry_lock"
         _eb_stamp "$name"
         _eb_elapsed "$started"
         _eb_say "$name: restored from the shared cache in $_EB_ELAPSED s"
@@ -580,9 +608,11 @@ _eb_install() {
         return 0
       fi
       _eb_warn "$name: cache entry $entry is corrupt or incomplete; rebuilding it (details in $_EB_LOG)"
-      mv "$entry" "$_EB_CACHE/tmp/${entry##*/}.corrupt.${HOSTNAME:-unknown}.$$" 2>/dev/null || true
-      rm -rf "$_EB_CACHE/tmp/${entry##*/}.corrupt.${HOSTNAME:-unknown}.$$"
-    fi
+      failed=$_EB_ENTRY_ID
+      # Another node may have found it too: the one with the lock replaces it,
+      # and the others restore the new entry.
+      _eb_entry_lock "$name" "${entry##*/}"
+    done
     capture=$_EB_CACHE/tmp/${entry##*/}.${HOSTNAME:-unknown}.$$
     rm -rf "$capture"
     mkdir -p "$capture"
