@@ -49,6 +49,7 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
       io.envbuild.recipe-hash="33b79a4f2549c1be209a518e0d9a577740b7010d496ba566184d9a25473bd31d" \
       io.envbuild.nic-family="mlx5" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,moriio-proxy-deps,moriio-patches" \
+      io.envbuild.lock-hash="9acced44aecc8300fc5cdf3633b4cc5015e5d26ef7f7db1348908ebd795af547" \
       io.envbuild.component.ucx.hash="6851aa137314b8ac768d643b5d56cdadc1e35eb5434d166152bcdb9c80b3211c" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
       io.envbuild.component.rixl.hash="410cf58e257a329b6ab7d4edd290c0ba10ce658850d98833e8eb3c7411237a18" \

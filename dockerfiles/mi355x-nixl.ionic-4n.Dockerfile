@@ -49,6 +49,7 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
       io.envbuild.recipe-hash="0e16803dfcbce14fdb09eece718e0a249351988d24ddf7d9e9c78b289970b175" \
       io.envbuild.nic-family="ionic" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,vllm-router,nixl-patches" \
+      io.envbuild.lock-hash="40bf2115b2d3caec1861afa39d0003c24b9b8dc06c7031c4de604bf10830c40e" \
       io.envbuild.component.ucx.hash="6851aa137314b8ac768d643b5d56cdadc1e35eb5434d166152bcdb9c80b3211c" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
       io.envbuild.component.rixl.hash="410cf58e257a329b6ab7d4edd290c0ba10ce658850d98833e8eb3c7411237a18" \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -31,7 +32,8 @@ class Group(click.Group):
                 click.echo(str(problem), err=True)
             sys.exit(exc.exit_code)
         except EnvbuildError as exc:
-            click.echo(f"envbuild: error: {exc}", err=True)
+            for line in str(exc).splitlines() or [""]:
+                click.echo(f"envbuild: error: {line}", err=True)
             sys.exit(exc.exit_code)
 
 
@@ -46,17 +48,22 @@ cluster_option = click.option("--cluster", metavar="PROFILE",
 nic_family_option = click.option("--nic-family", type=click.Choice(NIC_FAMILIES),
                                  help="Build NIC-specific components (MoRI) for this family; overrides the profile's.")
 base_image_option = click.option("--base-image", metavar="IMAGE", help="Use this base image instead of the recipe's.")
+require_lock_option = click.option("--require-lock", is_flag=True,
+                                   help="Refuse to render unless <recipes-dir>/<recipe>.lock exists and agrees with the recipe.")
 
 
 def load_plan(recipes_dir: Path | None, recipe: str, cluster: str | None,
-              nic_family: str | None = None, base_image: str | None = None) -> Plan:
+              nic_family: str | None = None, base_image: str | None = None, require_lock: bool = False) -> Plan:
     library = Library(recipes_dir)
     the_recipe = library.recipe(recipe, cluster)
     if nic_family:
         the_recipe = the_recipe.with_nic_family(nic_family)
-    if base_image:
-        the_recipe = the_recipe.with_base_image(base_image)
     plan = make_plan(library, the_recipe)
+    if require_lock:
+        plan.require_lock()
+    if base_image:
+        # After the plan, so that the lock is compared with the recipe's own base image.
+        plan = dataclasses.replace(plan, recipe=plan.recipe.with_base_image(base_image))
     for warning in plan.warnings():
         click.echo(f"envbuild: warning: {warning}", err=True)
     return plan
@@ -115,10 +122,11 @@ def validate(target, recipes_dir, cluster):
 @recipe_option
 @recipes_dir_option
 @cluster_option
+@require_lock_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(recipe, recipes_dir, cluster, fmt):
+def plan(recipe, recipes_dir, cluster, require_lock, fmt):
     """Show the install order, content hashes, conditions and reasons."""
-    the_plan = load_plan(recipes_dir, recipe, cluster)
+    the_plan = load_plan(recipes_dir, recipe, cluster, require_lock=require_lock)
     rows = [
         {
             "name": s.name,
@@ -138,12 +146,16 @@ def plan(recipe, recipes_dir, cluster, fmt):
             "base_image": the_plan.recipe.base_image,
             "cluster": the_plan.recipe.cluster.name if the_plan.recipe.cluster else None,
             "nic_family": the_plan.nic_family or None,
+            "lock": {"file": the_plan.recipe.lock.display, "hash": the_plan.recipe.lock.hash}
+            if the_plan.recipe.lock else None,
             "components": rows,
         }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
     recipe_ = the_plan.recipe
     click.echo(f"recipe {recipe_.name} (hash {the_plan.hash[:12]}) on {recipe_.base_image}")
+    if recipe_.lock:
+        click.echo(f"lock {recipe_.lock.display} (hash {recipe_.lock.hash[:12]})")
     if recipe_.cluster:
         click.echo(f"cluster profile {recipe_.cluster.name}" + (f", NIC family {the_plan.nic_family}" if the_plan.nic_family else ""))
     for index, row in enumerate(rows, 1):
@@ -159,9 +171,10 @@ def plan(recipe, recipes_dir, cluster, fmt):
 @recipes_dir_option
 @cluster_option
 @nic_family_option
+@require_lock_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the script here (executable) instead of stdout.")
-def runtime_script(recipe, recipes_dir, cluster, nic_family, output):
+def runtime_script(recipe, recipes_dir, cluster, nic_family, require_lock, output):
     """Write the standalone, idempotent setup script for a recipe.
 
     The script needs only bash (and what the install steps themselves use).
@@ -172,7 +185,8 @@ def runtime_script(recipe, recipes_dir, cluster, nic_family, output):
     """
     from envbuild.render import render_script
 
-    write_output(render_script(load_plan(recipes_dir, recipe, cluster, nic_family)), output, 0o755)
+    write_output(render_script(load_plan(recipes_dir, recipe, cluster, nic_family, require_lock=require_lock)),
+                 output, 0o755)
 
 
 @main.command()
@@ -181,9 +195,10 @@ def runtime_script(recipe, recipes_dir, cluster, nic_family, output):
 @cluster_option
 @nic_family_option
 @base_image_option
+@require_lock_option
 @click.option("--check", "check_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Exit 1 if DIR/<recipe>.<cluster>.Dockerfile differs from what would be rendered.")
-def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, check_dir):
+def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, check_dir):
     """Print the Dockerfile that `envbuild image` builds.
 
     One layer per component in plan order, each running the same install step
@@ -192,7 +207,7 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, check_dir):
     """
     from envbuild.render import render_dockerfile
 
-    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image)
+    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
     text = render_dockerfile(plan)
     if check_dir is None:
         click.echo(text, nl=False)
@@ -216,6 +231,7 @@ def dockerfile_name(plan: Plan) -> str:
 @cluster_option
 @nic_family_option
 @base_image_option
+@require_lock_option
 @click.option("--tag", "-t", help="Image tag (default: envbuild/<recipe>:<recipe hash prefix>).")
 @click.option("--no-cache", is_flag=True, help="Build every layer again, even if the tagged image exists.")
 @click.option("--pull/--no-pull", default=None,
@@ -226,7 +242,8 @@ def dockerfile_name(plan: Plan) -> str:
               help="Network of the RUN steps, as for `docker build --network` (e.g. host, none). "
                    "Default: the engine's bridge.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
-def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, pull, dry_run, network, verbose):
+def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, tag, no_cache, pull, dry_run, network,
+          verbose):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
     Each component gets its own layer, in plan order, running the same step as
@@ -237,7 +254,7 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, tag, no_cache, p
     from envbuild import docker_engine
     from envbuild.render import build_context
 
-    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image)
+    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
     files = build_context(plan)
     tag = tag or f"envbuild/{plan.recipe.name}:{plan.hash[:12]}"
     if dry_run:
@@ -340,3 +357,143 @@ def patches_show(name, recipes_dir):
     if name not in catalog:
         raise EnvbuildError(f"no patch named {name!r}; known patches: {', '.join(sorted(catalog))}")
     click.echo(patch_library.show(catalog[name]), nl=False)
+
+
+@main.command()
+@recipe_option
+@recipes_dir_option
+@click.option("--check", is_flag=True, help="Change nothing: exit 1 when the lock and the recipe disagree.")
+@click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS", help="Timeout of each download.")
+def lock(recipe, recipes_dir, check, timeout):
+    """Resolve every source of a recipe into <recipes-dir>/<recipe>.lock.
+
+    Git branches become commits (git ls-remote), pinned commits are fetched to
+    prove they exist, downloads are measured (sha256, size), the base image tag
+    becomes a digest when a registry answers. What cannot be reached is written
+    as unverified or unresolved with the reason, never guessed.
+
+    Once the lock exists, plan, runtime-script, dockerfile and image use it: it
+    fills `sha256: unknown` and branch-only git sources. --require-lock makes
+    them refuse a recipe whose lock is missing or out of date.
+    """
+    from envbuild import lock as lockfile
+
+    library = Library(recipes_dir)
+    path = library.recipe_path(recipe)
+    path = lockfile.lock_path(path.parent, path.stem)
+    shown = library.display(path)
+    if check:
+        the_plan = make_plan(library, library.recipe(recipe))
+        if the_plan.recipe.lock is None:
+            raise lockfile.LockError(f"{shown} does not exist; write it with `envbuild lock --recipe {recipe}`")
+        if the_plan.lock_problems:
+            raise lockfile.LockError("\n".join([f"{shown}: {p}" for p in the_plan.lock_problems]
+                                               + [f"{shown} is out of date: `envbuild lock --recipe {recipe}` writes it again"]))
+        for note in the_plan.recipe.lock.unresolved():
+            click.echo(f"envbuild: note: {shown}: unresolved: {note}", err=True)
+        click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({len(the_plan.steps)} components)")
+        return
+    resolver = lockfile.Resolver(timeout=timeout, image_digest=_image_digest)
+    doc = lockfile.resolve(library, recipe, resolver)
+    text = lockfile.dump(doc)
+    for name, entry in sorted(doc["components"].items()):
+        source = entry.get("source") or {}
+        if source.get("status") in (lockfile.UNVERIFIED, lockfile.UNRESOLVED):
+            click.echo(f"envbuild: warning: {name}: {source['status']}: {source['reason']}", err=True)
+    if doc["base_image"]["status"] == lockfile.UNRESOLVED:
+        click.echo(f"envbuild: warning: base image {doc['base_image']['ref']}: unresolved: "
+                   f"{doc['base_image']['reason']}", err=True)
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        click.echo(f"envbuild: {shown} is up to date", err=True)
+        return
+    write_output(text, path)
+
+
+def _image_digest(ref: str) -> tuple[str | None, str]:
+    from envbuild import docker_engine
+
+    try:
+        client = docker_engine.connect()
+    except EnvbuildError as exc:
+        return None, str(exc)
+    return docker_engine.image_digest(client, ref)
+
+
+@main.command()
+@recipe_option
+@recipes_dir_option
+@click.option("--into", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="The source directory to fill (created if missing).")
+@click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS", help="Timeout of each download.")
+@click.option("--python", "python", default=sys.executable, show_default="this Python",
+              help="The Python whose pip downloads the pip requirements.")
+@click.option("--pip-option", "pip_options", multiple=True, metavar="OPTION",
+              help="Passed to `pip download`, e.g. --pip-option=--platform=manylinux2014_x86_64 "
+                   "--pip-option=--only-binary=:all: for another platform. Repeatable.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems and the summary.")
+def fetch(recipe, recipes_dir, into, timeout, python, pip_options, quiet):
+    """Download every source of a recipe into DIR, for clusters without network.
+
+    DIR/git/<name>-<hash>.git are bare mirrors of the git sources, DIR/downloads/
+    the tarballs and .debs (checked against their sha256 from the recipe or its
+    lock), DIR/pip/ the wheels and sdists of the pip requirements, and
+    DIR/MANIFEST.json lists them all. Run it again to complete or refresh DIR:
+    what is there and verified is kept. Then, on the cluster:
+
+      ENVBUILD_SOURCE_DIR=DIR bash setup_deps.sh
+    """
+    from envbuild import fetch as fetching
+
+    the_plan = load_plan(recipes_dir, recipe, None)
+    say = (lambda line: None) if quiet else (lambda line: click.echo(f"envbuild: {line}", err=True))
+    result = fetching.fetch(the_plan, into, timeout, python, tuple(pip_options), say)
+    manifest = result.manifest
+    click.echo(f"envbuild: {into}: {len(manifest['git'])} git mirrors, {len(manifest['downloads'])} downloads, "
+               f"{len(manifest['pip'])} pip files; MANIFEST.json written", err=True)
+    if result.missing:
+        raise EnvbuildError("\n".join(["some sources could not be fetched:"] + result.missing))
+
+
+@main.command()
+@click.argument("target", metavar="IMAGE|STATE_DIR")
+@recipes_dir_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def inspect(target, recipes_dir, fmt):
+    """Show what an image or a state directory holds, component by component.
+
+    For an image, its labels (recipe, recipe hash, lock hash, each component's
+    hash, source pin and patch hashes); for a runtime script's state directory
+    (ENVBUILD_STATE_DIR), its stamps and provenance records. A lock file or a
+    recipe is shown the same way.
+    """
+    from envbuild import provenance
+
+    facts = provenance.read(target, recipes_dir)
+    click.echo(provenance.format_json(facts) if fmt == "json" else provenance.format_text(facts), nl=False)
+
+
+@main.command()
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@recipes_dir_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diff(a, b, recipes_dir, fmt):
+    """Compare two recipes, locks, images or state directories, component by component.
+
+    Each of A and B is a recipe (name or file), a lock file (*.lock), a state
+    directory or an image. Prints what B adds or removes, and the components
+    whose pin, patches or build (content hash with the same pin) changed.
+    Exit 0 when they are equal, 1 when they differ, like diff.
+    """
+    from envbuild import provenance
+
+    first, second = provenance.read(a, recipes_dir), provenance.read(b, recipes_dir)
+    changes = provenance.diff(first, second)
+    if fmt == "json":
+        click.echo(json.dumps({"a": first.origin, "b": second.origin,
+                               "changes": [dataclasses.asdict(c) for c in changes]}, indent=2, sort_keys=True))
+    elif changes:
+        click.echo(f"--- {first.kind} {first.origin}\n+++ {second.kind} {second.origin}")
+        for change in changes:
+            click.echo(str(change))
+    sys.exit(1 if changes else 0)

@@ -56,9 +56,17 @@ def lock_path(root: Path, recipe_name: str) -> Path:
 
 
 def content_hash(doc: dict) -> str:
-    """sha256 over the canonical JSON of the lock without its own hash."""
-    body = {key: value for key, value in doc.items() if key != "lock_hash"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """sha256 over the canonical JSON of the lock, without its own hash and the `reason` texts.
+
+    The reasons are explanations (an error message can differ from one machine
+    to the next); the hash identifies the values a build uses.
+    """
+    def values(node):
+        if isinstance(node, dict):
+            return {key: values(value) for key, value in node.items() if key not in ("reason", "lock_hash")}
+        return node
+
+    text = json.dumps(values(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -69,6 +77,7 @@ def header(recipe: str) -> str:
         "# compares it with the recipe. Commit it next to the recipe and do not edit it by hand.\n"
         "# status: verified = measured from the source; unverified = the recipe's pin, not\n"
         "# checkable from where the lock was written; unresolved = unknown (see reason).\n"
+        "# lock_hash: sha256 of the canonical JSON of everything else but the reasons.\n"
     )
 
 

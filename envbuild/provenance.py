@@ -1,0 +1,275 @@
+"""What was installed, read back: from recipes, locks, image labels and state directories.
+
+Every kind of target becomes the same `Facts`: per component its content hash
+(unknown for a lock), its source pin (`url@commit`, `url#sha256=...`) and the
+sha256 of each patch text. `inspect` prints them, `diff` compares two.
+
+A state directory is what the runtime script leaves: `stamps/<component>` (one
+line, the stamp key: the content hash, then ` nic=<family>` for NIC-specific
+builds, then ` VAR=/prefix` pairs) and `provenance/<component>` (`key=value`
+lines: component, hash, source, nic_family, installed_at, recipe, recipe_hash,
+envbuild_version, patches as a comma list of name=sha256).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from envbuild.errors import EnvbuildError
+
+LABEL_PREFIX = "io.envbuild."
+COMPONENT_LABEL = "io.envbuild.component."
+
+
+@dataclass
+class ComponentFacts:
+    name: str
+    hash: str | None = None  # None: the target does not know it (a lock)
+    source: str | None = None  # the pin; "" for a component without source, None when unknown
+    patches: dict[str, str] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # everything else the target says
+
+
+@dataclass
+class Facts:
+    kind: str  # recipe, lock, image or state
+    origin: str  # what was read: a recipe file, a lock file, an image reference, a directory
+    recipe: str | None = None
+    recipe_hash: str | None = None
+    lock_hash: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    components: dict[str, ComponentFacts] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc["components"] = [asdict(c) for c in self.components.values()]
+        return doc
+
+
+def parse_patches(text: str) -> dict[str, str]:
+    """`name=sha256,name=sha256` as a dict; empty text is no patches."""
+    patches = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, digest = item.partition("=")
+        patches[name] = digest
+    return patches
+
+
+def parse_stamp(line: str) -> dict:
+    """A stamp key: `<hash>[ nic=<family>][ VAR=/prefix]...`."""
+    words = line.split()
+    if not words:
+        return {"hash": None, "nic_family": None, "prefixes": {}}
+    nic, prefixes = None, {}
+    for word in words[1:]:
+        name, _, value = word.partition("=")
+        if name == "nic":
+            nic = value
+        else:
+            prefixes[name] = value
+    return {"hash": words[0], "nic_family": nic, "prefixes": prefixes}
+
+
+def parse_provenance(text: str) -> dict[str, str]:
+    """The `key=value` lines the runtime script writes to provenance/<component>."""
+    facts = {}
+    for line in text.splitlines():
+        if "=" in line:
+            key, _, value = line.partition("=")
+            facts[key.strip()] = value
+    return facts
+
+
+# --- readers ----------------------------------------------------------------------
+
+
+def from_plan(plan) -> Facts:
+    from envbuild.render import recipe_source
+
+    lock = plan.recipe.lock
+    facts = Facts("recipe", recipe_source(plan), plan.recipe.name, plan.hash, lock.hash if lock else None,
+                  {"base_image": plan.recipe.base_image, "lock": lock.display if lock else ""})
+    for step in plan.steps:
+        source = step.component.source
+        facts.components[step.name] = ComponentFacts(step.name, step.hash, source.pin if source else "",
+                                                     dict(step.component.patch_hashes))
+    return facts
+
+
+def lock_pin(entry: dict | None) -> str:
+    """A lock entry's source as the pin a plan gives once the lock is applied."""
+    if not entry:
+        return ""
+    if entry.get("kind") == "git":
+        if entry.get("resolved"):
+            return f"{entry['url']}@{entry['resolved']}"
+        return f"{entry['url']}#branch={entry.get('branch')}"
+    return f"{entry['url']}#sha256={entry.get('sha256') or 'unknown'}"
+
+
+def from_lock(lock) -> Facts:
+    base = lock.doc.get("base_image") or {}
+    facts = Facts("lock", lock.display, lock.doc.get("recipe"), None, lock.hash,
+                  {"base_image": base.get("ref") or "", "base_image_digest": base.get("digest") or ""})
+    for name in sorted(lock.components):
+        entry = lock.source(name)
+        details = {}
+        if entry:
+            details = {"status": entry.get("status") or "", "reason": entry.get("reason") or ""}
+        facts.components[name] = ComponentFacts(name, None, lock_pin(entry), dict(lock.patches(name)), details)
+    return facts
+
+
+def from_labels(ref: str, labels: dict[str, str]) -> Facts:
+    if "io.envbuild.recipe" not in labels:
+        raise EnvbuildError(f"image {ref} was not built by envbuild (no io.envbuild.recipe label)")
+    details = {key: value for key, value in sorted(labels.items())
+               if not key.startswith(COMPONENT_LABEL) and key not in
+               ("io.envbuild.recipe", "io.envbuild.recipe-hash", "io.envbuild.lock-hash", "io.envbuild.components")}
+    facts = Facts("image", ref, labels["io.envbuild.recipe"], labels.get("io.envbuild.recipe-hash"),
+                  labels.get("io.envbuild.lock-hash"), details)
+    for name in filter(None, labels.get("io.envbuild.components", "").split(",")):
+        prefix = f"{COMPONENT_LABEL}{name}."
+        facts.components[name] = ComponentFacts(name, labels.get(prefix + "hash"), labels.get(prefix + "source"),
+                                                parse_patches(labels.get(prefix + "patches", "")))
+    return facts
+
+
+def from_state_dir(path: Path) -> Facts:
+    stamps, provenance = path / "stamps", path / "provenance"
+    if not stamps.is_dir() and not provenance.is_dir():
+        raise EnvbuildError(f"{path} is not an envbuild state directory (no stamps/ or provenance/ in it)")
+
+    def names(directory: Path) -> set[str]:
+        if not directory.is_dir():
+            return set()
+        return {p.name for p in directory.iterdir() if p.is_file() and ".tmp." not in p.name}
+
+    facts = Facts("state", str(path))
+    # Installation order, as the provenance tells it; then the name.
+    entries = []
+    for name in names(stamps) | names(provenance):
+        stamp_file, provenance_file = stamps / name, provenance / name
+        stamp = parse_stamp(stamp_file.read_text(encoding="utf-8").strip()) if stamp_file.is_file() else {}
+        record = parse_provenance(provenance_file.read_text(encoding="utf-8")) if provenance_file.is_file() else {}
+        entries.append((record.get("installed_at", ""), name, stamp, record))
+    for _, name, stamp, record in sorted(entries):
+        details = {key: value for key, value in record.items()
+                   if key not in ("component", "hash", "source", "patches", "recipe", "recipe_hash")}
+        if stamp:
+            details["stamp"] = " ".join(filter(None, [stamp["hash"]]
+                                               + ([f"nic={stamp['nic_family']}"] if stamp["nic_family"] else [])
+                                               + [f"{k}={v}" for k, v in stamp["prefixes"].items()]))
+        else:
+            details["stamp"] = "(none: not installed, or the stamp was removed)"
+        facts.components[name] = ComponentFacts(
+            name,
+            stamp.get("hash") or record.get("hash"),
+            record.get("source"),
+            parse_patches(record.get("patches", "")),
+            details,
+        )
+        # The recipe of the state: the one named by the newest provenance.
+        if record.get("recipe"):
+            facts.recipe, facts.recipe_hash = record["recipe"], record.get("recipe_hash")
+    return facts
+
+
+# --- output ------------------------------------------------------------------------
+
+
+def format_text(facts: Facts) -> str:
+    what = {"recipe": "recipe file", "lock": "lock file", "image": "image", "state": "state directory"}[facts.kind]
+    lines = [f"{what} {facts.origin}"]
+    if facts.recipe:
+        lines.append(f"recipe {facts.recipe}" + (f" (hash {facts.recipe_hash})" if facts.recipe_hash else ""))
+    if facts.lock_hash:
+        lines.append(f"lock hash {facts.lock_hash}")
+    for key, value in facts.details.items():
+        if value:
+            lines.append(f"{key} {value}")
+    lines.append(f"{len(facts.components)} components:")
+    for component in facts.components.values():
+        lines.append(f"  {component.name}")
+        if component.hash:
+            lines.append(f"    hash     {component.hash}")
+        if component.source:
+            lines.append(f"    source   {component.source}")
+        for name, digest in component.patches.items():
+            lines.append(f"    patch    {name} {digest}")
+        for key, value in component.details.items():
+            if value:
+                lines.append(f"    {key:<8} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def format_json(facts: Facts) -> str:
+    return json.dumps(facts.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+# --- diff --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    component: str
+    kind: str  # added, removed, changed pin, changed build, changed patch
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.component}: {self.kind}" + (f": {self.detail}" if self.detail else "")
+
+
+def diff(a: Facts, b: Facts) -> list[Change]:
+    """Component by component, what B has that A does not, or has otherwise.
+
+    A pin change is `changed pin`; a patch text change `changed patch`; a content
+    hash that differs with the same pin and patches is `changed build`. A side
+    that does not know a value (a lock has no hashes) is not compared on it.
+    """
+    changes = []
+    for name, ours in a.components.items():
+        if name not in b.components:
+            changes.append(Change(name, "removed", f"in {a.origin} only"))
+    for name, theirs in b.components.items():
+        ours = a.components.get(name)
+        if ours is None:
+            changes.append(Change(name, "added", f"{theirs.source or 'no source'}"))
+            continue
+        pin_changed = ours.source is not None and theirs.source is not None and ours.source != theirs.source
+        if pin_changed:
+            changes.append(Change(name, "changed pin", f"{ours.source or 'no source'} -> {theirs.source or 'no source'}"))
+        patch_changes = [
+            f"{patch} {ours.patches.get(patch) or 'not applied'} -> {theirs.patches.get(patch) or 'not applied'}"
+            for patch in sorted(set(ours.patches) | set(theirs.patches))
+            if ours.patches.get(patch) != theirs.patches.get(patch)
+        ]
+        changes += [Change(name, "changed patch", detail) for detail in patch_changes]
+        if ours.hash and theirs.hash and ours.hash != theirs.hash and not pin_changed and not patch_changes:
+            changes.append(Change(name, "changed build", f"hash {ours.hash[:12]} -> {theirs.hash[:12]} with the same pin"))
+    return changes
+
+
+def read(target: str, recipes_dir: Path | None = None) -> Facts:
+    """The facts of a lock file (*.lock), a state directory, a recipe (file or name) or an image."""
+    from envbuild import lock as lockfile
+    from envbuild.model import Library
+    from envbuild.plan import make_plan
+
+    path = Path(target)
+    if path.suffix == lockfile.SUFFIX and path.is_file():
+        return from_lock(lockfile.load(path))
+    if path.is_dir():
+        return from_state_dir(path)
+    library = Library(recipes_dir)
+    if path.suffix in (".yaml", ".yml") or target in library.recipe_names():
+        return from_plan(make_plan(library, library.recipe(target)))
+    from envbuild import docker_engine
+
+    labels = docker_engine.image_labels(docker_engine.connect(), target)
+    if labels is None:
+        raise EnvbuildError(f"{target} is neither a lock file, a state directory, a recipe of "
+                            f"{library.root} nor an image of the local Docker engine")
+    return from_labels(target, labels)
