@@ -108,6 +108,8 @@ def count(text: str, pattern: str) -> int:
 def test_nodes_with_a_shared_cache_build_each_component_once(cluster, file_server):
     """N nodes start together: one builds each component, the others wait for it and restore."""
     # A slow `make install` keeps the libhello lock busy until every node is waiting for it.
+    for k in range(NODES):
+        cluster.node_dir(k)
     procs = [cluster.start(k, EB_TEST_HANG="make install*", EB_TEST_HANG_SECONDS="3") for k in range(NODES)]
     results = [cluster.finish(proc) for proc in procs]
     for k, result in enumerate(results):
@@ -244,6 +246,30 @@ def test_corrupt_or_partial_entries_are_rejected_and_rebuilt(cluster):
     assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
     assert len(cluster.recipe.builds()) == 7
     assert_installed(cluster, 2)
+
+
+def test_corrupt_entry_found_by_many_nodes_at_once_is_rebuilt_once(cluster):
+    assert cluster.run(0).returncode == 0
+    entry = cluster.cache / "entries" / entries(cluster)["libhello"][0]
+    archive = entry / "files.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:-20])
+    subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
+    # Every restore of libhello takes a second, the rebuild two more: all nodes
+    # find the entry corrupt before one of them replaces it.
+    for k in range(1, NODES):
+        cluster.node_dir(k)
+    procs = [cluster.start(k, EB_TEST_HANG="* -xzf */entries/libhello-*", EB_TEST_HANG_SECONDS="1") for k in range(1, NODES)]
+    results = [cluster.finish(proc) for proc in procs]
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert collections.Counter(cluster.recipe.builds()) == {"libhello": 2, "greet": 1, "dataset": 1, "rank0-tool": 1}
+    out = "".join(result.stdout for result in results)
+    err = "".join(result.stderr for result in results)
+    assert count(err, rf"^envbuild: warning: libhello: cache entry {entry} is corrupt or incomplete") == NODES - 1
+    assert count(out, r"^envbuild: libhello: restored from the shared cache in ") == NODES - 2
+    for k in range(1, NODES):
+        assert_installed(cluster, k)
+    assert_no_leftovers(cluster, *range(NODES))
 
 
 def test_lock_timeout_names_the_node_and_pid_holding_it(cluster):
