@@ -359,7 +359,7 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     assert engine.api.inspect_image(tag)["Id"] == first_id
 
     try:
-        rebuilt = envbuild_cli(*image_args(sources, base_image, "--tag", tag, "--no-cache"))
+        rebuilt = envbuild_cli(*image_args(sources, base_image, "--tag", tag, "--no-cache", "--verbose"))
     finally:
         # The rebuild takes the tag; the first image, untagged, would escape the session's cleanup.
         with contextlib.suppress(Exception):
@@ -367,6 +367,8 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
                 engine.api.remove_image(first_id)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "cached" not in rebuilt.stderr
+    # --verbose shows what the steps print (make's install line), live from the engine's stream.
+    assert "install -m 755 hello" in rebuilt.stderr
     for name in COMPONENTS:
         assert f"building {name}...\n" in rebuilt.stderr
         assert re.search(rf"^{name}: built in [\d.]+s$", rebuilt.stderr, re.M)

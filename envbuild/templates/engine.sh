@@ -505,6 +505,16 @@ _eb_restore() {
 # Runs `$2 ARGS...` for component $1 in a subshell with the component's
 # environment, output appended to its log, lock descriptors closed.
 _eb_in_subshell() {
+  if [[ ${ENVBUILD_STEP_OUTPUT:-} == stream ]]; then
+    # Image builds: the builder's stream carries the step output live too
+    # (envbuild image shows it with --verbose, and its tail on failure).
+    _eb_subshell "$@" 2>&1 | tee -a "$_EB_LOG"
+  else
+    _eb_subshell "$@" >>"$_EB_LOG" 2>&1
+  fi
+}
+
+_eb_subshell() {
   local name=$1 action=$2 var
   shift 2
   (
@@ -520,7 +530,7 @@ _eb_in_subshell() {
     _EB_NAME=$name
     _eb_apply_env "$name"
     "$action" "$@"
-  ) >>"$_EB_LOG" 2>&1 </dev/null
+  ) </dev/null
 }
 
 # The step and then the check of the component, in a fresh work directory;

@@ -3,6 +3,7 @@
 # same component text as setup_deps.sh, so the stamps it writes are the ones
 # the runtime script looks for.
 set -euo pipefail
+export ENVBUILD_STEP_OUTPUT=stream
 # shellcheck source=/dev/null
 source /opt/envbuild/lib/engine.sh
 for fragment in /opt/envbuild/lib/components/*.sh; do
