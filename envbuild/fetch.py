@@ -144,7 +144,8 @@ def fetch_pip(plan: Plan, into: Path, python: str, pip_options: tuple[str, ...],
 
 def fetch(plan: Plan, into: Path, timeout: float = 60.0, python: str = sys.executable,
           pip_options: tuple[str, ...] = (), say: Callable[[str], None] = lambda line: None) -> FetchResult:
-    into.mkdir(parents=True, exist_ok=True)
+    for directory in ("git", "downloads", "pip"):
+        (into / directory).mkdir(parents=True, exist_ok=True)
     git_entries, downloads, missing = [], [], []
     owners: dict[str, str] = {}
     for step in plan.steps:
@@ -164,8 +165,7 @@ def fetch(plan: Plan, into: Path, timeout: float = 60.0, python: str = sys.execu
         except DownloadFailed as exc:
             missing.append(f"{step.name}: {exc}")
     missing += fetch_pip(plan, into, python, pip_options, say)
-    pip_dir = into / "pip"
-    pip_files = sorted(p for p in pip_dir.iterdir() if p.is_file()) if pip_dir.is_dir() else []
+    pip_files = sorted(p for p in (into / "pip").iterdir() if p.is_file())
     manifest = {
         "format": MANIFEST_FORMAT,
         "recipe": plan.recipe.name,
