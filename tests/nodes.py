@@ -77,13 +77,13 @@ class NodeRecipe(LocalRecipe):
 class Cluster:
     """One recipe and script, nodes in namespaces, one cache dir."""
 
-    def __init__(self, root: Path, server: FileServer, **recipe_options):
+    def __init__(self, root: Path, server: FileServer, recipe_class: type[NodeRecipe] = NodeRecipe, **recipe_options):
         self.root = root
         self.mount = root / "node"
         self.mount.mkdir(parents=True)
         self.cache = root / "cache"
         self.bin = write_wrappers(root / "bin")
-        self.recipe = NodeRecipe(root / "t", server, mount=self.mount, **recipe_options)
+        self.recipe = recipe_class(root / "t", server, mount=self.mount, **recipe_options)
         self.script = self.recipe.render()
         self.procs: list[subprocess.Popen] = []
 
