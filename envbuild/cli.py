@@ -54,7 +54,7 @@ require_lock_option = click.option("--require-lock", is_flag=True,
 
 def load_plan(recipes_dir: Path | None, recipe: str, cluster: str | None,
               nic_family: str | None = None, base_image: str | None = None, require_lock: bool = False) -> Plan:
-    library = Library(recipes_dir)
+    library = Library(recipes_dir).holding(recipe)
     the_recipe = library.recipe(recipe, cluster)
     if nic_family:
         the_recipe = the_recipe.with_nic_family(nic_family)
@@ -335,7 +335,7 @@ def patches_check(recipe, recipes_dir, site_packages):
     """
     from envbuild import patches as patch_library
 
-    library = Library(recipes_dir)
+    library = Library(recipes_dir).holding(recipe)
     plan = make_plan(library, library.recipe(recipe))
     names = [name for step in plan.steps for name in step.component.patches]
     if not names:
@@ -378,7 +378,7 @@ def lock(recipe, recipes_dir, check, timeout):
     """
     from envbuild import lock as lockfile
 
-    library = Library(recipes_dir)
+    library = Library(recipes_dir).holding(recipe)
     path = library.recipe_path(recipe)
     path = lockfile.lock_path(path.parent, path.stem)
     shown = library.display(path)
@@ -469,6 +469,8 @@ def inspect(target, recipes_dir, fmt):
     from envbuild import provenance
 
     facts = provenance.read(target, recipes_dir)
+    for warning in facts.warnings:
+        click.echo(f"envbuild: warning: {warning}", err=True)
     click.echo(provenance.format_json(facts) if fmt == "json" else provenance.format_text(facts), nl=False)
 
 
@@ -488,6 +490,8 @@ def diff(a, b, recipes_dir, fmt):
     from envbuild import provenance
 
     first, second = provenance.read(a, recipes_dir), provenance.read(b, recipes_dir)
+    for warning in first.warnings + second.warnings:
+        click.echo(f"envbuild: warning: {warning}", err=True)
     changes = provenance.diff(first, second)
     if fmt == "json":
         click.echo(json.dumps({"a": first.origin, "b": second.origin,

@@ -376,12 +376,19 @@ class Library:
             return candidate
         return self.root / f"{name_or_path}.yaml"
 
+    def holding(self, name_or_path: str) -> "Library":
+        """The library a recipe belongs to: this one, or the directory of a recipe file elsewhere."""
+        path = self.recipe_path(name_or_path)
+        if path.parent.resolve() != self.root.resolve() and path.exists():
+            return Library(path.parent)
+        return self
+
     def recipe(self, name: str, cluster: str | None = None) -> Recipe:
         """Load a recipe with its `extends` chain and cluster profile applied."""
         chain: list[tuple[Path, LocatedDict]] = []
         path = self.recipe_path(name)
-        if path.parent.resolve() != self.root.resolve() and path.exists():
-            return Library(path.parent).recipe(path.stem, cluster)
+        if self.holding(name) is not self:
+            return self.holding(name).recipe(path.stem, cluster)
         current = path.stem
         while True:
             path = self.root / f"{current}.yaml"

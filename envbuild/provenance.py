@@ -41,9 +41,11 @@ class Facts:
     lock_hash: str | None = None
     details: dict[str, str] = field(default_factory=dict)
     components: dict[str, ComponentFacts] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # about reading it (a recipe's plan warnings)
 
     def to_json(self) -> dict:
         doc = asdict(self)
+        del doc["warnings"]
         doc["components"] = [asdict(c) for c in self.components.values()]
         return doc
 
@@ -86,11 +88,10 @@ def parse_provenance(text: str) -> dict[str, str]:
 
 
 def from_plan(plan) -> Facts:
-    from envbuild.render import recipe_source
-
     lock = plan.recipe.lock
-    facts = Facts("recipe", recipe_source(plan), plan.recipe.name, plan.hash, lock.hash if lock else None,
-                  {"base_image": plan.recipe.base_image, "lock": lock.display if lock else ""})
+    facts = Facts("recipe", plan.recipe.file, plan.recipe.name, plan.hash, lock.hash if lock else None,
+                  {"base_image": plan.recipe.base_image, "lock": lock.display if lock else ""},
+                  warnings=plan.warnings())
     for step in plan.steps:
         source = step.component.source
         facts.components[step.name] = ComponentFacts(step.name, step.hash, source.pin if source else "",
@@ -223,7 +224,7 @@ class Change:
 
 
 def diff(a: Facts, b: Facts) -> list[Change]:
-    """Component by component, what B has that A does not, or has otherwise.
+    """Component by component (A's order, then what only B has), how B differs from A.
 
     A pin change is `changed pin`; a patch text change `changed patch`; a content
     hash that differs with the same pin and patches is `changed build`. A side
@@ -231,12 +232,9 @@ def diff(a: Facts, b: Facts) -> list[Change]:
     """
     changes = []
     for name, ours in a.components.items():
-        if name not in b.components:
+        theirs = b.components.get(name)
+        if theirs is None:
             changes.append(Change(name, "removed", f"in {a.origin} only"))
-    for name, theirs in b.components.items():
-        ours = a.components.get(name)
-        if ours is None:
-            changes.append(Change(name, "added", f"{theirs.source or 'no source'}"))
             continue
         pin_changed = ours.source is not None and theirs.source is not None and ours.source != theirs.source
         if pin_changed:
@@ -249,6 +247,9 @@ def diff(a: Facts, b: Facts) -> list[Change]:
         changes += [Change(name, "changed patch", detail) for detail in patch_changes]
         if ours.hash and theirs.hash and ours.hash != theirs.hash and not pin_changed and not patch_changes:
             changes.append(Change(name, "changed build", f"hash {ours.hash[:12]} -> {theirs.hash[:12]} with the same pin"))
+    for name, theirs in b.components.items():
+        if name not in a.components:
+            changes.append(Change(name, "added", theirs.source or "no source"))
     return changes
 
 
@@ -263,7 +264,7 @@ def read(target: str, recipes_dir: Path | None = None) -> Facts:
         return from_lock(lockfile.load(path))
     if path.is_dir():
         return from_state_dir(path)
-    library = Library(recipes_dir)
+    library = Library(recipes_dir).holding(target)
     if path.suffix in (".yaml", ".yml") or target in library.recipe_names():
         return from_plan(make_plan(library, library.recipe(target)))
     from envbuild import docker_engine

@@ -1,0 +1,230 @@
+"""envbuild inspect and diff on recipes, locks, state directories and (with an engine) images."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envbuild.model import Library
+from envbuild.plan import make_plan
+from envbuild.provenance import parse_provenance, parse_stamp
+from test_lock import NO_DOCKER, PATCH, PATCHES_YAML, _edit
+
+UCX_HASH = "a1" * 32
+UCX_SOURCE = "https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4"
+PATCH_A, PATCH_B = "b2" * 32, "c3" * 32
+
+
+def envbuild(*args: str, cwd: Path, recipes: Path | None = None, docker: bool = False) -> subprocess.CompletedProcess:
+    """envbuild in a subprocess; no Docker engine unless `docker`."""
+    extra = ["--recipes-dir", str(recipes)] if recipes else []
+    return subprocess.run([sys.executable, "-m", "envbuild", *args, *extra], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ) if docker else dict(os.environ, **NO_DOCKER))
+
+
+def write_state(state: Path, name: str, stamp: str, **facts: str) -> None:
+    """A component's stamp and provenance, in the format the runtime script writes."""
+    (state / "stamps").mkdir(parents=True, exist_ok=True)
+    (state / "provenance").mkdir(parents=True, exist_ok=True)
+    (state / "stamps" / name).write_text(stamp + "\n")
+    record = {"component": name, "hash": stamp.split()[0], "source": "", "nic_family": "",
+              "installed_at": "2026-01-01T00:00:00Z", "recipe": "r", "recipe_hash": "d4" * 32,
+              "envbuild_version": "0.1.0", "patches": "", **facts}
+    (state / "provenance" / name).write_text("".join(f"{key}={value}\n" for key, value in record.items()))
+
+
+@pytest.fixture
+def state(tmp_path):
+    state = tmp_path / "state"
+    write_state(state, "ucx", f"{UCX_HASH} UCX_HOME=/usr/local/ucx", source=UCX_SOURCE,
+                installed_at="2026-01-01T00:00:01Z")
+    write_state(state, "mori", f"{'e5' * 32} nic=ionic UCX_HOME=/usr/local/ucx", source="https://x/mori.git@" + "f6" * 20,
+                nic_family="ionic", installed_at="2026-01-01T00:00:02Z")
+    write_state(state, "patches", "07" * 32, patches=f"fix-a={PATCH_A},fix-b={PATCH_B}",
+                installed_at="2026-01-01T00:00:03Z")
+    (state / "stamps" / "ucx.tmp.123").write_text("half-written\n")  # left by a killed run: ignored
+    return state
+
+
+def test_parsers_read_the_documented_formats():
+    assert parse_stamp(f"{UCX_HASH} nic=mlx5 RIXL_HOME=/opt/rixl UCX_HOME=/usr/local/ucx") == {
+        "hash": UCX_HASH, "nic_family": "mlx5", "prefixes": {"RIXL_HOME": "/opt/rixl", "UCX_HOME": "/usr/local/ucx"}}
+    assert parse_stamp(UCX_HASH) == {"hash": UCX_HASH, "nic_family": None, "prefixes": {}}
+    facts = parse_provenance("component=ucx\nsource=https://h/x.tar.gz#sha256=ab\npatches=a=1,b=2\nrecipe=\n")
+    assert facts == {"component": "ucx", "source": "https://h/x.tar.gz#sha256=ab", "patches": "a=1,b=2", "recipe": ""}
+
+
+def test_inspect_a_state_directory(state, tmp_path):
+    result = envbuild("inspect", str(state), "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["kind"], doc["recipe"], doc["recipe_hash"]) == ("state", "r", "d4" * 32)
+    components = {c["name"]: c for c in doc["components"]}
+    assert [c["name"] for c in doc["components"]] == ["ucx", "mori", "patches"]  # in installation order
+    assert components["ucx"]["hash"] == UCX_HASH and components["ucx"]["source"] == UCX_SOURCE
+    assert components["mori"]["details"]["nic_family"] == "ionic"
+    assert components["mori"]["details"]["stamp"] == f"{'e5' * 32} nic=ionic UCX_HOME=/usr/local/ucx"
+    assert components["patches"]["patches"] == {"fix-a": PATCH_A, "fix-b": PATCH_B}
+    assert components["ucx"]["details"]["installed_at"] == "2026-01-01T00:00:01Z"
+
+    text = envbuild("inspect", str(state), cwd=tmp_path).stdout
+    assert text.startswith(f"state directory {state}\nrecipe r (hash {'d4' * 32})\n3 components:\n  ucx\n")
+    assert f"    hash     {UCX_HASH}\n    source   {UCX_SOURCE}\n" in text
+    assert f"    patch    fix-a {PATCH_A}\n    patch    fix-b {PATCH_B}\n" in text
+
+
+def test_inspect_refuses_what_it_cannot_read(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = envbuild("inspect", str(tmp_path / "empty"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"envbuild: error: {tmp_path / 'empty'} is not an envbuild state directory (no stamps/ or provenance/ in it)\n"
+    result = envbuild("inspect", "no-such/image:tag", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("envbuild: error: no Docker engine answers on DOCKER_HOST=unix:///nonexistent/docker.sock")
+
+
+def test_diff_state_directories(state, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(state, other)
+    assert envbuild("diff", str(state), str(other), cwd=tmp_path).returncode == 0
+    assert envbuild("diff", str(state), str(other), cwd=tmp_path).stdout == ""
+
+    write_state(other, "ucx", f"{'99' * 32} UCX_HOME=/usr/local/ucx", source=UCX_SOURCE)  # rebuilt, same pin
+    write_state(other, "mori", "e5" * 32, source="https://x/mori.git@" + "aa" * 20)  # moved
+    write_state(other, "patches", "07" * 32, patches=f"fix-a={PATCH_B}")  # one changed, one gone
+    write_state(other, "etcd", "08" * 32, source="https://e/etcd.tar.gz#sha256=" + "09" * 32)
+    result = envbuild("diff", str(state), str(other), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"--- state {state}",
+        f"+++ state {other}",
+        f"ucx: changed build: hash {UCX_HASH[:12]} -> {'99' * 6} with the same pin",
+        f"mori: changed pin: https://x/mori.git@{'f6' * 20} -> https://x/mori.git@{'aa' * 20}",
+        f"patches: changed patch: fix-a {PATCH_A} -> {PATCH_B}",
+        f"patches: changed patch: fix-b {PATCH_B} -> not applied",
+        f"etcd: added: https://e/etcd.tar.gz#sha256={'09' * 32}",
+    ]
+    removed = envbuild("diff", str(other), str(state), cwd=tmp_path)
+    assert f"etcd: removed: in {other} only" in removed.stdout.splitlines()
+
+
+def test_diff_recipes_by_file(test_recipe, tmp_path):
+    old = test_recipe.recipes
+    new = tmp_path / "new-recipes"
+    shutil.copytree(old, new)
+    same = envbuild("diff", str(old / "testrecipe.yaml"), str(new / "testrecipe.yaml"), cwd=tmp_path)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+
+    _edit(new / "components" / "libhello.yaml", test_recipe.libhello_commit, "ab" * 20)
+    _edit(new / "components" / "rank0-tool.yaml", "echo ready", "echo steady")
+    _edit(new / "testrecipe.yaml", "  - dataset\n", "  - extra\n")
+    (new / "components" / "extra.yaml").write_text("name: extra\ndescription: New.\n")
+    for recipes, word in ((old, "hello"), (new, "bonjour")):
+        (recipes / "patches" / "greet-1.0").mkdir(parents=True)
+        (recipes / "patches" / "greet-1.0" / "patches.yaml").write_text(PATCHES_YAML)
+        (recipes / "patches" / "greet-1.0" / "greet-fix.patch").write_text(PATCH.format(word=word))
+        _edit(recipes / "components" / "greet.yaml", "depends:", "patches:\n  - greet-fix\ndepends:")
+    plans = [make_plan(Library(r), Library(r).recipe("testrecipe")) for r in (old, new)]
+    patch_hashes = [dict(p.step("greet").component.patch_hashes)["greet-fix"] for p in plans]
+    rank0 = [p.step("rank0-tool").hash[:12] for p in plans]
+    git = test_recipe.values()["git_base"]
+
+    result = envbuild("diff", str(old / "testrecipe.yaml"), str(new / "testrecipe.yaml"), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[2:] == [
+        f"libhello: changed pin: {git}libhello.git@{test_recipe.libhello_commit} -> {git}libhello.git@{'ab' * 20}",
+        f"greet: changed patch: greet-fix {patch_hashes[0]} -> {patch_hashes[1]}",
+        "dataset: removed: in t/recipes/testrecipe.yaml only",
+        f"rank0-tool: changed build: hash {rank0[0]} -> {rank0[1]} with the same pin",
+        "extra: added: no source",
+    ]
+
+
+def test_diff_locks_and_a_recipe_against_its_lock(test_recipe, tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:  # with the git redirect, for the lock
+        return subprocess.run([sys.executable, "-m", "envbuild", *args, "--recipes-dir", str(test_recipe.recipes)],
+                              cwd=tmp_path, capture_output=True, text=True, env=dict(test_recipe.env(), **NO_DOCKER))
+
+    assert run("lock", "--recipe", "testrecipe").returncode == 0
+    lock = test_recipe.recipes / "testrecipe.lock"
+    same = run("diff", "testrecipe", str(lock))
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr  # the recipe's pins are the lock's
+
+    old_lock = tmp_path / "old.lock"
+    shutil.copy(lock, old_lock)
+    old_commit = test_recipe.libhello_commit
+    test_recipe.set_hello_version(2)
+    test_recipe.write()
+    stale = run("diff", "testrecipe", str(lock))
+    assert stale.returncode == 1
+    assert "envbuild: warning: t/recipes/testrecipe.lock: component libhello: source.commit" in stale.stderr
+    assert run("lock", "--recipe", "testrecipe").returncode == 0
+    result = run("diff", str(old_lock), str(lock))
+    assert result.returncode == 1
+    git = test_recipe.values()["git_base"]
+    assert result.stdout.splitlines() == [
+        f"--- lock {old_lock}",
+        f"+++ lock {lock}",
+        f"libhello: changed pin: {git}libhello.git@{old_commit} -> {git}libhello.git@{test_recipe.libhello_commit}",
+    ]  # a lock has no content hashes, so greet (rebuilt on top of libhello) is not reported from locks
+    as_json = json.loads(run("diff", str(old_lock), str(lock), "--format", "json").stdout)
+    assert as_json["changes"] == [{"component": "libhello", "kind": "changed pin",
+                                   "detail": result.stdout.splitlines()[2].split(": ", 2)[2]}]
+
+
+def test_inspect_and_diff_the_state_the_script_writes(test_recipe, tmp_path):
+    result = test_recipe.run(test_recipe.render())
+    assert result.returncode == 0, result.stderr
+    plan = make_plan(Library(test_recipe.recipes), Library(test_recipe.recipes).recipe("testrecipe"))
+    doc = json.loads(envbuild("inspect", str(test_recipe.state), "--format", "json", cwd=tmp_path).stdout)
+    assert (doc["recipe"], doc["recipe_hash"]) == ("testrecipe", plan.hash)
+    assert {c["name"]: (c["hash"], c["source"]) for c in doc["components"]} == {
+        s.name: (s.hash, s.component.source.pin if s.component.source else "") for s in plan.steps}
+    assert {c["details"]["stamp"] for c in doc["components"]} == {plan.stamp_key(s) for s in plan.steps}
+
+    same = envbuild("diff", "testrecipe", str(test_recipe.state), cwd=tmp_path, recipes=test_recipe.recipes)
+    assert (same.returncode, same.stdout) == (0, ""), same.stdout + same.stderr
+    old_commit = test_recipe.libhello_commit
+    test_recipe.set_hello_version(2)
+    test_recipe.write()
+    moved = envbuild("diff", str(test_recipe.state), "testrecipe", cwd=tmp_path, recipes=test_recipe.recipes)
+    assert moved.returncode == 1
+    git = test_recipe.values()["git_base"]
+    assert moved.stdout.splitlines()[2:] == [
+        f"libhello: changed pin: {git}libhello.git@{old_commit} -> {git}libhello.git@{test_recipe.libhello_commit}",
+        f"greet: changed build: hash {plan.step('greet').hash[:12]} -> "
+        f"{make_plan(Library(test_recipe.recipes), Library(test_recipe.recipes).recipe('testrecipe')).step('greet').hash[:12]}"
+        " with the same pin",
+    ]
+
+
+@pytest.mark.docker
+def test_inspect_and_diff_an_image_built_with_the_recipe_labels(test_recipe, tmp_path):
+    from docker_base import ImageSession, engine_or_skip
+
+    from envbuild.docker_engine import build, make_context_tar
+    from envbuild.render import image_labels
+
+    engine = engine_or_skip()
+    session = ImageSession()
+    try:
+        plan = make_plan(Library(test_recipe.recipes), Library(test_recipe.recipes).recipe("testrecipe"))
+        tag = session.tag("labels-only")
+        context = make_context_tar({"Dockerfile": (b"FROM scratch\nLABEL envbuild-test=labels-only\n", 0o644)})
+        build(engine, context, tag, labels={**session.labels, **image_labels(plan)})
+        inspected = envbuild("inspect", tag, "--format", "json", cwd=tmp_path, docker=True)
+        assert inspected.returncode == 0, inspected.stderr
+        doc = json.loads(inspected.stdout)
+        assert (doc["kind"], doc["recipe"], doc["recipe_hash"]) == ("image", "testrecipe", plan.hash)
+        assert [c["name"] for c in doc["components"]] == [s.name for s in plan.steps]
+        assert all(c["hash"] == plan.step(c["name"]).hash for c in doc["components"])
+        same = envbuild("diff", "testrecipe", tag, cwd=tmp_path, recipes=test_recipe.recipes, docker=True)
+        assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    finally:
+        session.cleanup(engine)
