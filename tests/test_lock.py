@@ -9,6 +9,7 @@ so base images stay unresolved, as they do where no registry answers.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import itertools
 import json
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from envbuild import lock as lockfile
 from envbuild.model import Library, offline_git_name
 from envbuild.plan import make_plan
 from envbuild.shell import quote
-from localsources import commit_files, make_tarball, sha256
+from localsources import make_tarball, sha256
 from testrecipe import HttpRecipe, LocalRecipe
 
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
@@ -528,3 +530,96 @@ def test_rendering_is_byte_identical_in_different_environments(tmp_path, recipe,
         outputs.append(result.stdout)
     assert outputs[0] == outputs[1]
     assert outputs[0]
+
+
+# --- base image digests ------------------------------------------------------------------
+
+
+class Registry:
+    """A one-image registry (API v2) on 127.0.0.1, which the engine trusts over plain HTTP."""
+
+    def __init__(self):
+        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                             "config": {}}).encode()
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
+                       "digest": config_digest},
+            "layers": [],
+        }).encode()
+        self.digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        blobs = {"/v2/": (b"{}", "application/json", None),
+                 "/v2/test/base/manifests/1": (manifest, "application/vnd.docker.distribution.manifest.v2+json", self.digest),
+                 f"/v2/test/base/manifests/{self.digest}": (manifest, "application/vnd.docker.distribution.manifest.v2+json", self.digest),
+                 f"/v2/test/base/blobs/{config_digest}": (config, "application/octet-stream", config_digest)}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self, head=False):
+                if self.path not in blobs:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body, kind, digest = blobs[self.path]
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                if digest:
+                    self.send_header("Docker-Content-Digest", digest)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def do_HEAD(self):
+                self.do_GET(head=True)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.ref = f"127.0.0.1:{self.httpd.server_address[1]}/test/base:1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.docker
+def test_lock_records_the_registry_digest_of_the_base_image(local_recipe):
+    from docker_base import engine_or_skip
+
+    engine_or_skip()
+    registry = Registry()
+    try:
+        _edit(local_recipe.recipes / "testrecipe.yaml", "base_image: envbuild-test/base:latest", f"base_image: {registry.ref}")
+        env = local_recipe.env()
+        result = subprocess.run([sys.executable, "-m", "envbuild", "lock", "--recipe", "testrecipe",
+                                 "--recipes-dir", str(local_recipe.recipes)], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        base = lock_of(local_recipe)["base_image"]
+        assert base == {"ref": registry.ref, "digest": registry.digest, "status": "verified",
+                        "reason": f"from the registry of {registry.ref}"}
+        dockerfile = subprocess.run([sys.executable, "-m", "envbuild", "dockerfile", "--recipe", "testrecipe",
+                                     "--nic-family", "none", "--require-lock", "--recipes-dir", str(local_recipe.recipes)],
+                                    env=env, capture_output=True, text=True)
+        assert f"FROM {registry.ref}@{registry.digest}\n" in dockerfile.stdout
+    finally:
+        registry.close()
+
+
+@pytest.mark.docker
+def test_image_digest_says_why_there_is_none():
+    from docker_base import engine_or_skip, ensure_base_image
+
+    from envbuild.docker_engine import image_digest
+
+    engine = engine_or_skip()
+    base = ensure_base_image(engine)  # built here, never pulled: no registry digest
+    digest, reason = image_digest(engine, base)
+    assert digest is None
+    assert reason.startswith(f"no registry answers for {base} (") and "the local image has no registry digest" in reason
+    digest, reason = image_digest(engine, "127.0.0.1:9/nothing/here:1")
+    assert digest is None and "the local engine does not have it" in reason
+    assert image_digest(engine, "debian@sha256:" + "a" * 64) == ("sha256:" + "a" * 64, "the reference is a digest")
