@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from envbuild.errors import EnvbuildError
-from envbuild.lock import DownloadFailed, fetch_url
+from envbuild.lock import DownloadFailed, fetch_url, last_line, run_git
 from envbuild.model import GitSource, TarballSource
 from envbuild.plan import Plan
 
 MANIFEST_FORMAT = "envbuild-sources-v1"
-GIT_TIMEOUT = 3600
 
 
 @dataclass
@@ -46,23 +43,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
-    try:
-        return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT)
-    except FileNotFoundError:
-        raise EnvbuildError("git is not installed; it is needed to mirror git sources") from None
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(args, 1, "", f"git {args[0]} timed out after {GIT_TIMEOUT} s")
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "no output"
-
-
 def _has_commit(mirror: Path, commit: str) -> bool:
-    return _git("cat-file", "-e", f"{commit}^{{commit}}", cwd=mirror).returncode == 0
+    return run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=mirror).returncode == 0
 
 
 def fetch_git(name: str, source: GitSource, into: Path, say: Callable[[str], None]) -> dict:
@@ -75,24 +57,24 @@ def fetch_git(name: str, source: GitSource, into: Path, say: Callable[[str], Non
         say(f"{name}: {relative} holds {source.commit[:12]}; kept")
         return entry
     if mirror.is_dir():
-        result = _git("remote", "update", "--prune", cwd=mirror)
+        result = run_git("remote", "update", "--prune", cwd=mirror)
         action = "updated"
     else:
         partial = mirror.with_name(mirror.name + ".part")
         shutil.rmtree(partial, ignore_errors=True)
         mirror.parent.mkdir(parents=True, exist_ok=True)
-        result = _git("clone", "-q", "--mirror", source.url, str(partial))
+        result = run_git("clone", "-q", "--mirror", source.url, str(partial))
         if result.returncode == 0:
             partial.rename(mirror)
         else:
             shutil.rmtree(partial, ignore_errors=True)
         action = "mirrored"
     if result.returncode != 0:
-        raise DownloadFailed(f"cannot mirror {source.url}: {_last_line(result.stderr)}")
+        raise DownloadFailed(f"cannot mirror {source.url}: {last_line(result.stderr)}")
     if source.commit and not _has_commit(mirror, source.commit):
         raise DownloadFailed(f"{source.url} has no commit {source.commit} (mirrored into {relative})")
     if not source.commit:
-        head = _git("rev-parse", "--verify", "-q", f"refs/heads/{source.branch}^{{commit}}", cwd=mirror)
+        head = run_git("rev-parse", "--verify", "-q", f"refs/heads/{source.branch}^{{commit}}", cwd=mirror)
         entry["commit"] = head.stdout.strip() or None
     say(f"{name}: {action} {source.url} into {relative}")
     return entry
@@ -136,7 +118,7 @@ def fetch_pip(plan: Plan, into: Path, python: str, pip_options: tuple[str, ...],
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 problems.append(f"{step.name}: pip download {' '.join(group.requirements)} failed: "
-                                f"{_last_line(result.stderr or result.stdout)}")
+                                f"{last_line(result.stderr or result.stdout)}")
             else:
                 say(f"{step.name}: pip download {' '.join(group.requirements)}")
     return problems

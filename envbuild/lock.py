@@ -43,7 +43,7 @@ SUFFIX = ".lock"
 VERIFIED = "verified"  # measured from the source itself
 UNVERIFIED = "unverified"  # the recipe's own pin, which could not be checked
 UNRESOLVED = "unresolved"  # no value known: the source could not be reached
-GIT_TIMEOUT = 600
+GIT_TIMEOUT = 3600  # a first mirror of a large repository takes a while
 CHUNK = 1 << 20
 
 
@@ -234,51 +234,41 @@ class Resolver:
 
     # git --------------------------------------------------------------------------
 
-    def _git(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
-        try:
-            return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                                  timeout=GIT_TIMEOUT)
-        except FileNotFoundError:
-            raise LockError("git is not installed; it is needed to resolve git sources") from None
-        except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess(args, 1, "", f"git {args[0]} timed out after {GIT_TIMEOUT} s")
-
     def git(self, name: str, source: GitSource) -> dict:
         entry = {"kind": "git", "url": source.url, "commit": source.commit or None,
                  "branch": source.branch or None}
         if source.commit:
             return {**entry, **self._verify_commit(name, source)}
-        return {**entry, **self._resolve_branch(source)}
+        return {**entry, **self._resolve_branch(name, source)}
 
     def _verify_commit(self, name: str, source: GitSource) -> dict:
         commit = source.commit
         with tempfile.TemporaryDirectory(prefix="envbuild-lock.") as tmp:
-            self._git("init", "-q", "--bare", tmp)
+            run_git("init", "-q", "--bare", tmp)
             how = "fetched by its commit"
-            if self._git("fetch", "-q", "--depth", "1", source.url, commit, cwd=Path(tmp)).returncode != 0:
-                full = self._git("fetch", "-q", source.url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
-                                 cwd=Path(tmp))
+            if run_git("fetch", "-q", "--depth", "1", source.url, commit, cwd=Path(tmp)).returncode != 0:
+                full = run_git("fetch", "-q", source.url, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+                               cwd=Path(tmp))
                 if full.returncode != 0:
                     return {"resolved": commit, "status": UNVERIFIED, "verified": False,
-                            "reason": f"pinned in the recipe; cannot fetch from {source.url}: {_last_line(full.stderr)}"}
+                            "reason": f"pinned in the recipe; cannot fetch from {source.url}: {last_line(full.stderr)}"}
                 how = "found among its branches and tags"
-            if self._git("cat-file", "-e", f"{commit}^{{commit}}", cwd=Path(tmp)).returncode != 0:
+            if run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=Path(tmp)).returncode != 0:
                 raise LockError(f"component {name}: source.commit {commit} is not in {source.url} "
                                 "(not among its branches and tags); fix the recipe's commit")
         return {"resolved": commit, "status": VERIFIED, "verified": True, "reason": f"commit {how} in {source.url}"}
 
-    def _resolve_branch(self, source: GitSource) -> dict:
-        listing = self._git("ls-remote", source.url, source.branch)
+    def _resolve_branch(self, name: str, source: GitSource) -> dict:
+        listing = run_git("ls-remote", source.url, source.branch)
         if listing.returncode != 0:
             return {"resolved": None, "status": UNRESOLVED, "verified": False,
-                    "reason": f"git ls-remote {source.url} failed: {_last_line(listing.stderr)}"}
+                    "reason": f"git ls-remote {source.url} failed: {last_line(listing.stderr)}"}
         refs = dict(reversed(line.split("\t", 1)) for line in listing.stdout.splitlines() if "\t" in line)
         for ref in (f"refs/heads/{source.branch}", f"refs/tags/{source.branch}^{{}}", f"refs/tags/{source.branch}"):
             if ref in refs:
                 return {"resolved": refs[ref], "status": VERIFIED, "verified": True,
                         "reason": f"{ref.replace('^{}', '')} of {source.url}, by git ls-remote"}
-        raise LockError(f"no branch or tag {source.branch!r} in {source.url}")
+        raise LockError(f"component {name}: source.branch: no branch or tag {source.branch!r} in {source.url}")
 
     # downloads --------------------------------------------------------------------
 
@@ -308,6 +298,17 @@ class DownloadFailed(Exception):
     pass
 
 
+def run_git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """git without prompts (a private URL fails instead of waiting for a password)."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
+    try:
+        return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GIT_TIMEOUT)
+    except FileNotFoundError:
+        raise EnvbuildError("git is not installed; envbuild needs it for git sources") from None
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 1, "", f"git {args[0]} timed out after {GIT_TIMEOUT} s")
+
+
 def fetch_url(url: str, destination: Path | None, timeout: float) -> tuple[str, int]:
     """Downloads `url` (to `destination` when given); returns its sha256 and size. DownloadFailed says why not."""
     digest, size = hashlib.sha256(), 0
@@ -333,7 +334,7 @@ def fetch_url(url: str, destination: Path | None, timeout: float) -> tuple[str, 
     return digest.hexdigest(), size
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
