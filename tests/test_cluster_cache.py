@@ -352,6 +352,28 @@ def test_python_entries_are_per_interpreter_prefix(cluster):
     assert check.returncode == 0
 
 
+def test_read_only_cache_is_restored_from_and_never_written(cluster):
+    """A cache mounted read-only on the node (filled elsewhere): restores work, what it lacks is built locally."""
+    assert cluster.run(0).returncode == 0
+    before = sorted(str(p.relative_to(cluster.cache)) for p in cluster.cache.rglob("*"))
+    cluster.recipe.set_hello_version(2)  # new keys for libhello and greet
+    cluster.recipe.write()
+    cluster.recipe.render()
+    remount = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    result = subprocess.run(cluster.command(1, "bash", "-c", remount, "ro", str(cluster.cache), "bash", str(cluster.script)),
+                            env=cluster.env(1), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == (f"envbuild: warning: ENVBUILD_CACHE_DIR={cluster.cache} is not writable here; "
+                             "restoring from it, building what it lacks without storing it\n")
+    assert re.search(r"^envbuild: libhello: installed in \d+\.\d+ s$", result.stdout, re.M), result.stdout
+    assert "envbuild: dataset: restored from the shared cache in" in result.stdout
+    assert collections.Counter(cluster.recipe.builds()) == {"libhello": 2, "greet": 2, "dataset": 1, "rank0-tool": 1}
+    assert sorted(str(p.relative_to(cluster.cache)) for p in cluster.cache.rglob("*")) == before
+    hello = subprocess.run([str(cluster.node_dir(1) / "opt/hello/bin/hello")], capture_output=True, text=True)
+    assert hello.stdout == "hello 2\n"
+    assert list((cluster.node_dir(1) / "tmp").iterdir()) == []
+
+
 def test_verified_downloads_are_shared_and_checked_again(test_recipe, tmp_path):
     server = test_recipe.server
     blob = make_tarball({"x": "blob\n"}, "blob-1.0")

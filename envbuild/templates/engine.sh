@@ -22,6 +22,7 @@ _EB_EXPORTED=()
 _EB_OPEN_LOCKS=''
 _EB_RESTORED=0
 _EB_CACHE=''
+_EB_CACHE_RO=''
 _EB_BASE_IMAGE=''
 declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=() _EB_SOURCE=() _EB_PATCHES=()
 
@@ -277,7 +278,7 @@ _eb_download() {
   local url=$1 expected=$2 file=$3 actual cached='' lock_fd='' tmp
   if [[ -n $_EB_CACHE && $expected != unknown ]]; then
     cached=$_EB_CACHE/downloads/$expected
-    if _eb_lock "$_EB_CACHE/locks/download-$expected.lock" "downloading $url"; then
+    if [[ -z $_EB_CACHE_RO ]] && _eb_lock "$_EB_CACHE/locks/download-$expected.lock" "downloading $url"; then
       lock_fd=$_EB_LOCK_FD
     fi
     if [[ -f $cached ]] && cp "$cached" "$file.part"; then
@@ -291,7 +292,7 @@ _eb_download() {
         return 0
       fi
       _eb_warn "$cached does not match its sha256 (it has $actual); downloading $url again"
-      rm -f "$cached"
+      [[ -n $_EB_CACHE_RO ]] || rm -f "$cached"
     fi
   fi
   _eb_fetch_url "$url" "$file.part" || _eb_die "download of $url failed"
@@ -302,7 +303,7 @@ _eb_download() {
   elif [[ $actual != "$expected" ]]; then
     _eb_die "sha256 mismatch for $url: expected $expected, got $actual"
   fi
-  if [[ -n $cached ]]; then
+  if [[ -n $cached && -z $_EB_CACHE_RO ]]; then
     tmp=$_EB_CACHE/tmp/download-$expected.${HOSTNAME:-unknown}.$$
     if cp "$file.part" "$tmp" && mv -f "$tmp" "$cached"; then
       _eb_say "$url: stored in the shared cache ($cached)"
@@ -391,14 +392,21 @@ _eb_sweep() {
   done
 }
 
-# The shared cache directory, or nothing when ENVBUILD_CACHE_DIR is unset or unusable.
+# The shared cache directory, or nothing when ENVBUILD_CACHE_DIR is unset or
+# unusable. One this node cannot write to (a read-only mount of a cache filled
+# elsewhere) is only restored from: _EB_CACHE_RO=1.
 _eb_cache_dir() {
-  _EB_CACHE=''
-  [[ -n ${ENVBUILD_CACHE_DIR:-} ]] || return 0
-  if mkdir -p "$ENVBUILD_CACHE_DIR"/entries "$ENVBUILD_CACHE_DIR"/tmp "$ENVBUILD_CACHE_DIR"/locks "$ENVBUILD_CACHE_DIR"/downloads 2>/dev/null; then
-    _EB_CACHE=$ENVBUILD_CACHE_DIR
+  local dir=${ENVBUILD_CACHE_DIR:-}
+  _EB_CACHE='' _EB_CACHE_RO=''
+  [[ -n $dir ]] || return 0
+  if mkdir -p "$dir"/entries "$dir"/tmp "$dir"/locks "$dir"/downloads 2>/dev/null &&
+    [[ -w $dir/entries && -w $dir/tmp && -w $dir/locks && -w $dir/downloads ]]; then
+    _EB_CACHE=$dir
+  elif [[ -d $dir/entries ]]; then
+    _EB_CACHE=$dir _EB_CACHE_RO=1
+    _eb_warn "ENVBUILD_CACHE_DIR=$dir is not writable here; restoring from it, building what it lacks without storing it"
   else
-    _eb_warn "ENVBUILD_CACHE_DIR=$ENVBUILD_CACHE_DIR cannot be created; building without the shared cache"
+    _eb_warn "ENVBUILD_CACHE_DIR=$dir cannot be created; building without the shared cache"
   fi
 }
 
@@ -556,6 +564,7 @@ _eb_check_only() {
 # (a local of _eb_install), empty when the filesystem refuses locks.
 _eb_entry_lock() {
   entry_lock=''
+  [[ -z $_EB_CACHE_RO ]] || return 0
   if _eb_lock "$_EB_CACHE/locks/$2.lock" "building $1 for the shared cache"; then
     entry_lock=$_EB_LOCK_FD
     _EB_OPEN_LOCKS+=" $entry_lock"
@@ -623,9 +632,11 @@ _eb_install() {
       # and the others restore the new entry.
       _eb_entry_lock "$name" "${entry##*/}"
     done
-    capture=$_EB_CACHE/tmp/${entry##*/}.${HOSTNAME:-unknown}.$$
-    rm -rf "$capture"
-    mkdir -p "$capture"
+    if [[ -z $_EB_CACHE_RO ]]; then
+      capture=$_EB_CACHE/tmp/${entry##*/}.${HOSTNAME:-unknown}.$$
+      rm -rf "$capture"
+      mkdir -p "$capture"
+    fi
   fi
   _eb_say "$name: installing (log: $_EB_LOG)"
   rm -rf "$_EB_WORK"
