@@ -387,8 +387,9 @@ class Library:
         """Load a recipe with its `extends` chain and cluster profile applied."""
         chain: list[tuple[Path, LocatedDict]] = []
         path = self.recipe_path(name)
-        if self.holding(name) is not self:
-            return self.holding(name).recipe(path.stem, cluster)
+        holder = self.holding(name)
+        if holder is not self:
+            return holder.recipe(path.stem, cluster)
         current = path.stem
         while True:
             path = self.root / f"{current}.yaml"
