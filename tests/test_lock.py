@@ -299,7 +299,13 @@ def test_branch_only_source_is_unpinned_until_locked_then_held_at_the_locked_com
     assert any("source.commit: tip is unpinned (branch main, no lock); `envbuild lock` resolves it" in w
                for w in plan.warnings())
     name = offline_git_name(tip_url)
-    assert f"_eb_git {quote(tip_url)} '' 0 {name} main\n" in (local_recipe.render(local_recipe.root / "u.sh")).read_text()
+    unpinned = local_recipe.render(local_recipe.root / "u.sh")
+    assert f"_eb_git {quote(tip_url)} '' 0 {name} main\n" in unpinned.read_text()
+    installed = local_recipe.run(unpinned, "--only", "tip")
+    assert installed.returncode == 0, installed.stderr
+    assert "is not pinned: installing the tip of branch main (envbuild lock pins it)" in \
+        (local_recipe.state / "logs" / "tip.log").read_text()
+    assert (local_recipe.root / "opt/tip/VERSION").read_text() == "1\n"
 
     assert envbuild(local_recipe, "lock", "--recipe", "testrecipe").returncode == 0
     locked = local_recipe.libhello_commit
@@ -312,6 +318,7 @@ def test_branch_only_source_is_unpinned_until_locked_then_held_at_the_locked_com
     assert f"_eb_git {quote(tip_url)} {locked} 0 {name}\n" in script.read_text()
     result = local_recipe.run(script, "--only", "tip")
     assert result.returncode == 0, result.stderr
+    assert "tip: installing" in result.stdout  # the locked commit is another build than the unpinned tip
     assert (local_recipe.root / "opt/tip/VERSION").read_text() == "1\n"
 
     # The lock still agrees (the recipe names the branch, not a commit); locking again moves it.

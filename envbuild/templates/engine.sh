@@ -232,6 +232,7 @@ _eb_pip() {
 
 # Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters
 # it; with ENVBUILD_SOURCE_DIR, from the mirror $4 that `envbuild fetch` put there.
+# An unpinned source (no commit, branch $5) gets the branch's tip, with a warning.
 _eb_git() {
   local url=$1 commit=$2 origin=$1 head
   if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
@@ -241,6 +242,13 @@ _eb_git() {
   git init -q src
   cd src
   git remote add origin "$origin"
+  if [[ -z $commit ]]; then
+    _eb_warn "$url is not pinned: installing the tip of branch $5 (envbuild lock pins it)"
+    git fetch -q --depth 1 origin "refs/heads/$5"
+    git -c advice.detachedHead=false checkout -q FETCH_HEAD
+    EB_SRC=$PWD
+    return 0
+  fi
   if ! git fetch -q --depth 1 origin "$commit"; then
     _eb_say "fetching $commit by itself failed; fetching all branches and tags of $origin"
     git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*'
@@ -334,6 +342,9 @@ _eb_deb_installed() {
 # Returns 1 when the filesystem refuses locks (some NFS setups): the caller goes on unlocked.
 _eb_lock() {
   local file=$1 what=$2 fd rc holder='' host=${HOSTNAME:-unknown}
+  # flock would fail on anything else, and that would read as a filesystem without locks.
+  [[ ${ENVBUILD_LOCK_TIMEOUT:-3600} =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+    _eb_die "ENVBUILD_LOCK_TIMEOUT='$ENVBUILD_LOCK_TIMEOUT' is not a number of seconds"
   exec {fd}<>"$file" || _eb_die "cannot open lock file $file"
   flock -n -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
   if ((rc == 75)); then
@@ -356,6 +367,12 @@ _eb_lock() {
       # The run dies here: what it set up for this run goes first.
       [[ -z ${_EB_RUN_DIR:-} ]] || rm -rf "$_EB_RUN_DIR"
       _eb_die "gave up after ${ENVBUILD_LOCK_TIMEOUT:-3600} s waiting for the lock on $file ($what), held by ${holder:-an unknown process}; raise ENVBUILD_LOCK_TIMEOUT or stop that process"
+      ;;
+    127)
+      exec {fd}>&-
+      _eb_warn "flock (util-linux) is not installed; going on without the lock on $file for $what"
+      _EB_LOCK_FD=''
+      return 1
       ;;
     *)
       exec {fd}>&-
@@ -431,9 +448,10 @@ _eb_platform() {
 
 # Whether what component $1 installs can go to the shared cache: files under
 # prefixes of its own, or under Python. A restore replaces an own prefix whole,
-# so a component whose prefix is a shared directory (/usr/local, ...) is not cached.
+# so a component whose prefix is a shared directory (/usr/local, ...) or
+# overlaps another component's prefix is not cached.
 _eb_cacheable() {
-  local var dir
+  local var dir other ovar odir
   for var in ${_EB_OWNPREFIXES[$1]}; do
     dir=${!var}
     while [[ $dir == */ ]]; do dir=${dir%/}; done
@@ -443,6 +461,17 @@ _eb_cacheable() {
         return 1
         ;;
     esac
+    for other in "${_EB_ORDER[@]}"; do
+      [[ $other != "$1" ]] || continue
+      for ovar in ${_EB_OWNPREFIXES[$other]}; do
+        odir=${!ovar}
+        while [[ $odir == */ ]]; do odir=${odir%/}; done
+        if [[ $odir == "$dir" || $odir == "$dir"/* || $dir == "$odir"/* ]]; then
+          _eb_warn "$1: not using the shared cache: its prefix $var=${!var} overlaps $ovar=${!ovar} of $other, which a restore would replace too"
+          return 1
+        fi
+      done
+    done
   done
   [[ -n ${_EB_OWNPREFIXES[$1]} || ${_EB_USESPYTHON[$1]} == 1 ]]
 }
