@@ -434,6 +434,36 @@ build: |
     assert list((tmp_path / "cache/entries").iterdir()) == []
 
 
+def test_components_sharing_a_prefix_are_not_cached(test_recipe, tmp_path):
+    """Restoring one would replace the other's files too, leaving its stamp without them."""
+    test_recipe.extra_components["hello-plugin"] = """name: hello-plugin
+description: Installs into libhello's prefix.
+depends:
+  - libhello
+prefix:
+  HELLO_HOME: {install_root}/opt/hello
+build: |
+  echo hello-plugin >> "$EB_TEST_BUILDS"
+  echo plugin > "$HELLO_HOME/plugin"
+"""
+    test_recipe.components[:] = ["libhello", "hello-plugin", "dataset"]
+    test_recipe.write()
+    result = test_recipe.run(test_recipe.render(), ENVBUILD_CACHE_DIR=str(tmp_path / "cache"))
+    assert result.returncode == 0, result.stderr
+    home = test_recipe.root / "opt/hello"
+    assert (f"envbuild: warning: libhello: not using the shared cache: its prefix HELLO_HOME={home} overlaps "
+            f"HELLO_HOME={home} of hello-plugin, which a restore would replace too\n") in result.stderr
+    assert "envbuild: warning: hello-plugin: not using the shared cache" in result.stderr
+    assert [p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache/entries").iterdir()] == ["dataset"]
+
+
+def test_lock_timeout_must_be_a_number(test_recipe):
+    result = test_recipe.run(test_recipe.render(), ENVBUILD_LOCK_TIMEOUT="1h")
+    assert result.returncode == 1
+    assert result.stderr == "envbuild: error: ENVBUILD_LOCK_TIMEOUT='1h' is not a number of seconds\n"
+    assert test_recipe.builds() == []
+
+
 def test_no_op_run_with_the_cache_set_starts_no_process_and_leaves_the_cache_alone(test_recipe, tmp_path):
     cache = tmp_path / "cache"
     script = test_recipe.render()
