@@ -176,6 +176,7 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root: nodes are mount namespaces (unshare, mount --bind)")
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "www").mkdir()
@@ -193,7 +194,7 @@ def main() -> None:
             server.close()
     single, shared = Outcome.median(singles), Outcome.median(shareds)
     components = list(single.builds)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; libbig: {args.units} translation "
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the start; libbig: {args.units} translation "
           f"units x {FUNCTIONS} functions, make -j{os.cpu_count()}; medians of {args.runs} runs")
     print(f"{'':28}{'wall s':>8}{'CPU s':>8}{'x single':>10}   builds per component")
     rows = [("single node, no cache", single), (f"{args.nodes} nodes, shared cache", shared)]
