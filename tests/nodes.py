@@ -12,10 +12,12 @@ Outside the namespaces a node's files are under `Cluster.node_dir(k)`.
 
 `Cluster.bin` comes first on the nodes' PATH and holds wrappers for `tar` and
 `make` that pass through to the real command, unless EB_TEST_HANG is a bash
-pattern matching "<command> <arguments>": then they touch EB_TEST_HANG_MARK and
-sleep EB_TEST_HANG_SECONDS (default 300) before the real command
-(EB_TEST_HANG_WHEN=before, the default) or after it (after). Tests kill a run
-while it sleeps there, or use a few seconds to make sure the others wait.
+pattern matching "<command> <arguments>": then they touch EB_TEST_HANG_MARK
+(and EB_TEST_HANG_MARKS/<pid>) and sleep before the real command
+(EB_TEST_HANG_WHEN=before, the default) or after it (after): until the file
+EB_TEST_HANG_UNTIL exists if that is set, else EB_TEST_HANG_SECONDS (default
+300). Tests kill a run while it sleeps there, or hold it until the other runs
+have reached a given point (`lock_waiters`, `wait_until`).
 """
 
 from __future__ import annotations
@@ -48,11 +50,49 @@ if [[ -n ${EB_TEST_HANG:-} && "$name $*" == $EB_TEST_HANG ]]; then
     "$real" "$@" || exit
   fi
   [[ -z ${EB_TEST_HANG_MARK:-} ]] || : >"$EB_TEST_HANG_MARK"
-  sleep "${EB_TEST_HANG_SECONDS:-300}"
+  [[ -z ${EB_TEST_HANG_MARKS:-} ]] || : >"$EB_TEST_HANG_MARKS/$$"
+  if [[ -n ${EB_TEST_HANG_UNTIL:-} ]]; then
+    for ((i = 0; i < 12000; i++)); do
+      [[ ! -e $EB_TEST_HANG_UNTIL ]] || break
+      sleep 0.01
+    done
+  else
+    sleep "${EB_TEST_HANG_SECONDS:-300}"
+  fi
   [[ ${EB_TEST_HANG_WHEN:-before} != after ]] || exit 0
 fi
 exec "$real" "$@"
 """
+
+
+def lock_waiters(prefix: str) -> int:
+    """How many processes are blocked in `flock -w` on a file whose path starts with `prefix`."""
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")[:-1]
+            if Path(args[0].decode()).name != "flock" or b"-w" not in args:
+                continue
+            target = os.readlink(proc / "fd" / args[-1].decode())
+        except (OSError, IndexError, UnicodeDecodeError):
+            continue
+        count += target.startswith(prefix)
+    return count
+
+
+def wait_until(condition, procs: list[subprocess.Popen], what: str, timeout: float = 60) -> None:
+    """Waits until condition() holds, failing if it takes `timeout` seconds or one of `procs` ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        ended = [proc for proc in procs if proc.poll() is not None]
+        if ended:
+            out, err = ended[0].communicate()
+            raise AssertionError(f"a run ended (exit {ended[0].returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.02)
 
 
 def write_wrappers(path: Path) -> Path:

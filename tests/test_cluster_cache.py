@@ -19,7 +19,7 @@ import pytest
 from envbuild.model import Library
 from envbuild.plan import make_plan
 from localsources import make_tarball, sha256
-from nodes import Cluster, write_wrappers
+from nodes import Cluster, lock_waiters, wait_until, write_wrappers
 
 NODES = 8
 COMPONENTS = ["libhello", "greet", "dataset", "rank0-tool"]
@@ -107,10 +107,14 @@ def count(text: str, pattern: str) -> int:
 
 def test_nodes_with_a_shared_cache_build_each_component_once(cluster, file_server):
     """N nodes start together: one builds each component, the others wait for it and restore."""
-    # A slow `make install` keeps the libhello lock busy until every node is waiting for it.
+    # The builder's `make install` holds on until every other node waits for its lock.
     for k in range(NODES):
         cluster.node_dir(k)
-    procs = [cluster.start(k, EB_TEST_HANG="make install*", EB_TEST_HANG_SECONDS="3") for k in range(NODES)]
+    release = cluster.root / "release"
+    procs = [cluster.start(k, EB_TEST_HANG="make install*", EB_TEST_HANG_UNTIL=str(release)) for k in range(NODES)]
+    wait_until(lambda: lock_waiters(f"{cluster.cache}/locks/libhello-") == NODES - 1, procs,
+               f"{NODES - 1} nodes waiting for the libhello lock")
+    release.touch()
     results = [cluster.finish(proc) for proc in procs]
     for k, result in enumerate(results):
         assert result.returncode == 0, f"node{k}: {result.stdout}{result.stderr}"
@@ -141,12 +145,17 @@ def test_nodes_with_a_shared_cache_build_each_component_once(cluster, file_serve
 def test_concurrent_runs_on_one_node_end_with_one_install(test_recipe, tmp_path):
     """N runs on the same state dir and prefixes (ranks of one node): one installs, the others find it done."""
     wrappers = write_wrappers(tmp_path / "bin")
+    release = tmp_path / "release"
     env = test_recipe.env(PATH=f"{wrappers}:{test_recipe.env()['PATH']}", ENVBUILD_CACHE_DIR=str(tmp_path / "cache"),
-                          EB_TEST_HANG="make install*", EB_TEST_HANG_SECONDS="3")
+                          EB_TEST_HANG="make install*", EB_TEST_HANG_UNTIL=str(release))
     script = test_recipe.render()
     procs = [subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=test_recipe.root, start_new_session=True) for _ in range(NODES)]
     try:
+        # The installer's `make install` holds on until every other run waits for the install lock.
+        wait_until(lambda: lock_waiters(f"{test_recipe.state}/install.lock") == NODES - 1, procs,
+                   f"{NODES - 1} runs waiting for the install lock")
+        release.touch()
         results = [proc.communicate(timeout=120) for proc in procs]
     finally:
         for proc in procs:
@@ -254,11 +263,16 @@ def test_corrupt_entry_found_by_many_nodes_at_once_is_rebuilt_once(cluster):
     archive = entry / "files.tar.gz"
     archive.write_bytes(archive.read_bytes()[:-20])
     subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
-    # Every restore of libhello takes a second, the rebuild two more: all nodes
-    # find the entry corrupt before one of them replaces it.
+    # Every node's restore of libhello holds on until all of them are restoring:
+    # they all find the entry corrupt before one of them replaces it.
     for k in range(1, NODES):
         cluster.node_dir(k)
-    procs = [cluster.start(k, EB_TEST_HANG="* -xzf */entries/libhello-*", EB_TEST_HANG_SECONDS="1") for k in range(1, NODES)]
+    marks, release = cluster.root / "marks", cluster.root / "release"
+    marks.mkdir()
+    procs = [cluster.start(k, EB_TEST_HANG="* -xzf */entries/libhello-*", EB_TEST_HANG_MARKS=str(marks),
+                           EB_TEST_HANG_UNTIL=str(release)) for k in range(1, NODES)]
+    wait_until(lambda: len(list(marks.iterdir())) == NODES - 1, procs, f"{NODES - 1} nodes restoring libhello")
+    release.touch()
     results = [cluster.finish(proc) for proc in procs]
     for result in results:
         assert result.returncode == 0, result.stdout + result.stderr
