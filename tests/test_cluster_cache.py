@@ -10,6 +10,7 @@ a hang fails the test instead of blocking.
 from __future__ import annotations
 
 import collections
+import os
 import re
 import subprocess
 import time
@@ -469,6 +470,24 @@ build: |
             f"HELLO_HOME={home} of hello-plugin, which a restore would replace too\n") in result.stderr
     assert "envbuild: warning: hello-plugin: not using the shared cache" in result.stderr
     assert [p.name.rsplit("-", 1)[0] for p in (tmp_path / "cache/entries").iterdir()] == ["dataset"]
+
+
+def test_leftovers_of_hosts_gone_for_two_days_are_swept_from_the_cache(cluster):
+    old, recent = (cluster.cache / "tmp" / f"libhello-{n}.gone-host.{n}" for n in (111, 222))
+    for path in (old, recent):
+        path.mkdir(parents=True)
+        (path / "files.tar.gz").write_bytes(b"partial")
+    three_days_ago = time.time() - 3 * 86400
+    os.utime(old, (three_days_ago, three_days_ago))
+    assert cluster.run(0).returncode == 0
+    assert not old.exists()
+    assert recent.exists(), "another host's recent run may still be writing it"
+
+
+def test_relative_cache_dir_is_taken_from_the_working_directory(test_recipe):
+    result = test_recipe.run(test_recipe.render(), ENVBUILD_CACHE_DIR="cache")  # runs in test_recipe.root
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(list((test_recipe.root / "cache/entries").iterdir())) == 4
 
 
 def test_lock_timeout_must_be_a_number(test_recipe):

@@ -394,6 +394,7 @@ _eb_unlock() {
 # notes, run and work directories, and unfinished cache entries and downloads.
 # Everything temporary ends in .<pid> (cache files in .<host>.<pid>): only what
 # belongs to a process that is gone goes, never what a live run is writing.
+# In the cache, what other hosts left goes once it is two days old.
 _eb_sweep() {
   local path pid host=${HOSTNAME:-unknown}
   for path in "$_EB_STATE"/stamps/*.tmp.* "$_EB_STATE"/provenance/*.tmp.* "$_EB_STATE"/run.* "$_EB_STATE"/*.holder.* "$_EB_STATE"/nic-family.* \
@@ -407,6 +408,10 @@ _eb_sweep() {
       rm -rf "$path"
     fi
   done
+  # Hosts that never run again leave theirs: whatever is two days old goes too.
+  if [[ -n $_EB_CACHE && -z $_EB_CACHE_RO ]]; then
+    find "$_EB_CACHE/tmp" -mindepth 1 -maxdepth 1 -mmin +2880 -exec rm -rf {} + 2>/dev/null || true
+  fi
 }
 
 # The shared cache directory, or nothing when ENVBUILD_CACHE_DIR is unset or
@@ -416,6 +421,8 @@ _eb_cache_dir() {
   local dir=${ENVBUILD_CACHE_DIR:-}
   _EB_CACHE='' _EB_CACHE_RO=''
   [[ -n $dir ]] || return 0
+  # Steps change directory: a relative path would point elsewhere in them.
+  [[ $dir == /* ]] || dir=$PWD/$dir
   if mkdir -p "$dir"/entries "$dir"/tmp "$dir"/locks "$dir"/downloads 2>/dev/null &&
     [[ -w $dir/entries && -w $dir/tmp && -w $dir/locks && -w $dir/downloads ]]; then
     _EB_CACHE=$dir
