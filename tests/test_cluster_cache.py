@@ -21,6 +21,7 @@ from envbuild.model import Library
 from envbuild.plan import make_plan
 from localsources import make_tarball, sha256
 from nodes import Cluster, lock_waiters, wait_until, write_wrappers
+from testrecipe import GREET_PYPROJECT
 
 NODES = 8
 COMPONENTS = ["libhello", "greet", "dataset", "rank0-tool"]
@@ -387,6 +388,26 @@ def test_read_only_cache_is_restored_from_and_never_written(cluster):
     hello = subprocess.run([str(cluster.node_dir(1) / "opt/hello/bin/hello")], capture_output=True, text=True)
     assert hello.stdout == "hello 2\n"
     assert list((cluster.node_dir(1) / "tmp").iterdir()) == []
+
+
+def test_restored_pip_upgrade_removes_what_the_build_removed(cluster):
+    """A Python entry is a delta: files pip removed on the builder (the old version) are removed on restore."""
+    assert cluster.run(0).returncode == 0
+    assert cluster.run(1).returncode == 0
+    cluster.recipe.greet_commit = cluster.recipe.commit("greet", {
+        "pyproject.toml": GREET_PYPROJECT.format(version="2.0"),
+        "greet/__init__.py": 'WORD = "greetings"\n',
+    })
+    cluster.recipe.write()
+    cluster.recipe.render()
+    assert "envbuild: greet: installed in" in cluster.run(0).stdout
+    upgrade = cluster.run(1)
+    assert "envbuild: greet: restored from the shared cache" in upgrade.stdout, upgrade.stdout + upgrade.stderr
+    site = next((cluster.node_dir(1) / "venv/lib").glob("python*/site-packages"))
+    assert sorted(p.name for p in site.glob("greet-*")) == ["greet-2.0.dist-info"]
+    version = subprocess.run([str(cluster.node_dir(1) / "venv/bin/python"), "-c",
+                              "import importlib.metadata as m; print(m.version('greet'))"], capture_output=True, text=True)
+    assert version.stdout == "2.0\n"
 
 
 def test_verified_downloads_are_shared_and_checked_again(test_recipe, tmp_path):
