@@ -294,3 +294,15 @@ def test_wrong_commit_in_repository_is_refused(test_recipe):
 def test_generated_script_is_shellcheck_clean(test_recipe):
     result = subprocess.run(["shellcheck", str(test_recipe.render())], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_force_rebuilds_from_source_even_with_a_cache_entry(test_recipe):
+    script = test_recipe.render()
+    cache = str(test_recipe.root / "cache")
+    assert test_recipe.run(script, ENVBUILD_CACHE_DIR=cache).returncode == 0
+    result = test_recipe.run(script, "--force", "libhello", ENVBUILD_CACHE_DIR=cache)
+    assert result.returncode == 0, result.stderr
+    assert "envbuild: libhello: installing" in result.stdout
+    # Its dependent is reinstalled too; the same build of it is in the cache.
+    assert "envbuild: greet: restored from the shared cache" in result.stdout
+    assert test_recipe.builds()[4:] == ["libhello"]

@@ -616,7 +616,8 @@ _eb_entry_id() {
 }
 
 # Installs component $1 (stamp key in _EB_KEY): restored from the shared cache
-# when an entry exists, else built (and stored in the cache for other nodes).
+# when an entry exists (unless $2 is `fresh`, as for --force NAME), else built
+# (and stored in the cache for other nodes).
 # The stamp goes away first and comes back last, so a run killed at any point
 # leaves no stamp without its files and the next run completes the install.
 _eb_install() {
@@ -630,11 +631,12 @@ _eb_install() {
     _eb_platform "$name"
     digest=$(printf '%s %s\n' "$_EB_KEY" "$_EB_PLATFORM" | sha256sum)
     entry=$_EB_CACHE/entries/$name-${digest:0:32}
+    [[ ${2:-} != fresh ]] || failed=fresh
     # An entry never changes once in place, so restores take no lock and every
     # node restores at once; the lock elects one builder of a missing entry,
     # and the others wait for it.
     [[ -d $entry ]] || _eb_entry_lock "$name" "${entry##*/}"
-    while [[ -d $entry ]]; do
+    while [[ -d $entry && $failed != fresh ]]; do
       _eb_entry_id "$entry"
       if [[ $_EB_ENTRY_ID == "$failed" ]]; then
         # Still the entry that failed here, and this run holds its lock: it goes, and is rebuilt.
@@ -772,7 +774,7 @@ _eb_known() {
 
 _eb_main() {
   local mode=install name dep started locked=''
-  local -A only=() force=() reinstalled=()
+  local -A only=() force=() fresh=() reinstalled=()
   local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]}
   _eb_now started
   while (($#)); do
@@ -785,7 +787,7 @@ _eb_main() {
       --only | --force)
         (($# > 1)) || _eb_die "$1 needs a component name"
         _eb_known "$2"
-        if [[ $1 == --only ]]; then only[$2]=1; else force[$2]=1; fi
+        if [[ $1 == --only ]]; then only[$2]=1; else force[$2]=1 fresh[$2]=1; fi
         shift
         ;;
       *) _eb_die "unknown option '$1' (see --help)" ;;
@@ -845,7 +847,7 @@ _eb_main() {
         continue
       fi
     fi
-    _eb_install "$name"
+    _eb_install "$name" "${fresh[$name]:+fresh}"
     reinstalled[$name]=1
     ((installed += 1))
   done
