@@ -5,6 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from docker_base import ImageSession, engine_or_skip, ensure_base_image  # noqa: E402
 from localsources import FileServer  # noqa: E402
 from testrecipe import LocalRecipe  # noqa: E402
 
@@ -21,3 +22,21 @@ def file_server(tmp_path):
 @pytest.fixture
 def test_recipe(tmp_path, file_server):
     return LocalRecipe(tmp_path / "t", file_server)
+
+
+# Docker: one engine check, cached base image and throwaway image session per module.
+@pytest.fixture(scope="module")
+def engine():
+    return engine_or_skip()
+
+
+@pytest.fixture(scope="module")
+def base_image(engine):
+    return ensure_base_image(engine)
+
+
+@pytest.fixture(scope="module")
+def session(engine):
+    image_session = ImageSession()
+    yield image_session
+    image_session.cleanup(engine)

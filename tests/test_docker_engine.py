@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from docker_base import ImageSession, engine_or_skip, ensure_base_image
+from docker_base import ImageSession, ensure_base_image
 from envbuild.docker_engine import (
     BuildFailed,
     BuildProgress,
@@ -38,24 +38,7 @@ from envbuild.errors import EnvbuildError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-# --- fixtures -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return engine_or_skip()
-
-
-@pytest.fixture(scope="module")
-def base_image(engine):
-    return ensure_base_image(engine)
-
-
-@pytest.fixture(scope="module")
-def session(engine):
-    image_session = ImageSession()
-    yield image_session
-    image_session.cleanup(engine)
+# --- helpers (fixtures engine, base_image, session: conftest.py) ---------------
 
 
 def component_dockerfile(base: str, a_script: str, b_script: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from docker_base import ImageSession, engine_or_skip, ensure_base_image
+from docker_base import ImageSession
 from envbuild.docker_engine import BuildFailed, BuildProgress, build, image_exists, make_context_tar
 from envbuild.model import Library
 from envbuild.plan import Plan, make_plan
@@ -63,24 +63,7 @@ build: |
 COMPONENTS = ["libhello", "greet", "dataset", "rank0-tool", "ionic-tool"]
 
 
-# --- fixtures -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return engine_or_skip()
-
-
-@pytest.fixture(scope="module")
-def base_image(engine):
-    return ensure_base_image(engine)
-
-
-@pytest.fixture(scope="module")
-def session(engine):
-    image_session = ImageSession()
-    yield image_session
-    image_session.cleanup(engine)
+# --- helpers (fixtures engine, base_image, session: conftest.py) ---------------
 
 
 @pytest.fixture(scope="module")

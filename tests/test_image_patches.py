@@ -9,14 +9,14 @@ import pytest
 from envbuild.docker_engine import build, make_context_tar
 from envbuild.model import Library
 from envbuild.plan import make_plan
-from test_image import base_image, build_plan, engine, run_in, session  # noqa: F401 (fixtures)
+from test_image import build_plan, run_in
 from test_patch_step import PATCHED_FILES, Node
 
 SITE_IN_IMAGE = "/usr/local/lib/python3.11/dist-packages"
 
 
 @pytest.mark.docker
-def test_image_patch_layer_matches_the_runtime_script(engine, base_image, session, tmp_path):  # noqa: F811
+def test_image_patch_layer_matches_the_runtime_script(engine, base_image, session, tmp_path):
     node = Node(tmp_path)
     # A base image holding the unpatched files where Debian's python3 finds them.
     files = {f"site/{path.relative_to(node.site)}": (path.read_bytes(), 0o644)
