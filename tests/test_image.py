@@ -29,7 +29,7 @@ from envbuild.model import Library
 from envbuild.plan import Plan, make_plan
 from envbuild.render import build_context, render_dockerfile
 from localsources import FileServer
-from testrecipe import HttpRecipe
+from testrecipe import BROKEN, HttpRecipe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NIC_FAMILY = "ionic"
@@ -50,15 +50,6 @@ env:
   path:
     PATH:
       - ${{IONIC_TOOL_HOME}}/bin
-"""
-BROKEN = """name: broken
-description: A build that fails.
-depends:
-  - libhello
-build: |
-  echo "compiling broken"
-  echo "fatal: something is wrong" >&2
-  exit 3
 """
 COMPONENTS = ["libhello", "greet", "dataset", "rank0-tool", "ionic-tool"]
 

@@ -10,6 +10,7 @@ import pytest
 
 from envbuild.model import Library
 from envbuild.plan import make_plan
+from testrecipe import BROKEN
 
 
 def test_first_run_installs_everything_and_writes_stamps(test_recipe):
@@ -77,15 +78,7 @@ def test_pin_change_reinstalls_the_component_and_its_dependents_only(test_recipe
 
 
 def test_failing_step_leaves_no_stamp_and_names_component_and_log(test_recipe):
-    test_recipe.extra_components["broken"] = """name: broken
-description: A build that fails.
-depends:
-  - libhello
-build: |
-  echo "compiling broken"
-  echo "fatal: something is wrong" >&2
-  exit 3
-"""
+    test_recipe.extra_components["broken"] = BROKEN
     test_recipe.components.append("broken")
     test_recipe.write()
     script = test_recipe.render()

@@ -107,6 +107,17 @@ env:
 """,
 }
 
+# A component whose build fails after printing, for the failure paths.
+BROKEN = """name: broken
+description: A build that fails.
+depends:
+  - libhello
+build: |
+  echo "compiling broken"
+  echo "fatal: something is wrong" >&2
+  exit 3
+"""
+
 RECIPE = """name: testrecipe
 description: Local test recipe for envbuild's runtime script.
 base_image: envbuild-test/base:latest
