@@ -299,3 +299,58 @@ def test_force_rebuilds_from_source_even_with_a_cache_entry(test_recipe):
     # Its dependent is reinstalled too; the same build of it is in the cache.
     assert "envbuild: greet: restored from the shared cache" in result.stdout
     assert test_recipe.builds()[4:] == ["libhello"]
+
+
+def libhello_with(test_recipe, build_prefix: str) -> None:
+    """libhello at version 2 whose build starts with `build_prefix` (bash lines)."""
+    from testrecipe import COMPONENTS
+
+    test_recipe.extra_components["libhello"] = COMPONENTS["libhello"].replace("build: |\n", "build: |\n" + build_prefix)
+    test_recipe.set_hello_version(2)
+    test_recipe.write()
+
+
+def hello_output(test_recipe) -> str:
+    hello = test_recipe.root / "opt/hello/bin/hello"
+    return subprocess.run([str(hello)], capture_output=True, text=True).stdout if hello.exists() else ""
+
+
+def test_a_failed_reinstall_puts_the_previous_install_back(test_recipe):
+    assert test_recipe.run(test_recipe.render()).returncode == 0
+    old_stamp = (test_recipe.state / "stamps" / "libhello").read_text()
+    # Version 2 installs its files, then fails: its half-done install must not stay.
+    libhello_with(test_recipe, '  make -j"$EB_JOBS"\n  make install PREFIX="$HELLO_HOME"\n  exit 5\n')
+    result = test_recipe.run(test_recipe.render())
+    assert result.returncode == 1
+    assert "envbuild: error: libhello failed (exit 5)" in result.stderr
+    assert hello_output(test_recipe) == "hello 1\n"
+    assert (test_recipe.state / "stamps" / "libhello").read_text() == old_stamp
+    assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
+    assert sorted(p.name for p in (test_recipe.state / "stamps").iterdir()) == ["dataset", "greet", "libhello", "rank0-tool"]
+
+
+def test_a_killed_reinstall_is_undone_by_the_next_run(test_recipe):
+    import os
+    import signal
+    import time
+
+    first = test_recipe.render(test_recipe.root / "v1.sh")
+    assert test_recipe.run(first).returncode == 0
+    libhello_with(test_recipe, '  make -j"$EB_JOBS"\n  make install PREFIX="$HELLO_HOME"\n  sleep 60\n')
+    run = subprocess.Popen(["bash", str(test_recipe.render())], env=test_recipe.env(), start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while hello_output(test_recipe) != "hello 2\n":  # version 2's files are in place, its stamp is not
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (test_recipe.state / "stamps" / "libhello").exists()  # no stamp without its files
+    # The recipe back at version 1: the old install is put back, and nothing is built.
+    again = test_recipe.run(first)
+    assert again.returncode == 0, again.stderr
+    assert "libhello: installed meanwhile by another run" in again.stdout
+    assert hello_output(test_recipe) == "hello 1\n"
+    assert test_recipe.builds().count("libhello") == 1  # the first install; the killed one died before counting
+    assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
+    assert not list((test_recipe.state / "stamps").glob("*.old.*"))

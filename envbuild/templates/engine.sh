@@ -396,7 +396,26 @@ _eb_unlock() {
 # belongs to a process that is gone goes, never what a live run is writing.
 # In the cache, what other hosts left goes once it is two days old.
 _eb_sweep() {
-  local path pid host=${HOSTNAME:-unknown}
+  local path pid name var host=${HOSTNAME:-unknown}
+  # A replacement a killed run left unfinished: the old install comes back;
+  # one it had finished leaves only old prefixes, which go.
+  for path in "$_EB_STATE"/stamps/*.old.*; do
+    [[ -e $path ]] || continue
+    pid=${path##*.} name=${path##*/} name=${name%.old.*}
+    if [[ $pid =~ ^[0-9]+$ && -n ${_EB_HASH[$name]:-} ]] && ! kill -0 "$pid" 2>/dev/null; then
+      _eb_put_back "$name" "$pid"
+    fi
+  done
+  for name in "${_EB_ORDER[@]}"; do
+    for var in ${_EB_OWNPREFIXES[$name]}; do
+      for path in "${!var}".envbuild-old.*; do
+        pid=${path##*.}
+        if [[ -e $path && $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+          rm -rf "$path"
+        fi
+      done
+    done
+  done
   for path in "$_EB_STATE"/stamps/*.tmp.* "$_EB_STATE"/provenance/*.tmp.* "$_EB_STATE"/run.* "$_EB_STATE"/*.holder.* "$_EB_STATE"/nic-family.* \
     "${TMPDIR:-/tmp}"/envbuild.* ${_EB_CACHE:+"$_EB_CACHE"/tmp/*."$host".* "$_EB_CACHE"/locks/*.holder."$host".*}; do
     [[ -e $path ]] || continue
@@ -453,18 +472,17 @@ _eb_platform() {
   _EB_PLATFORM="os=${os//\"/}-${version//\"/} arch=$HOSTTYPE${_EB_BASE_IMAGE:+ image=$_EB_BASE_IMAGE}${python:+ python=$python}"
 }
 
-# Whether what component $1 installs can go to the shared cache: files under
-# prefixes of its own, or under Python. A restore replaces an own prefix whole,
-# so a component whose prefix is a shared directory (/usr/local, ...) or
-# overlaps another component's prefix is not cached.
-_eb_cacheable() {
+# Whether component $1 alone owns its install prefixes: none is a shared
+# directory or overlaps another component's (so they may be set aside, restored
+# or replaced whole). The reason it does not goes to _EB_WHY.
+_eb_owns_prefixes() {
   local var dir other ovar odir
   for var in ${_EB_OWNPREFIXES[$1]}; do
     dir=${!var}
     while [[ $dir == */ ]]; do dir=${dir%/}; done
     case $dir in
       '' | /usr | /usr/local | /usr/local/bin | /usr/local/lib | /usr/bin | /usr/lib | /opt | /bin | /lib | /lib64 | /sbin | /etc | /var | /tmp | /home | /root | /srv | "${HOME:-/root}")
-        _eb_warn "$1: not using the shared cache: its prefix $var=${!var} is a shared directory, which a restore would replace whole"
+        _EB_WHY="its prefix $var=${!var} is a shared directory, which a restore would replace whole"
         return 1
         ;;
     esac
@@ -474,13 +492,68 @@ _eb_cacheable() {
         odir=${!ovar}
         while [[ $odir == */ ]]; do odir=${odir%/}; done
         if [[ $odir == "$dir" || $odir == "$dir"/* || $dir == "$odir"/* ]]; then
-          _eb_warn "$1: not using the shared cache: its prefix $var=${!var} overlaps $ovar=${!ovar} of $other, which a restore would replace too"
+          _EB_WHY="its prefix $var=${!var} overlaps $ovar=${!ovar} of $other, which a restore would replace too"
           return 1
         fi
       done
     done
   done
+}
+
+# Whether component $1 goes through the shared cache: a restore replaces its
+# prefixes whole, so it must own them.
+_eb_cacheable() {
+  if ! _eb_owns_prefixes "$1"; then
+    _eb_warn "$1: not using the shared cache: $_EB_WHY"
+    return 1
+  fi
   [[ -n ${_EB_OWNPREFIXES[$1]} || ${_EB_USESPYTHON[$1]} == 1 ]]
+}
+
+# Sets the current install of component $1 aside before it is replaced: its
+# stamp becomes the marker stamps/$1.old.<pid> (empty when there was none) and
+# the prefixes it owns move to <prefix>.envbuild-old.<pid>. A failure, or the
+# next run after a kill, puts them back (_eb_put_back); success drops them.
+_eb_set_aside() {
+  local var stamp=$_EB_STATE/stamps/$1
+  if [[ -e $stamp ]]; then
+    mv -f "$stamp" "$stamp.old.$$"
+  else
+    : >"$stamp.old.$$"
+  fi
+  _eb_owns_prefixes "$1" || return 0
+  for var in ${_EB_OWNPREFIXES[$1]}; do
+    rm -rf "${!var}.envbuild-old.$$"
+    [[ ! -e ${!var} ]] || mv -T "${!var}" "${!var}.envbuild-old.$$"
+  done
+}
+
+# Undoes an unfinished replacement of component $1 by run $2: the old install
+# and its stamp come back, and what the new one left in its prefixes goes.
+_eb_put_back() {
+  local var marker=$_EB_STATE/stamps/$1.old.$2
+  [[ -e $marker ]] || return 0
+  if _eb_owns_prefixes "$1"; then
+    for var in ${_EB_OWNPREFIXES[$1]}; do
+      rm -rf "${!var}"
+      [[ ! -e ${!var}.envbuild-old.$2 ]] || mv -T "${!var}.envbuild-old.$2" "${!var}"
+    done
+  fi
+  if [[ -s $marker ]]; then
+    mv -f "$marker" "$_EB_STATE/stamps/$1"
+  else
+    rm -f "$marker" "$_EB_STATE/stamps/$1"
+  fi
+}
+
+# The new install of component $1 is stamped: what was set aside goes. Removing
+# the marker is the commit point; the old prefixes are garbage after it.
+_eb_drop_aside() {
+  local var
+  rm -f "$_EB_STATE/stamps/$1.old.$$"
+  for var in ${_EB_OWNPREFIXES[$1]}; do
+    rm -rf "${!var}.envbuild-old.$$"
+  done
 }
 
 # Directories a Python component installs into, one per line.
@@ -625,7 +698,6 @@ _eb_install() {
   _EB_LOG=$_EB_STATE/logs/$name.log
   _EB_WORK=${TMPDIR:-/tmp}/envbuild.$$.$name
   _eb_now started
-  rm -f "$_EB_STATE/stamps/$name"
   : >"$_EB_LOG"
   if [[ -n $_EB_CACHE ]] && _eb_cacheable "$name"; then
     _eb_platform "$name"
@@ -636,6 +708,8 @@ _eb_install() {
     # node restores at once; the lock elects one builder of a missing entry,
     # and the others wait for it.
     [[ -d $entry ]] || _eb_entry_lock "$name" "${entry##*/}"
+    # Only now, lock in hand: a run that gives up waiting leaves the install as it was.
+    _eb_set_aside "$name"
     while [[ -d $entry && $failed != fresh ]]; do
       _eb_entry_id "$entry"
       if [[ $_EB_ENTRY_ID == "$failed" ]]; then
@@ -659,6 +733,7 @@ _eb_install() {
       set -e
       if ((rc == 0)); then
         _eb_stamp "$name"
+        _eb_drop_aside "$name"
         _eb_elapsed "$started"
         _eb_say "$name: restored from the shared cache in $_EB_ELAPSED s"
         ((_EB_RESTORED += 1))
@@ -676,6 +751,7 @@ _eb_install() {
       mkdir -p "$capture"
     fi
   fi
+  [[ -n $entry ]] || _eb_set_aside "$name"
   _eb_say "$name: installing (log: $_EB_LOG)"
   rm -rf "$_EB_WORK"
   mkdir -p "$_EB_WORK"
@@ -689,6 +765,7 @@ _eb_install() {
     [[ -z $capture ]] || rm -rf "$capture"
     rm -rf "$_EB_RUN_DIR"
     _eb_unlock "$entry_lock"
+    _eb_put_back "$name" "$$"
     _eb_report_failure "$name" "$_EB_LOG" "$rc"
     return 1
   fi
@@ -698,6 +775,7 @@ _eb_install() {
   fi
   _eb_unlock "$entry_lock"
   _eb_stamp "$name"
+  _eb_drop_aside "$name"
   _eb_say "$name: installed in $_EB_ELAPSED s${capture:+ (stored in the shared cache)}"
 }
 
