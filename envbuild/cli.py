@@ -109,13 +109,31 @@ def list_recipes(recipes_dir):
 def validate(target, recipes_dir, cluster):
     """Check recipes, components and cluster profiles; exit 2 on any problem.
 
-    With no argument, every recipe of the recipes directory is checked.
+    RECIPE is a recipe name or file; PATH a recipes directory. With no argument,
+    the recipes directory is checked: every recipe, and every component and
+    cluster profile even if no recipe uses it. All problems are reported.
     """
+    if target and Path(target).is_dir():
+        recipes_dir, target = Path(target), None
     library = Library(recipes_dir)
-    names = [target] if target else library.recipe_names()
-    for name in names:
-        plan = load_plan(library.root, name, cluster)
+    problems = []
+    for name in [target] if target else library.recipe_names():
+        try:
+            plan = load_plan(library.root, name, cluster)
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+            continue
         click.echo(f"{plan.recipe.name}: ok ({len(plan.steps)} components, hash {plan.hash[:12]})")
+    if not target:
+        loaders = [(library.component, library.component_names()), (library.cluster, library.cluster_names())]
+        for load, names in loaders:
+            for name in names:
+                try:
+                    load(name)
+                except RecipeError as exc:
+                    problems.extend(p for p in exc.problems if p not in problems)
+    if problems:
+        raise RecipeError(problems)
 
 
 @main.command()

@@ -71,3 +71,20 @@ def test_problems_of_one_file_are_all_reported(tmp_path):
     assert [(p.line, p.key) for p in info.value.problems] == [
         (1, "description"), (3, "source.git"), (4, "source.commit"), (6, "when.nic"),
     ]
+
+
+def test_validate_a_directory_reports_every_file_even_unused_ones(tmp_path):
+    (tmp_path / "components").mkdir()
+    (tmp_path / "clusters").mkdir()
+    (tmp_path / "r.yaml").write_text("name: r\ndescription: R.\nbase_image: debian:bookworm\ncomponents:\n  - a\n")
+    (tmp_path / "components" / "a.yaml").write_text("name: a\ndescription: A.\n")
+    (tmp_path / "components" / "orphan.yaml").write_text("name: orphan\ndescription: O.\nbulid: make\n")
+    (tmp_path / "clusters" / "c.yaml").write_text("name: c\ndescription: C.\nqos:\n  dscp: 99\n")
+    result = run_envbuild("validate", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout.startswith("r: ok (1 components, hash ")
+    assert result.stderr.splitlines() == [
+        "components/orphan.yaml:3: bulid: unknown key; allowed keys: apt, build, check, depends, "
+        "description, env, name, nic_specific, notes, patches, pip, prefix, source, when",
+        "clusters/c.yaml:4: qos.dscp: must be from 0 to 63, not 99",
+    ]
