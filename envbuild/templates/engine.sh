@@ -30,6 +30,11 @@ _eb_say() { [[ -n ${_EB_QUIET:-} ]] || printf 'envbuild: %s\n' "$*"; }
 _eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
 _eb_die() { printf 'envbuild: error: %s\n' "$*" >&2; exit 1; }
 
+# The current UTC time as 2026-01-31T12:00:00Z, into the variable named $1.
+_eb_utc_now() {
+  TZ=UTC printf -v "$1" '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+}
+
 # Microseconds since the epoch, into the variable named $1.
 _eb_now() {
   local now=${EPOCHREALTIME:-${SECONDS}.000000}
@@ -278,6 +283,12 @@ with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], "wb") as f:
   fi
 }
 
+# The sha256 of file $1, into _EB_SHA256.
+_eb_sha256() {
+  _EB_SHA256=$(sha256sum "$1")
+  _EB_SHA256=${_EB_SHA256%% *}
+}
+
 # Downloads $1 to ./$3, checks it against sha256 $2 (or reports it when unknown).
 # With the shared cache, a verified download is kept as downloads/<sha256> (written
 # to a temporary name, then renamed) and reused by the other nodes, checked again
@@ -290,8 +301,8 @@ _eb_download() {
       lock_fd=$_EB_LOCK_FD
     fi
     if [[ -f $cached ]] && cp "$cached" "$file.part"; then
-      actual=$(sha256sum "$file.part")
-      actual=${actual%% *}
+      _eb_sha256 "$file.part"
+      actual=$_EB_SHA256
       if [[ $actual == "$expected" ]]; then
         _eb_unlock "$lock_fd"
         mv -f "$file.part" "$file"
@@ -304,8 +315,8 @@ _eb_download() {
     fi
   fi
   _eb_fetch_url "$url" "$file.part" || _eb_die "download of $url failed"
-  actual=$(sha256sum "$file.part")
-  actual=${actual%% *}
+  _eb_sha256 "$file.part"
+  actual=$_EB_SHA256
   if [[ $expected == unknown ]]; then
     _eb_warn "$url is unverified (no sha256 in the recipe); its sha256 is $actual"
   elif [[ $actual != "$expected" ]]; then
@@ -341,7 +352,7 @@ _eb_deb_installed() {
 # ENVBUILD_LOCK_TIMEOUT seconds (default 3600), then stops naming the holder.
 # Returns 1 when the filesystem refuses locks (some NFS setups): the caller goes on unlocked.
 _eb_lock() {
-  local file=$1 what=$2 fd rc holder='' host=${HOSTNAME:-unknown}
+  local file=$1 what=$2 fd rc since holder='' host=${HOSTNAME:-unknown}
   # flock would fail on anything else, and that would read as a filesystem without locks.
   [[ ${ENVBUILD_LOCK_TIMEOUT:-3600} =~ ^[0-9]+([.][0-9]+)?$ ]] ||
     _eb_die "ENVBUILD_LOCK_TIMEOUT='$ENVBUILD_LOCK_TIMEOUT' is not a number of seconds"
@@ -355,7 +366,8 @@ _eb_lock() {
   case $rc in
     0)
       # The note's temporary name carries the host: other hosts sweep only their own.
-      printf 'pid %s on %s since %s (%s)\n' "$$" "$host" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" >"$file.holder.$host.$$"
+      _eb_utc_now since
+      printf 'pid %s on %s since %s (%s)\n' "$$" "$host" "$since" "$what" >"$file.holder.$host.$$"
       mv -f "$file.holder.$host.$$" "$file.holder"
       _EB_LOCK_FD=$fd
       return 0
@@ -783,7 +795,7 @@ _eb_install() {
 _eb_stamp() {
   local now
   mkdir -p "$_EB_STATE/provenance"
-  TZ=UTC printf -v now '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  _eb_utc_now now
   printf '%s\n' "component=$1" "hash=${_EB_HASH[$1]}" "source=${_EB_SOURCE[$1]:-}" \
     "nic_family=${_EB_NIC:-}" "installed_at=$now" "recipe=$_EB_RECIPE" "recipe_hash=$_EB_RECIPE_HASH" \
     "envbuild_version=$_EB_VERSION" "patches=${_EB_PATCHES[$1]:-}" >"$_EB_STATE/provenance/$1.tmp.$$"
