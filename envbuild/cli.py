@@ -16,6 +16,7 @@ from envbuild.errors import EnvbuildError, RecipeError
 from envbuild.model import Library
 from envbuild.plan import Plan, make_plan
 from envbuild.schema import NIC_FAMILIES
+from envbuild.yamlfile import display_path
 
 
 class Group(click.Group):
@@ -399,7 +400,7 @@ def lock(recipe, recipes_dir, check, timeout):
     library = Library(recipes_dir).holding(recipe)
     path = library.recipe_path(recipe)
     path = lockfile.lock_path(path.parent, path.stem)
-    shown = library.display(path)
+    shown = display_path(path)
     if check:
         the_plan = make_plan(library, library.recipe(recipe))
         if the_plan.recipe.lock is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from envbuild import schema
 from envbuild.errors import Problem, RecipeError
-from envbuild.yamlfile import LocatedDict, load_mapping
+from envbuild.yamlfile import LocatedDict, display_path, load_mapping
 
 if TYPE_CHECKING:
     from envbuild.lock import Lock
@@ -278,14 +278,8 @@ class Library:
         self._components: dict[str, Component] = {}
         self._patches = None
 
-    def display(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(Path.cwd()))
-        except ValueError:
-            return str(path)
-
     def _load(self, path: Path, shape: schema.Shape, expected_name: str) -> LocatedDict:
-        display = self.display(path)
+        display = display_path(path)
         data = load_mapping(path, display)
         checker = schema.Checker(display)
         shape.check(checker, data, data.line, "")
@@ -314,7 +308,7 @@ class Library:
             self._components[name] = Component(
                 name=name,
                 description=data["description"].strip(),
-                file=self.display(path),
+                file=display_path(path),
                 source=_source(data.get("source")),
                 apt=_as_tuple(data.get("apt")),
                 pip=_pip(data.get("pip")),
@@ -345,13 +339,13 @@ class Library:
             return []
         from envbuild import patches
 
-        return patches.select(self.patch_catalog(), data["patches"], self.display(path), data.line_of("patches"))
+        return patches.select(self.patch_catalog(), data["patches"], display_path(path), data.line_of("patches"))
 
     def cluster_by_name(self, name: str) -> Cluster:
         """A cluster profile asked for by name, refusing unknown names with the known ones."""
         if name not in self.cluster_names():
             known = ", ".join(self.cluster_names()) or "none"
-            raise RecipeError([Problem(self.display(self.root / "clusters"), None, "",
+            raise RecipeError([Problem(display_path(self.root / "clusters"), None, "",
                                        f"no cluster profile named {name!r} (known: {known})")])
         return self.cluster(name)
 
@@ -362,7 +356,7 @@ class Library:
         return Cluster(
             name=name,
             description=data["description"].strip(),
-            file=self.display(path),
+            file=display_path(path),
             nic_family=data.get("nic_family", ""),
             rail_count=data.get("rail_count"),
             dscp=qos.get("dscp"),
@@ -396,15 +390,15 @@ class Library:
             if not path.exists():
                 if chain:
                     parent_path, parent = chain[-1]
-                    raise RecipeError([Problem(self.display(parent_path), parent.line_of("extends"), "extends",
-                                               f"no recipe named {current!r} in {self.display(self.root)}")])
+                    raise RecipeError([Problem(display_path(parent_path), parent.line_of("extends"), "extends",
+                                               f"no recipe named {current!r} in {display_path(self.root)}")])
                 known = ", ".join(self.recipe_names()) or "none"
-                raise RecipeError([Problem(self.display(path), None, "",
+                raise RecipeError([Problem(display_path(path), None, "",
                                            f"no recipe named {current!r} (known recipes: {known})")])
             data = self._load(path, schema.RECIPE, current)
             if any(current == p.stem for p, _ in chain):
                 cycle = " -> ".join([p.stem for p, _ in chain] + [current])
-                raise RecipeError([Problem(self.display(chain[-1][0]), chain[-1][1].line_of("extends"), "extends",
+                raise RecipeError([Problem(display_path(chain[-1][0]), chain[-1][1].line_of("extends"), "extends",
                                            f"recipes extend each other in a cycle: {cycle}")])
             chain.append((path, data))
             if "extends" not in data:
@@ -423,10 +417,10 @@ class Library:
             items = data.get("components") or []
             for index, item in enumerate(items):
                 if item not in [n for n, _, _ in listings]:
-                    listings.append((item, self.display(path), items.item_lines[index]))
+                    listings.append((item, display_path(path), items.item_lines[index]))
         top_path, top = chain[0]
         if not base_image:
-            raise RecipeError([Problem(self.display(top_path), top.line, "base_image",
+            raise RecipeError([Problem(display_path(top_path), top.line, "base_image",
                                        "missing required key (and no recipe it extends sets one)")])
         cluster = None
         if cluster_name:
@@ -434,7 +428,7 @@ class Library:
         elif cluster_from:
             name, path, line = cluster_from
             if name not in self.cluster_names():
-                raise RecipeError([Problem(self.display(path), line, "cluster", f"no cluster profile named {name!r}")])
+                raise RecipeError([Problem(display_path(path), line, "cluster", f"no cluster profile named {name!r}")])
             cluster = self.cluster(name)
         if cluster is not None:
             env = env.merged(cluster.env)
@@ -444,7 +438,7 @@ class Library:
         return Recipe(
             name=top_path.stem,
             description=top["description"].strip(),
-            file=self.display(top_path),
+            file=display_path(top_path),
             base_image=base_image,
             components=tuple(n for n, _, _ in listings),
             env=env,
@@ -452,5 +446,5 @@ class Library:
             chain=tuple(p.stem for p, _ in chain),
             component_lines=tuple(listings),
             key_lines=tuple(top.key_lines.items()),
-            lock=lock.load(lock_file, self.display(lock_file)),
+            lock=lock.load(lock_file, display_path(lock_file)),
         )

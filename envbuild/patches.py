@@ -32,7 +32,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from envbuild import patchapply, schema
 from envbuild.errors import Problem, RecipeError
-from envbuild.yamlfile import LocatedDict, load_mapping
+from envbuild.yamlfile import LocatedDict, display_path, load_mapping
 
 METADATA_FILE = "patches.yaml"
 KINDS = ("diff", "anchored-insert")
@@ -94,13 +94,6 @@ class PatchSpec:
         )
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def default_patches_dir() -> Path:
     from envbuild.model import default_recipes_dir  # the model may import this module
 
@@ -110,7 +103,7 @@ def default_patches_dir() -> Path:
 def load_patch_dir(directory: Path) -> list[PatchSpec]:
     """The patches listed in `directory`/patches.yaml, in file order, validated on their own."""
     metadata = directory / METADATA_FILE
-    display = _display(metadata)
+    display = display_path(metadata)
     data = load_mapping(metadata, display)
     checker = schema.Checker(display)
     if not METADATA.check(checker, data, data.line, ""):
@@ -131,10 +124,10 @@ def _spec(checker: schema.Checker, directory: Path, display: str, entry: Located
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        checker.add(file_line, f"{key}.file", f"no such file: {_display(path)}")
+        checker.add(file_line, f"{key}.file", f"no such file: {display_path(path)}")
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        checker.add(file_line, f"{key}.file", f"cannot read {_display(path)}: {exc}")
+        checker.add(file_line, f"{key}.file", f"cannot read {display_path(path)}: {exc}")
         return None
     spec = PatchSpec(
         name=entry["name"],
@@ -153,7 +146,7 @@ def _spec(checker: schema.Checker, directory: Path, display: str, entry: Located
     try:
         spec.for_applier().changes()
     except patchapply.UsageError as exc:
-        checker.add(file_line, f"{key}.file", f"{_display(path)} is not a valid {spec.kind}: {exc}")
+        checker.add(file_line, f"{key}.file", f"{display_path(path)} is not a valid {spec.kind}: {exc}")
         return None
     return spec
 
@@ -312,7 +305,7 @@ def show(spec: PatchSpec) -> str:
         f"targets:     {spec.dist} {spec.specifier or '(any version)'}",
         f"optional:    {'yes' if spec.optional else 'no'}",
         f"depends:     {', '.join(spec.depends) or '-'}",
-        f"file:        {_display(spec.path)}",
+        f"file:        {display_path(spec.path)}",
         f"defined in:  {spec.source}:{spec.line}",
         "description:",
         description,

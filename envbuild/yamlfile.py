@@ -9,6 +9,14 @@ import yaml
 from envbuild.errors import Problem, RecipeError
 
 
+def display_path(path: Path) -> str:
+    """A path as messages show it: relative to the working directory when under it."""
+    try:
+        return str(Path(path).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 class LocatedDict(dict):
     """A mapping from a YAML file that knows the line of itself and of each key."""
 
