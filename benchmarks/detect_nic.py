@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from nic_fixtures import build_tree, mia1_nics, mlnx_qos_output, write_tool  # noqa: E402
 
-from envbuild import nic  # noqa: E402
+from envbuild.runtime import nic  # noqa: E402
 
 GOAL_MS = 100.0
 TABLE_SIZE = 256

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from envbuild.model import Library
-from envbuild.plan import make_plan
-from envbuild.render import render_script
+from envbuild.spec.loader import Library
+from envbuild.pipeline import load_plan
+from envbuild.render.script import render_script
 
 NIC_FAMILY = "ionic"
 SEED_CHECKS = """
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     library = Library()
-    plan = make_plan(library, library.recipe("mi355x-moriio"))
+    plan = load_plan(library.root, "mi355x-moriio")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         script = work / "setup_deps.sh"

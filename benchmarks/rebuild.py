@@ -45,10 +45,10 @@ from docker_base import ImageSession, ensure_base_image  # noqa: E402
 from localsources import FileServer  # noqa: E402
 from testrecipe import COMPONENTS as COMPONENTS_TEXT, HttpRecipe  # noqa: E402
 
-from envbuild.docker_engine import BuildTranscript, build, connect, make_context_tar  # noqa: E402
-from envbuild.model import Library  # noqa: E402
-from envbuild.plan import Plan, make_plan  # noqa: E402
-from envbuild.render import build_context  # noqa: E402
+from envbuild.run.docker_engine import BuildTranscript, build, connect, make_context_tar  # noqa: E402
+from envbuild.pipeline import load_plan  # noqa: E402
+from envbuild.plan import Plan  # noqa: E402
+from envbuild.render.dockerfile import build_context  # noqa: E402
 
 COMPONENTS = ["libhello", "dataset", "greet", "wordcount", "rank0-tool"]
 BUMPED = "greet"
@@ -116,9 +116,8 @@ def make_recipe(root: Path, server: FileServer, bulk: int) -> HttpRecipe:
     return recipe
 
 
-def load_plan(recipe: HttpRecipe, base_image: str) -> Plan:
-    library = Library(recipe.recipes)
-    return make_plan(library, library.recipe("testrecipe").with_base_image(base_image))
+def recipe_plan(recipe: HttpRecipe, base_image: str) -> Plan:
+    return load_plan(recipe.recipes, "testrecipe", base_image=base_image)
 
 
 def single_run_dockerfile(layered: str) -> str:
@@ -181,11 +180,11 @@ def one_run(client, session: ImageSession, base_image: str, index: int, bulk: in
         try:
             recipe = make_recipe(Path(tmp) / "t", server, bulk)
             cold = {name: timed_build(client, session, files, session.tag(f"run{index}-{slug(name)}"))
-                    for name, files in variants(load_plan(recipe, base_image)).items()}
+                    for name, files in variants(recipe_plan(recipe, base_image)).items()}
             recipe.greet_commit = recipe.commit("greet", {"greet/news.py": "NEWS = 2\n"}, "greet: news")
             recipe.write()
             warm = {name: timed_build(client, session, files, session.tag(f"run{index}-{slug(name)}-bumped"))
-                    for name, files in variants(load_plan(recipe, base_image)).items()}
+                    for name, files in variants(recipe_plan(recipe, base_image)).items()}
         finally:
             server.close()
     return {name: (cold[name], warm[name]) for name in cold}

@@ -1,22 +1,22 @@
-"""The envbuild command line: a thin layer over the library."""
+"""The envbuild command line: a thin layer over the library (pipeline, render, run)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
-import time
-from datetime import datetime, timezone
+from functools import reduce
 from pathlib import Path
 
 import click
 
-from envbuild import __version__
-from envbuild.errors import EnvbuildError, RecipeError
-from envbuild.model import Library
-from envbuild.plan import Plan, make_plan
-from envbuild.schema import NIC_FAMILIES
-from envbuild.yamlfile import display_path
+from envbuild import __version__, outfile
+from envbuild.errors import EnvbuildError, LockError, RecipeError
+from envbuild.pipeline import load_plan, open_library
+from envbuild.plan import Plan
+from envbuild.runtime.nic import NIC_FAMILIES
+from envbuild.spec.loader import RECIPE_VARIABLE, RECIPES_VARIABLE, Library
+from envbuild.spec.yamlfile import display_path
 
 
 class Group(click.Group):
@@ -39,11 +39,13 @@ class Group(click.Group):
 
 
 recipes_dir_option = click.option(
-    "--recipes-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ENVBUILD_RECIPES",
-    help="Directory of recipes, components/ and clusters/ (default: the built-in recipes).",
+    "--recipes-dir", type=click.Path(path_type=Path), envvar=RECIPES_VARIABLE,
+    help=f"Directory of recipes, components/ and clusters/ (default: the built-in recipes; or {RECIPES_VARIABLE}).",
 )
-recipe_option = click.option("--recipe", "-r", required=True, metavar="NAME|FILE",
-                             help="A recipe name in the recipes directory, or a path to a recipe file.")
+recipe_option = click.option(
+    "--recipe", "-r", metavar="NAME|FILE", envvar=RECIPE_VARIABLE,
+    help=f"A recipe name in the recipes directory, or a recipe file (default: {RECIPE_VARIABLE}, else the "
+         "one the recipes directory names in its `default` file; the built-in default is mi355x-moriio).")
 cluster_option = click.option("--cluster", metavar="PROFILE",
                               help="Cluster profile from clusters/ (NIC family, QoS fallbacks, env).")
 nic_family_option = click.option("--nic-family", type=click.Choice(NIC_FAMILIES),
@@ -53,33 +55,33 @@ require_lock_option = click.option("--require-lock", is_flag=True,
                                    help="Refuse to render unless <recipes-dir>/<recipe>.lock exists and agrees with the recipe.")
 
 
-def load_plan(recipes_dir: Path | None, recipe: str, cluster: str | None,
+def plan_options(*extra):
+    """The options every command that makes a plan takes, in one decorator."""
+    options = (recipe_option, recipes_dir_option, cluster_option, *extra)
+    return lambda command: reduce(lambda decorated, option: option(decorated), reversed(options), command)
+
+
+def make_plan(recipes_dir: Path | None, recipe: str | None, cluster: str | None = None,
               nic_family: str | None = None, base_image: str | None = None, require_lock: bool = False) -> Plan:
-    library = Library(recipes_dir).holding(recipe)
-    the_recipe = library.recipe(recipe, cluster)
-    if nic_family:
-        the_recipe = the_recipe.with_nic_family(nic_family)
-    plan = make_plan(library, the_recipe)
+    """The plan a command works on, its warnings printed on stderr."""
+    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image)
     if require_lock:
         plan.require_lock()
-    if base_image:
-        # After the plan, so that the lock is compared with the recipe's own base image.
-        plan = dataclasses.replace(plan, recipe=plan.recipe.with_base_image(base_image))
     for warning in plan.warnings():
         click.echo(f"envbuild: warning: {warning}", err=True)
     return plan
 
 
-def write_output(text: str, output: Path | None, mode: int = 0o644) -> None:
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-        output.chmod(mode)
-    except OSError as exc:
-        raise EnvbuildError(f"cannot write {output}: {exc.strerror}") from None
-    click.echo(f"envbuild: wrote {output}", err=True)
+def write_output(text: str, output: str | None, mode: int = 0o644) -> None:
+    written = outfile.write(text, output, mode)
+    if written is not None:
+        click.echo(f"envbuild: wrote {written}", err=True)
+
+
+output_option = click.option(
+    "-o", "--output", metavar="FILE",
+    help="Write here instead of stdout ('-' is stdout). Written whole or not at all (temporary file and rename); "
+         "a new file is executable, an existing one keeps its mode, a device such as /dev/null is written as is.")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,18 +91,25 @@ def main():
 
     A recipe says which components (UCX, RIXL, MoRI, etcd, ...) go on top of
     which base image. envbuild renders it as an idempotent runtime script or
-    bakes it into an image, and detects the node's RDMA NICs.
+    bakes it into an image, and detects the node's RDMA NICs:
+
+    \b
+      envbuild runtime-script > setup_deps.sh
+      envbuild image --recipe mi355x-moriio
+      envbuild detect-nic
     """
 
 
 @main.command("list")
 @recipes_dir_option
 def list_recipes(recipes_dir):
-    """List the recipes, one line each."""
+    """List the recipes, one line each; the default one is marked."""
     library = Library(recipes_dir)
+    default = library.default_recipe()
     for name in library.recipe_names():
         recipe = library.recipe(name)
-        click.echo(f"{name:<20} {recipe.description.splitlines()[0]}")
+        mark = "  (default)" if name == default else ""
+        click.echo(f"{name:<20} {recipe.description.splitlines()[0]}{mark}")
 
 
 @main.command()
@@ -120,12 +129,16 @@ def validate(target, recipes_dir, cluster):
     problems = []
     for name in [target] if target else library.recipe_names():
         try:
-            plan = load_plan(library.root, name, cluster)
+            plan = make_plan(library.root if not target else recipes_dir, name, cluster)
         except RecipeError as exc:
             problems.extend(exc.problems)
             continue
         click.echo(f"{plan.recipe.name}: ok ({len(plan.steps)} components, hash {plan.hash[:12]})")
     if not target:
+        try:
+            library.default_recipe()
+        except RecipeError as exc:
+            problems.extend(exc.problems)
         loaders = [(library.component, library.component_names()), (library.cluster, library.cluster_names())]
         for load, names in loaders:
             for name in names:
@@ -138,14 +151,11 @@ def validate(target, recipes_dir, cluster):
 
 
 @main.command()
-@recipe_option
-@recipes_dir_option
-@cluster_option
-@require_lock_option
+@plan_options(require_lock_option)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def plan(recipe, recipes_dir, cluster, require_lock, fmt):
     """Show the install order, content hashes, conditions and reasons."""
-    the_plan = load_plan(recipes_dir, recipe, cluster, require_lock=require_lock)
+    the_plan = make_plan(recipes_dir, recipe, cluster, require_lock=require_lock)
     rows = [
         {
             "name": s.name,
@@ -158,6 +168,7 @@ def plan(recipe, recipes_dir, cluster, require_lock, fmt):
         }
         for s in the_plan.steps
     ]
+    lock = the_plan.lock
     if fmt == "json":
         doc = {
             "recipe": the_plan.recipe.name,
@@ -165,16 +176,15 @@ def plan(recipe, recipes_dir, cluster, require_lock, fmt):
             "base_image": the_plan.recipe.base_image,
             "cluster": the_plan.recipe.cluster.name if the_plan.recipe.cluster else None,
             "nic_family": the_plan.nic_family or None,
-            "lock": {"file": the_plan.recipe.lock.display, "hash": the_plan.recipe.lock.hash}
-            if the_plan.recipe.lock else None,
+            "lock": {"file": lock.display, "hash": lock.hash} if lock else None,
             "components": rows,
         }
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
     recipe_ = the_plan.recipe
     click.echo(f"recipe {recipe_.name} (hash {the_plan.hash[:12]}) on {recipe_.base_image}")
-    if recipe_.lock:
-        click.echo(f"lock {recipe_.lock.display} (hash {recipe_.lock.hash[:12]})")
+    if lock:
+        click.echo(f"lock {lock.display} (hash {lock.hash[:12]})")
     if recipe_.cluster:
         click.echo(f"cluster profile {recipe_.cluster.name}" + (f", NIC family {the_plan.nic_family}" if the_plan.nic_family else ""))
     for index, row in enumerate(rows, 1):
@@ -186,35 +196,25 @@ def plan(recipe, recipes_dir, cluster, require_lock, fmt):
 
 
 @main.command("runtime-script")
-@recipe_option
-@recipes_dir_option
-@cluster_option
-@nic_family_option
-@require_lock_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the script here (executable) instead of stdout.")
+@plan_options(nic_family_option, require_lock_option, output_option)
 def runtime_script(recipe, recipes_dir, cluster, nic_family, require_lock, output):
     """Write the standalone, idempotent setup script for a recipe.
 
     The script needs only bash (and what the install steps themselves use).
     Run it, or source it so that the components' environment is exported:
 
-      envbuild runtime-script --recipe mi355x-moriio -o setup_deps.sh
+    \b
+      envbuild runtime-script > setup_deps.sh
       bash setup_deps.sh --check
     """
-    from envbuild.render import render_script
+    from envbuild.render.script import render_script
 
-    write_output(render_script(load_plan(recipes_dir, recipe, cluster, nic_family, require_lock=require_lock)),
+    write_output(render_script(make_plan(recipes_dir, recipe, cluster, nic_family, require_lock=require_lock)),
                  output, 0o755)
 
 
 @main.command()
-@recipe_option
-@recipes_dir_option
-@cluster_option
-@nic_family_option
-@base_image_option
-@require_lock_option
+@plan_options(nic_family_option, base_image_option, require_lock_option)
 @click.option("--check", "check_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Exit 1 if DIR/<recipe>.<cluster>.Dockerfile differs from what would be rendered.")
 def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, check_dir):
@@ -224,16 +224,16 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_loc
     as the runtime script; the build context holds the engine, one file per
     component and the runtime script itself.
     """
-    from envbuild.render import render_dockerfile
+    from envbuild.render.dockerfile import render_dockerfile
 
-    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
+    plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
     text = render_dockerfile(plan)
     if check_dir is None:
         click.echo(text, nl=False)
         return
     path = check_dir / dockerfile_name(plan)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        raise EnvbuildError(f"{path} is out of date; render it again with: envbuild dockerfile --recipe {recipe}"
+        raise EnvbuildError(f"{path} is out of date; render it again with: envbuild dockerfile --recipe {plan.recipe.name}"
                             + (f" --cluster {cluster}" if cluster else "") + f" > {path}")
     click.echo(f"{path}: up to date")
 
@@ -245,12 +245,7 @@ def dockerfile_name(plan: Plan) -> str:
 
 
 @main.command()
-@recipe_option
-@recipes_dir_option
-@cluster_option
-@nic_family_option
-@base_image_option
-@require_lock_option
+@plan_options(nic_family_option, base_image_option, require_lock_option)
 @click.option("--tag", "-t", help="Image tag (default: envbuild/<recipe>:<recipe hash prefix>).")
 @click.option("--no-cache", is_flag=True, help="Build every layer again, even if the tagged image exists.")
 @click.option("--pull/--no-pull", default=None,
@@ -270,42 +265,28 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, ta
     the image finds nothing to install. An image whose tag exists and holds the
     same recipe hash (label io.envbuild.recipe-hash) is reused.
     """
-    from envbuild import docker_engine
-    from envbuild.render import build_context
+    from envbuild.render.dockerfile import build_context
+    from envbuild.run.image import bake, default_tag
 
-    plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
-    files = build_context(plan)
-    tag = tag or f"envbuild/{plan.recipe.name}:{plan.hash[:12]}"
+    plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
+    tag = tag or default_tag(plan)
     if dry_run:
+        files = build_context(plan)
         click.echo(files["Dockerfile"][0].decode(), nl=False)
         click.echo(f"\n# build context of {tag}:")
         for path, (data, mode) in files.items():
             click.echo(f"#   {mode:04o} {len(data):>8} {path}")
         return
-    client = docker_engine.connect()
-    existing = None if no_cache else docker_engine.image_labels(client, tag)
-    if existing is not None:
-        if existing.get("io.envbuild.recipe-hash") == plan.hash:
-            click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
-            return
-        click.echo(f"envbuild: {tag} exists but was not built from this recipe (hash {plan.hash[:12]}); "
-                   "building it again", err=True)
-    base = plan.recipe.base_image
-    if pull is False and not docker_engine.base_image_present(client, base):
-        raise EnvbuildError(f"base image {base} is not present locally and --no-pull was given; "
-                            f"pull or build it first, or drop --no-pull")
-    click.echo(f"envbuild: building {tag} from {base} ({len(plan.steps)} components)", err=True)
-    started = time.monotonic()
-    labels = {"org.opencontainers.image.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    progress = docker_engine.BuildProgress(verbose=verbose)
     try:
-        image_id = docker_engine.build(client, docker_engine.make_context_tar(files), tag, labels=labels,
-                                       nocache=no_cache, pull=bool(pull), on_event=progress,
-                                       network_mode=network)
+        baked = bake(plan, tag, no_cache=no_cache, pull=pull, network=network, verbose=verbose,
+                     say=lambda line: click.echo(f"envbuild: {line}", err=True))
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
-    click.echo(f"envbuild: built {tag} ({image_id[:19]}) in {time.monotonic() - started:.1f} s", err=True)
+    if baked.reused:
+        click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
+        return
+    click.echo(f"envbuild: built {tag} ({baked.image_id[:19]}) in {baked.seconds:.1f} s", err=True)
 
 
 @main.command("detect-nic")
@@ -327,7 +308,7 @@ def detect_nic(root, fmt, cluster, recipes_dir, no_respect_env):
 
     setup_deps.sh --detect-nic runs the very same detector.
     """
-    from envbuild import nic
+    from envbuild.runtime import nic
 
     args = ["--root", root, "--format", fmt]
     if cluster:
@@ -352,15 +333,14 @@ def patches_check(recipe, recipes_dir, site_packages):
 
     Changes nothing. Exit 1 when applying would fail.
     """
-    from envbuild import patches as patch_library
+    from envbuild.spec import patches as patch_library
 
-    library = Library(recipes_dir).holding(recipe)
-    plan = make_plan(library, library.recipe(recipe))
-    names = [name for step in plan.steps for name in step.component.patches]
-    if not names:
+    plan = load_plan(recipes_dir, recipe)
+    chosen = list({spec.name: spec for step in plan.steps for spec in step.component.patch_specs}.values())
+    if not chosen:
         click.echo(f"recipe {plan.recipe.name} applies no patches")
         return
-    outcomes = patch_library.check(patch_library.select(library.patch_catalog(), names), site_packages)
+    outcomes = patch_library.check(chosen, site_packages)
     click.echo(patch_library.format_check(outcomes), nl=False)
     sys.exit(1 if any(outcome.blocking for outcome in outcomes) else 0)
 
@@ -370,7 +350,7 @@ def patches_check(recipe, recipes_dir, site_packages):
 @recipes_dir_option
 def patches_show(name, recipes_dir):
     """Print a patch with its metadata (target, versions, why it exists)."""
-    from envbuild import patches as patch_library
+    from envbuild.spec import patches as patch_library
 
     catalog = Library(recipes_dir).patch_catalog()
     if name not in catalog:
@@ -395,41 +375,42 @@ def lock(recipe, recipes_dir, check, timeout):
     fills `sha256: unknown` and branch-only git sources. --require-lock makes
     them refuse a recipe whose lock is missing or out of date.
     """
-    from envbuild import lock as lockfile
+    from envbuild.resolve import resolve
+    from envbuild.spec import lock as lockfile
+    from envbuild.spec.sources import UNRESOLVED, UNVERIFIED, Resolver
 
-    library = Library(recipes_dir).holding(recipe)
-    path = library.recipe_path(recipe)
-    path = lockfile.lock_path(path.parent, path.stem)
+    library, reference = open_library(recipes_dir, recipe)
+    the_recipe = library.recipe(reference)
+    path = lockfile.lock_path(Path(the_recipe.file).parent, the_recipe.name)
     shown = display_path(path)
     if check:
-        the_plan = make_plan(library, library.recipe(recipe))
-        if the_plan.recipe.lock is None:
-            raise lockfile.LockError(f"{shown} does not exist; write it with `envbuild lock --recipe {recipe}`")
+        the_plan = load_plan(recipes_dir, recipe)
+        if the_plan.lock is None:
+            raise LockError(f"{shown} does not exist; write it with `envbuild lock --recipe {the_recipe.name}`")
         if the_plan.lock_problems:
-            raise lockfile.LockError("\n".join([f"{shown}: {p}" for p in the_plan.lock_problems]
-                                               + [f"{shown} is out of date: `envbuild lock --recipe {recipe}` writes it again"]))
-        for note in the_plan.recipe.lock.unresolved():
+            raise LockError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, the_plan.lock_problems)))
+        for note in the_plan.lock.unresolved():
             click.echo(f"envbuild: note: {shown}: unresolved: {note}", err=True)
         click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({len(the_plan.steps)} components)")
         return
-    resolver = lockfile.Resolver(timeout=timeout, image_digest=_image_digest)
-    doc = lockfile.resolve(library, recipe, resolver)
+    resolver = Resolver(timeout=timeout, image_digest=_image_digest)
+    doc = resolve(load_plan(recipes_dir, recipe, use_lock=False), resolver)
     text = lockfile.dump(doc)
     for name, entry in sorted(doc["components"].items()):
         source = entry.get("source") or {}
-        if source.get("status") in (lockfile.UNVERIFIED, lockfile.UNRESOLVED):
+        if source.get("status") in (UNVERIFIED, UNRESOLVED):
             click.echo(f"envbuild: warning: {name}: {source['status']}: {source['reason']}", err=True)
-    if doc["base_image"]["status"] == lockfile.UNRESOLVED:
+    if doc["base_image"]["status"] == UNRESOLVED:
         click.echo(f"envbuild: warning: base image {doc['base_image']['ref']}: unresolved: "
                    f"{doc['base_image']['reason']}", err=True)
     if path.exists() and path.read_text(encoding="utf-8") == text:
         click.echo(f"envbuild: {shown} is up to date", err=True)
         return
-    write_output(text, path)
+    write_output(text, str(path))
 
 
 def _image_digest(ref: str) -> tuple[str | None, str]:
-    from envbuild import docker_engine
+    from envbuild.run import docker_engine
 
     try:
         client = docker_engine.connect()
@@ -463,7 +444,7 @@ def fetch(recipe, recipes_dir, into, timeout, python, pip_options, quiet):
     """
     from envbuild import fetch as fetching
 
-    the_plan = load_plan(recipes_dir, recipe, None)
+    the_plan = make_plan(recipes_dir, recipe)
     say = (lambda line: None) if quiet else (lambda line: click.echo(f"envbuild: {line}", err=True))
     result = fetching.fetch(the_plan, into, timeout, python, tuple(pip_options), say)
     manifest = result.manifest
@@ -474,7 +455,7 @@ def fetch(recipe, recipes_dir, into, timeout, python, pip_options, quiet):
 
 
 @main.command()
-@click.argument("target", metavar="IMAGE|STATE_DIR")
+@click.argument("target", metavar="IMAGE|STATE_DIR|LOCK|RECIPE")
 @recipes_dir_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def inspect(target, recipes_dir, fmt):
@@ -520,3 +501,20 @@ def diff(a, b, recipes_dir, fmt):
         for change in changes:
             click.echo(str(change))
     sys.exit(1 if changes else 0)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["recipe", "component", "cluster"]))
+def schema(kind):
+    """Print the JSON Schema of a kind of recipe file, for editors.
+
+    \b
+    With the YAML language server (VS Code, neovim, ...), for example:
+      envbuild schema component > .schemas/envbuild-component.json
+      # yaml-language-server: $schema=../.schemas/envbuild-component.json
+    """
+    from envbuild.spec import model
+    from envbuild.spec.schema import document
+
+    shape = {"recipe": model.RECIPE, "component": model.COMPONENT, "cluster": model.CLUSTER}[kind]
+    click.echo(json.dumps(document(f"envbuild {kind}", shape), indent=2, sort_keys=True))

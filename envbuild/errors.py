@@ -32,3 +32,13 @@ class RecipeError(EnvbuildError):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class LockError(EnvbuildError):
+    """A lock that cannot be read, or sources that contradict the recipe."""
+
+
+class UsageError(EnvbuildError):
+    """A command line that cannot work as given (a bad option value, a directory for a file)."""
+
+    exit_code = 2

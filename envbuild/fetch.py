@@ -13,18 +13,16 @@ commit, a download whose sha256 matches) and fetches the rest.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from envbuild.lock import DownloadFailed, fetch_url, last_line, run_git
-from envbuild.model import GitSource, TarballSource
+from envbuild.net import DownloadFailed, file_sha256, last_line
 from envbuild.plan import Plan
+from envbuild.spec.sources import TarballSource
 
 MANIFEST_FORMAT = "envbuild-sources-v1"
 
@@ -33,78 +31,6 @@ MANIFEST_FORMAT = "envbuild-sources-v1"
 class FetchResult:
     manifest: dict
     missing: list[str] = field(default_factory=list)  # one line per source that could not be fetched
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _has_commit(mirror: Path, commit: str) -> bool:
-    return run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=mirror).returncode == 0
-
-
-def fetch_git(name: str, source: GitSource, into: Path, say: Callable[[str], None]) -> dict:
-    """Mirrors the repository (or updates the mirror); DownloadFailed when it cannot."""
-    relative = f"git/{source.offline_name}.git"
-    mirror = into / relative
-    entry = {"component": name, "url": source.url, "mirror": relative, "commit": source.commit or None,
-             "branch": source.branch or None}
-    if mirror.is_dir() and source.commit and _has_commit(mirror, source.commit):
-        say(f"{name}: {relative} holds {source.commit[:12]}; kept")
-        return entry
-    if mirror.is_dir():
-        result = run_git("remote", "update", "--prune", cwd=mirror)
-        action = "updated"
-    else:
-        partial = mirror.with_name(mirror.name + ".part")
-        shutil.rmtree(partial, ignore_errors=True)
-        mirror.parent.mkdir(parents=True, exist_ok=True)
-        result = run_git("clone", "-q", "--mirror", source.url, str(partial))
-        if result.returncode == 0:
-            partial.rename(mirror)
-        else:
-            shutil.rmtree(partial, ignore_errors=True)
-        action = "mirrored"
-    if result.returncode != 0:
-        raise DownloadFailed(f"cannot mirror {source.url}: {last_line(result.stderr)}")
-    if source.commit and not _has_commit(mirror, source.commit):
-        raise DownloadFailed(f"{source.url} has no commit {source.commit} (mirrored into {relative})")
-    if not source.commit:
-        head = run_git("rev-parse", "--verify", "-q", f"refs/heads/{source.branch}^{{commit}}", cwd=mirror)
-        entry["commit"] = head.stdout.strip() or None
-    say(f"{name}: {action} {source.url} into {relative}")
-    return entry
-
-
-def fetch_download(name: str, source: TarballSource, into: Path, timeout: float, say: Callable[[str], None]) -> dict:
-    """Downloads to downloads/<file name>, checked against the sha256 when known."""
-    relative = f"downloads/{source.filename}"
-    path = into / relative
-    expected = source.sha256 if source.verified else None
-    entry = {"component": name, "url": source.url, "file": relative, "verified": expected is not None}
-    if path.is_file():
-        actual = file_sha256(path)
-        if expected is None or actual == expected:
-            say(f"{name}: {relative} is there" + (", sha256 verified; kept" if expected else " (no sha256 to check); kept"))
-            return {**entry, "sha256": actual, "size": path.stat().st_size}
-        say(f"{name}: {relative} has sha256 {actual}, expected {expected}; downloading it again")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    try:
-        actual, size = fetch_url(source.url, partial, timeout)
-    except DownloadFailed:
-        partial.unlink(missing_ok=True)
-        raise
-    if expected is not None and actual != expected:
-        partial.unlink(missing_ok=True)
-        raise DownloadFailed(f"sha256 mismatch for {source.url}: expected {expected}, got {actual}")
-    partial.replace(path)
-    say(f"{name}: downloaded {source.url}" + (" (sha256 verified)" if expected else f" (unverified: sha256 {actual})"))
-    return {**entry, "sha256": actual, "size": size}
 
 
 def fetch_pip(plan: Plan, into: Path, python: str, pip_options: tuple[str, ...],
@@ -128,7 +54,8 @@ def fetch(plan: Plan, into: Path, timeout: float = 60.0, python: str = sys.execu
           pip_options: tuple[str, ...] = (), say: Callable[[str], None] = lambda line: None) -> FetchResult:
     for directory in ("git", "downloads", "pip"):
         (into / directory).mkdir(parents=True, exist_ok=True)
-    git_entries, downloads, missing = [], [], []
+    sections: dict[str, list[dict]] = {"git": [], "downloads": []}
+    missing: list[str] = []
     owners: dict[str, str] = {}
     for step in plan.steps:
         source = step.component.source
@@ -140,10 +67,8 @@ def fetch(plan: Plan, into: Path, timeout: float = 60.0, python: str = sys.execu
                 missing.append(f"{step.name}: {source.url} and {other} would both be downloads/{source.filename}")
                 continue
         try:
-            if isinstance(source, GitSource):
-                git_entries.append(fetch_git(step.name, source, into, say))
-            else:
-                downloads.append(fetch_download(step.name, source, into, timeout, say))
+            section, entry = source.fetch(step.name, into, timeout, say)
+            sections[section].append(entry)
         except DownloadFailed as exc:
             missing.append(f"{step.name}: {exc}")
     missing += fetch_pip(plan, into, python, pip_options, say)
@@ -152,9 +77,8 @@ def fetch(plan: Plan, into: Path, timeout: float = 60.0, python: str = sys.execu
         "format": MANIFEST_FORMAT,
         "recipe": plan.recipe.name,
         "recipe_hash": plan.hash,
-        "lock_hash": plan.recipe.lock.hash if plan.recipe.lock else None,
-        "git": git_entries,
-        "downloads": downloads,
+        "lock_hash": plan.lock.hash if plan.lock else None,
+        **sections,
         "pip": [{"file": f"pip/{p.name}", "sha256": file_sha256(p), "size": p.stat().st_size} for p in pip_files],
         "missing": missing,
     }

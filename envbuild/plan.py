@@ -1,14 +1,22 @@
-"""The plan: a recipe's components in install order, each with its content hash."""
+"""The plan: a recipe's components in install order, each with its content hash.
+
+`make_plan(recipe, components, lock)` is a pure function of the model: it
+orders (dependencies first), refuses cycles and clashing prefixes, fills in
+what the lock resolves, and hashes each component with its dependencies'
+hashes. Nothing here reads a file.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Mapping
 
 from envbuild.errors import Problem, RecipeError
-from envbuild.model import Component, Library, Recipe
+from envbuild.spec import lock as lockfile
+from envbuild.spec.lock import Lock
+from envbuild.spec.model import Component, Recipe
 
 HASH_FORMAT = "envbuild-component-v1"
 # Variables the runtime script itself provides, which env values may refer to.
@@ -18,23 +26,20 @@ RUNTIME_VARIABLES = ("HOME", "ENVBUILD_STATE_DIR", "ENVBUILD_NIC_FAMILY", "NODE_
 @dataclass(frozen=True)
 class Step:
     component: Component
-    hash: str
-    reason: str
+    hash: str  # sha256 hex of the component's identity and its dependencies' hashes
+    reason: str  # why it is in the plan: listed in the recipe, or needed by another
     nic_specific: bool  # the component or one of its dependencies is built for one NIC family
 
     @property
     def name(self) -> str:
         return self.component.name
 
-    @property
-    def short_hash(self) -> str:
-        return self.hash[:12]
-
 
 @dataclass(frozen=True)
 class Plan:
     recipe: Recipe
     steps: tuple[Step, ...]
+    lock: Lock | None = None
     # Where the recipe and its lock disagree (see Lock.disagreements); empty without a lock.
     lock_problems: tuple[str, ...] = ()
 
@@ -58,16 +63,6 @@ class Plan:
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
 
-    def stamp_key(self, step: Step, nic_family: str = "", prefixes: dict[str, str] | None = None) -> str:
-        """The line the runtime script writes to a component's stamp (see _eb_key in engine.sh)."""
-        closure = self.closure(step.name)
-        values = dict(p for name in closure for p in self.step(name).component.prefix)
-        values.update(prefixes or {})
-        key = step.hash
-        if step.nic_specific:
-            key += f" nic={nic_family or self.nic_family}"
-        return key + "".join(f" {var}={values[var]}" for var in sorted(values))
-
     def closure(self, name: str) -> list[str]:
         """A component and everything it depends on, in plan order."""
         needed = {name}
@@ -77,39 +72,14 @@ class Plan:
         return [s.name for s in self.steps if s.name in needed]
 
     def warnings(self) -> list[str]:
-        found = []
-        lock = self.recipe.lock
-        for step in self.steps:
-            source = step.component.source
-            if source is not None and source.kind in ("tarball", "deb") and not source.verified:
-                found.append(
-                    f"{step.component.file}: source.sha256: the download of {step.name} is unverified "
-                    + (f"(sha256 unknown, unresolved in {lock.display})" if lock else
-                       "(sha256 unknown); `envbuild lock` records it")
-                )
-            elif source is not None and source.kind == "git" and not source.pinned:
-                found.append(
-                    f"{step.component.file}: source.commit: {step.name} is unpinned (branch {source.branch}, "
-                    + (f"unresolved in {lock.display})" if lock else "no lock); `envbuild lock` resolves it")
-                )
+        found = lockfile.source_warnings([s.component for s in self.steps], self.lock)
         if self.lock_problems:
-            found += [f"{lock.display}: {problem}" for problem in self.lock_problems]
-            found.append(f"{lock.display} is out of date: `envbuild lock --recipe {self.recipe.name}` writes it again")
+            found += lockfile.out_of_date(self.lock, self.recipe.name, self.lock_problems)
         return found
 
     def require_lock(self) -> None:
-        """Refuse a recipe without a lock, or whose lock disagrees with it (EnvbuildError)."""
-        from envbuild.lock import LockError, lock_path
-
-        lock = self.recipe.lock
-        if lock is None:
-            path = lock_path(Path(self.recipe.file).parent, self.recipe.name)
-            raise LockError(f"recipe {self.recipe.name} has no lock ({path}) and --require-lock was given; "
-                            f"write it with `envbuild lock --recipe {self.recipe.name}`")
-        if self.lock_problems:
-            raise LockError("\n".join([f"{lock.display}: {problem}" for problem in self.lock_problems] + [
-                f"{lock.display} disagrees with the recipe and --require-lock was given; "
-                f"`envbuild lock --recipe {self.recipe.name}` writes it again"]))
+        """Refuse a recipe without a lock, or whose lock disagrees with it (LockError)."""
+        lockfile.require(self.lock, self.lock_problems, self.recipe)
 
 
 def _digest(doc) -> str:
@@ -117,7 +87,8 @@ def _digest(doc) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def component_hash(component: Component, dependency_hashes: dict[str, str]) -> str:
+def component_hash(component: Component, dependency_hashes: Mapping[str, str]) -> str:
+    """sha256 hex of what defines the component's install and of its dependencies' hashes."""
     return _digest({
         "format": HASH_FORMAT,
         "component": component.identity(),
@@ -125,26 +96,15 @@ def component_hash(component: Component, dependency_hashes: dict[str, str]) -> s
     })
 
 
-def make_plan(library: Library, recipe: Recipe) -> Plan:
-    """Order the recipe's components so that dependencies come first, and hash them."""
+def make_plan(recipe: Recipe, components: Mapping[str, Component], lock: Lock | None = None) -> Plan:
+    """Order the recipe's components so that dependencies come first, and hash them.
+
+    `components` holds every component the recipe needs by name (loader.Library.
+    components_for). Raises RecipeError on a dependency cycle, clashing prefixes
+    or env references to nothing.
+    """
     problems: list[Problem] = []
-    components: dict[str, Component] = {}
     listed = {name for name, _, _ in recipe.component_lines}
-    known = set(library.component_names())
-
-    def load(name: str, file: str, line: int, key: str) -> Component | None:
-        if name in components:
-            return components[name]
-        if name not in known:
-            problems.append(Problem(file, line, key, f"unknown component {name!r} (known: {', '.join(sorted(known))})"))
-            return None
-        try:
-            components[name] = library.component(name)
-        except RecipeError as exc:
-            problems.extend(exc.problems)
-            return None
-        return components[name]
-
     order: list[str] = []
     reasons: dict[str, str] = {}
     visiting: list[str] = []
@@ -159,40 +119,37 @@ def make_plan(library: Library, recipe: Recipe) -> Plan:
             return
         visiting.append(component.name)
         for dep in component.depends:
-            dep_component = load(dep, component.file, component.line("depends"), "depends")
-            if dep_component is not None:
-                if dep not in listed:
-                    reasons.setdefault(dep, f"needed by {component.name}")
-                visit(dep_component)
+            if dep not in listed:
+                reasons.setdefault(dep, f"needed by {component.name}")
+            visit(components[dep])
         visiting.pop()
         if component.name not in order:
             order.append(component.name)
 
-    for name, file, line in recipe.component_lines:
+    for name, file, _ in recipe.component_lines:
         reasons.setdefault(name, f"listed in recipe {recipe.name}" if file == recipe.file else f"listed in {file}")
-        component = load(name, file, line, "components")
-        if component is not None:
-            visit(component)
+        visit(components[name])
     if problems:
         raise RecipeError(problems)
 
-    _check_prefixes_and_references(recipe, [components[n] for n in order])
+    ordered = [components[n] for n in order]
+    _check_prefixes_and_references(recipe, ordered)
 
     lock_problems: list[str] = []
-    if recipe.lock is not None:
-        lock_problems = recipe.lock.disagreements(recipe, [components[n] for n in order])
-        components = {name: recipe.lock.apply(component) for name, component in components.items()}
-        recipe = recipe.with_base_image(recipe.lock.base_image(recipe.base_image))
+    if lock is not None:
+        lock_problems = lock.disagreements(recipe, ordered)
+        ordered = [lock.apply(component) for component in ordered]
+        recipe = recipe.with_base_image(lock.base_image(recipe.base_image))
 
     hashes: dict[str, str] = {}
     nic_specific: dict[str, bool] = {}
     steps = []
-    for name in order:
-        component = components[name]
+    for component in ordered:
+        name = component.name
         hashes[name] = component_hash(component, hashes)
         nic_specific[name] = component.nic_specific or any(nic_specific[d] for d in component.depends)
         steps.append(Step(component, hashes[name], reasons[name], nic_specific[name]))
-    return Plan(recipe, tuple(steps), tuple(lock_problems))
+    return Plan(recipe, tuple(steps), lock, tuple(lock_problems))
 
 
 def _check_prefixes_and_references(recipe: Recipe, components: list[Component]) -> None:

@@ -18,6 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from envbuild.errors import EnvbuildError
+from envbuild.pipeline import load_plan
+from envbuild.plan import Plan
+from envbuild.spec import lock as lockfile
+from envbuild.spec.loader import SUFFIXES, Library
+from envbuild.spec.sources import lock_pin
 
 LABEL_PREFIX = "io.envbuild."
 COMPONENT_LABEL = "io.envbuild.component."
@@ -87,8 +92,8 @@ def parse_provenance(text: str) -> dict[str, str]:
 # --- readers ----------------------------------------------------------------------
 
 
-def from_plan(plan) -> Facts:
-    lock = plan.recipe.lock
+def from_plan(plan: Plan) -> Facts:
+    lock = plan.lock
     facts = Facts("recipe", plan.recipe.file, plan.recipe.name, plan.hash, lock.hash if lock else None,
                   {"base_image": plan.recipe.base_image, "lock": lock.display if lock else ""},
                   warnings=plan.warnings())
@@ -99,18 +104,7 @@ def from_plan(plan) -> Facts:
     return facts
 
 
-def lock_pin(entry: dict | None) -> str:
-    """A lock entry's source as the pin a plan gives once the lock is applied."""
-    if not entry:
-        return ""
-    if entry.get("kind") == "git":
-        if entry.get("resolved"):
-            return f"{entry['url']}@{entry['resolved']}"
-        return f"{entry['url']}#branch={entry.get('branch')}"
-    return f"{entry['url']}#sha256={entry.get('sha256') or 'unknown'}"
-
-
-def from_lock(lock) -> Facts:
+def from_lock(lock: lockfile.Lock) -> Facts:
     base = lock.doc.get("base_image") or {}
     facts = Facts("lock", lock.display, lock.doc.get("recipe"), None, lock.hash,
                   {"base_image": base.get("ref") or "", "base_image_digest": base.get("digest") or ""})
@@ -255,22 +249,17 @@ def diff(a: Facts, b: Facts) -> list[Change]:
 
 def read(target: str, recipes_dir: Path | None = None) -> Facts:
     """The facts of a lock file (*.lock), a state directory, a recipe (file or name) or an image."""
-    from envbuild import lock as lockfile
-    from envbuild.model import Library
-    from envbuild.plan import make_plan
-
     path = Path(target)
     if path.suffix == lockfile.SUFFIX and path.is_file():
         return from_lock(lockfile.load(path))
     if path.is_dir():
         return from_state_dir(path)
-    library = Library(recipes_dir).holding(target)
-    if path.suffix in (".yaml", ".yml") or target in library.recipe_names():
-        return from_plan(make_plan(library, library.recipe(target)))
-    from envbuild import docker_engine
+    if path.suffix in SUFFIXES or target in Library(recipes_dir).recipe_names():
+        return from_plan(load_plan(recipes_dir, target))
+    from envbuild.run import docker_engine  # only for images: docker-py is slow to import
 
     labels = docker_engine.image_labels(docker_engine.connect(), target)
     if labels is None:
         raise EnvbuildError(f"{target} is neither a lock file, a state directory, a recipe of "
-                            f"{library.root} nor an image of the local Docker engine")
+                            f"{Library(recipes_dir).root} nor an image of the local Docker engine")
     return from_labels(target, labels)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
-from envbuild.model import ENV_REFERENCE
+# How recipe env values refer to variables: ${NAME}, nothing else expands.
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def quote(value: str) -> str:

@@ -29,7 +29,7 @@ from typing import Iterator
 
 import pytest
 
-from envbuild.docker_engine import (
+from envbuild.run.docker_engine import (
     BuildProgress,
     BuildTranscript,
     build,

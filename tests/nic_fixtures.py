@@ -19,7 +19,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envbuild import nic
+from envbuild.runtime import nic
 
 ZERO_GID = "0000:0000:0000:0000:0000:0000:0000:0000"
 ROCE_V1 = "IB/RoCE v1"

@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from envbuild.model import Library
-from envbuild.plan import make_plan
+from envbuild.pipeline import load_plan
 from localsources import make_tarball, sha256
+from stamps import expected_stamp, stamp_of
 from nodes import Cluster, lock_waiters, wait_until, write_wrappers
 from testrecipe import GREET_PYPROJECT
 
@@ -35,10 +35,9 @@ def cluster(tmp_path, file_server):
     cluster.close()
 
 
-def stamp_keys(cluster: Cluster) -> dict[str, str]:
-    library = Library(cluster.recipe.recipes)
-    plan = make_plan(library, library.recipe("testrecipe"))
-    return {step.name: plan.stamp_key(step) + "\n" for step in plan.steps}
+def stamp_keys(cluster: Cluster) -> dict[str, dict]:
+    plan = load_plan(cluster.recipe.recipes, "testrecipe")
+    return {step.name: expected_stamp(plan, step) for step in plan.steps}
 
 
 def entries(cluster: Cluster) -> dict[str, list[str]]:
@@ -63,7 +62,7 @@ def assert_installed(cluster: Cluster, k: int, rank: int | None = None) -> None:
     expected = COMPONENTS if rank0 else CACHED
     assert sorted(p.name for p in (root / "state/stamps").iterdir()) == sorted(expected)
     for name in expected:
-        assert (root / "state/stamps" / name).read_text() == keys[name]
+        assert stamp_of((root / "state/stamps" / name).read_text()) == keys[name]
 
 
 def assert_consistent(cluster: Cluster, k: int) -> None:
@@ -174,10 +173,9 @@ def test_concurrent_runs_on_one_node_end_with_one_install(test_recipe, tmp_path)
                          r"held by ", out, re.M), out
         assert "envbuild: libhello: installed meanwhile by another run\n" in out
         assert "envbuild: all 4 components present" in out
-    library = Library(test_recipe.recipes)
-    plan = make_plan(library, library.recipe("testrecipe"))
+    plan = load_plan(test_recipe.recipes, "testrecipe")
     for step in plan.steps:
-        assert (state / "stamps" / step.name).read_text() == plan.stamp_key(step) + "\n"
+        assert stamp_of((state / "stamps" / step.name).read_text()) == expected_stamp(plan, step)
     assert sorted(p.name for p in (state / "stamps").iterdir()) == sorted(COMPONENTS)
     assert sorted(p.name for p in state.iterdir()) == ["install.lock", "install.lock.holder", "logs", "provenance", "stamps"]
     assert list((test_recipe.root / "tmp").iterdir()) == []

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from docker_base import ImageSession, ensure_base_image
-from envbuild.docker_engine import (
+from envbuild.run.docker_engine import (
     BuildFailed,
     BuildProgress,
     BuildTranscript,
@@ -278,7 +278,7 @@ def test_unreachable_engine_is_one_clear_line(monkeypatch):
 
 def test_unreachable_engine_gives_no_traceback_to_a_caller_that_prints_errors():
     program = (
-        "from envbuild.docker_engine import connect\n"
+        "from envbuild.run.docker_engine import connect\n"
         "from envbuild.errors import EnvbuildError\n"
         "import sys\n"
         "try:\n    connect()\n"
@@ -306,7 +306,7 @@ def test_permission_denied_on_socket_names_the_socket_and_the_docker_group(tmp_p
     os.chown(socket_path, 65534, 65534)
     os.chmod(socket_path, 0o600)
     program = (
-        "from envbuild.docker_engine import connect\n"
+        "from envbuild.run.docker_engine import connect\n"
         "from envbuild.errors import EnvbuildError\n"
         "try:\n    connect()\n"
         "except EnvbuildError as exc:\n    print(exc)\n"

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from envbuild.cli import main
-from envbuild.model import Library
+from envbuild.spec.loader import Library
 
 DOCKERFILES = Path(__file__).resolve().parent.parent / "dockerfiles"
 LIBRARY = Library()

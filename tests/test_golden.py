@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.model import Library
-from envbuild.plan import make_plan
-from envbuild.render import render_fragment
+from envbuild.spec.loader import Library
+from envbuild.pipeline import load_plan
+from envbuild.render.script import render_fragment
 
 GOLDEN = Path(__file__).parent / "golden"
 LIBRARY = Library()
@@ -35,7 +35,7 @@ def check_golden(path: Path, text: str) -> None:
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_component_fragments_match_golden(recipe):
     # A fragment depends on its component and dependencies only, so recipes share one golden file.
-    plan = make_plan(LIBRARY, LIBRARY.recipe(recipe))
+    plan = load_plan(LIBRARY.root, recipe)
     for step in plan.steps:
         check_golden(GOLDEN / f"{step.name}.sh", render_fragment(plan, step))
 

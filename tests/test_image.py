@@ -24,11 +24,12 @@ from pathlib import Path
 import pytest
 
 from docker_base import ImageSession
-from envbuild.docker_engine import BuildFailed, BuildProgress, build, image_exists, make_context_tar
-from envbuild.model import Library
-from envbuild.plan import Plan, make_plan
-from envbuild.render import build_context, render_dockerfile
+from envbuild.run.docker_engine import BuildFailed, BuildProgress, build, image_exists, make_context_tar
+from envbuild.pipeline import load_plan
+from envbuild.plan import Plan
+from envbuild.render.dockerfile import build_context, render_dockerfile
 from localsources import FileServer
+from stamps import expected_stamp, stamp_of
 from testrecipe import BROKEN, HttpRecipe
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,9 +72,7 @@ def sources(tmp_path_factory):
 
 
 def image_plan(recipe: HttpRecipe, base_image: str) -> Plan:
-    library = Library(recipe.recipes)
-    the_recipe = library.recipe("testrecipe").with_nic_family(NIC_FAMILY).with_base_image(base_image)
-    return make_plan(library, the_recipe)
+    return load_plan(recipe.recipes, "testrecipe", nic_family=NIC_FAMILY, base_image=base_image)
 
 
 class RecordingProgress(BuildProgress):
@@ -224,7 +223,8 @@ def test_stamps_in_the_image_are_the_plan_stamp_keys(engine, session, baked):
     names = " ".join(COMPONENTS)
     code, out, err = run_in(engine, session, baked.tag, f"for n in {names}; do cat /var/lib/envbuild/stamps/$n; done")
     assert code == 0, err
-    assert out.splitlines() == [baked.plan.stamp_key(baked.plan.step(name)) for name in COMPONENTS]
+    assert [stamp_of(line) for line in out.splitlines()] == [
+        expected_stamp(baked.plan, baked.plan.step(name)) for name in COMPONENTS]
     labels = engine.api.inspect_image(baked.tag)["Config"]["Labels"]
     assert labels["io.envbuild.recipe-hash"] == baked.plan.hash
     assert labels["io.envbuild.components"] == ",".join(COMPONENTS)
@@ -421,10 +421,10 @@ def test_build_context_tar_is_byte_identical_across_renders(sources, tmp_path):
         build_context(image_plan(sources, "b:1")))
     program = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from pathlib import Path; from envbuild.model import Library; from envbuild.plan import make_plan;"
-        "from envbuild.render import build_context; from envbuild.docker_engine import make_context_tar;"
-        "lib = Library(Path(sys.argv[2])); recipe = lib.recipe('testrecipe').with_nic_family('ionic');"
-        "sys.stdout.buffer.write(make_context_tar(build_context(make_plan(lib, recipe.with_base_image('b:1')))))"
+        "from pathlib import Path; from envbuild.pipeline import load_plan;"
+        "from envbuild.render.dockerfile import build_context; from envbuild.run.docker_engine import make_context_tar;"
+        "plan = load_plan(Path(sys.argv[2]), 'testrecipe', nic_family='ionic', base_image='b:1');"
+        "sys.stdout.buffer.write(make_context_tar(build_context(plan)))"
     )
     tars = []
     for seed, umask, cwd in (("1", "022", tmp_path), ("2", "077", sources.recipes)):

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from envbuild.docker_engine import build, make_context_tar
-from envbuild.model import Library
-from envbuild.plan import make_plan
+from envbuild.run.docker_engine import build, make_context_tar
+from envbuild.pipeline import load_plan
 from test_image import build_plan, run_in
 from test_patch_step import PATCHED_FILES, Node
 
@@ -27,8 +26,7 @@ def test_image_patch_layer_matches_the_runtime_script(engine, base_image, sessio
 
     local = node.run()
     assert local.returncode == 0, local.stderr
-    library = Library(node.root / "recipes")
-    plan = make_plan(library, library.recipe("patched").with_base_image(vllm_base))
+    plan = load_plan(node.root / "recipes", "patched", base_image=vllm_base)
     built = build_plan(engine, session, plan, session.tag("patched"))
     assert built.component_steps(cached=False) == ["vllm-patches", "rixl-patch"]
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.model import Library
-from envbuild.plan import make_plan
+from envbuild.spec.loader import Library
+from envbuild.pipeline import load_plan
+from stamps import expected_stamp, stamp_of
 from envbuild.provenance import parse_provenance, parse_stamp
 from test_lock import NO_DOCKER, PATCH, PATCHES_YAML, _edit
 
@@ -130,7 +131,7 @@ def test_diff_recipes_by_file(test_recipe, tmp_path):
         (recipes / "patches" / "greet-1.0" / "patches.yaml").write_text(PATCHES_YAML)
         (recipes / "patches" / "greet-1.0" / "greet-fix.patch").write_text(PATCH.format(word=word))
         _edit(recipes / "components" / "greet.yaml", "depends:", "patches:\n  - greet-fix\ndepends:")
-    plans = [make_plan(Library(r), Library(r).recipe("testrecipe")) for r in (old, new)]
+    plans = [load_plan(r, "testrecipe") for r in (old, new)]
     patch_hashes = [dict(p.step("greet").component.patch_hashes)["greet-fix"] for p in plans]
     rank0 = [p.step("rank0-tool").hash[:12] for p in plans]
     git = test_recipe.values()["git_base"]
@@ -181,12 +182,13 @@ def test_diff_locks_and_a_recipe_against_its_lock(test_recipe, tmp_path):
 def test_inspect_and_diff_the_state_the_script_writes(test_recipe, tmp_path):
     result = test_recipe.run(test_recipe.render())
     assert result.returncode == 0, result.stderr
-    plan = make_plan(Library(test_recipe.recipes), Library(test_recipe.recipes).recipe("testrecipe"))
+    plan = load_plan(test_recipe.recipes, "testrecipe")
     doc = json.loads(envbuild("inspect", str(test_recipe.state), "--format", "json", cwd=tmp_path).stdout)
     assert (doc["recipe"], doc["recipe_hash"]) == ("testrecipe", plan.hash)
     assert {c["name"]: (c["hash"], c["source"]) for c in doc["components"]} == {
         s.name: (s.hash, s.component.source.pin if s.component.source else "") for s in plan.steps}
-    assert {c["details"]["stamp"] for c in doc["components"]} == {plan.stamp_key(s) for s in plan.steps}
+    assert [stamp_of(c["details"]["stamp"]) for c in doc["components"]] == [
+        expected_stamp(plan, plan.step(c["name"])) for c in doc["components"]]
 
     same = envbuild("diff", "testrecipe", str(test_recipe.state), cwd=tmp_path, recipes=test_recipe.recipes)
     assert (same.returncode, same.stdout) == (0, ""), same.stdout + same.stderr
@@ -199,7 +201,7 @@ def test_inspect_and_diff_the_state_the_script_writes(test_recipe, tmp_path):
     assert moved.stdout.splitlines()[2:] == [
         f"libhello: changed pin: {git}libhello.git@{old_commit} -> {git}libhello.git@{test_recipe.libhello_commit}",
         f"greet: changed build: hash {plan.step('greet').hash[:12]} -> "
-        f"{make_plan(Library(test_recipe.recipes), Library(test_recipe.recipes).recipe('testrecipe')).step('greet').hash[:12]}"
+        f"{load_plan(test_recipe.recipes, 'testrecipe').step('greet').hash[:12]}"
         " with the same pin",
     ]
 
@@ -208,13 +210,13 @@ def test_inspect_and_diff_the_state_the_script_writes(test_recipe, tmp_path):
 def test_inspect_and_diff_an_image_built_with_the_recipe_labels(test_recipe, tmp_path):
     from docker_base import ImageSession, engine_or_skip
 
-    from envbuild.docker_engine import build, make_context_tar
-    from envbuild.render import image_labels
+    from envbuild.run.docker_engine import build, make_context_tar
+    from envbuild.render.dockerfile import image_labels
 
     engine = engine_or_skip()
     session = ImageSession()
     try:
-        plan = make_plan(Library(test_recipe.recipes), Library(test_recipe.recipes).recipe("testrecipe"))
+        plan = load_plan(test_recipe.recipes, "testrecipe")
         tag = session.tag("labels-only")
         context = make_context_tar({"Dockerfile": (b"FROM scratch\nLABEL envbuild-test=labels-only\n", 0o644)})
         build(engine, context, tag, labels={**session.labels, **image_labels(plan)})

@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envbuild import lock as lockfile
-from envbuild.model import Library, offline_git_name
-from envbuild.plan import make_plan
+from envbuild.spec import lock as lockfile
+from envbuild.spec.loader import Library
+from envbuild.spec.sources import offline_git_name
+from envbuild.pipeline import load_plan
 from envbuild.shell import quote
 from localsources import make_tarball, sha256
 from testrecipe import HttpRecipe, LocalRecipe
@@ -293,7 +294,7 @@ def test_lock_fills_an_unknown_sha256_which_the_script_then_verifies(local_recip
 
 def test_branch_only_source_is_unpinned_until_locked_then_held_at_the_locked_commit(local_recipe):
     library = Library(local_recipe.recipes)
-    plan = make_plan(library, library.recipe("testrecipe"))
+    plan = load_plan(library.root, "testrecipe")
     tip_url = f"{local_recipe.values()['git_base']}libhello.git"
     assert plan.step("tip").component.source.pin == f"{tip_url}#branch=main"
     assert any("source.commit: tip is unpinned (branch main, no lock); `envbuild lock` resolves it" in w
@@ -311,7 +312,7 @@ def test_branch_only_source_is_unpinned_until_locked_then_held_at_the_locked_com
     locked = local_recipe.libhello_commit
     local_recipe.set_hello_version(2)  # the branch moves on; the lock holds
     library = Library(local_recipe.recipes)
-    plan = make_plan(library, library.recipe("testrecipe"))
+    plan = load_plan(library.root, "testrecipe")
     assert plan.step("tip").component.source.pin == f"{tip_url}@{locked}"
     assert not [w for w in plan.warnings() if "tip" in w]
     script = local_recipe.render()
@@ -378,8 +379,8 @@ def test_locked_digest_pins_the_base_image(local_recipe):
 def test_builtin_locks_agree_and_resolve_nothing_they_could_not_reach():
     library = Library()
     for name in library.recipe_names():
-        plan = make_plan(library, library.recipe(name))
-        lock = plan.recipe.lock
+        plan = load_plan(library.root, name)
+        lock = plan.lock
         assert lock is not None and plan.lock_problems == ()
         plan.require_lock()
         assert lock.hash == lockfile.content_hash(lock.doc)
@@ -620,7 +621,7 @@ def test_lock_records_the_registry_digest_of_the_base_image(local_recipe):
 def test_image_digest_says_why_there_is_none():
     from docker_base import engine_or_skip, ensure_base_image
 
-    from envbuild.docker_engine import image_digest
+    from envbuild.run.docker_engine import image_digest
 
     engine = engine_or_skip()
     base = ensure_base_image(engine)  # built here, never pulled: no registry digest

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from envbuild import nic
-from envbuild.model import Library
+from envbuild.runtime import nic
+from envbuild.spec.loader import Library
 from nic_fixtures import (
     ROCE_V1, ROCE_V2, SCENARIOS, UNREADABLE, Nic, Node, bnxt_upstream_node, bnxt_v2_only_node, full_gid,
     ionic_node, ionic_rails, link_local_gid, make_node, mia1_node, mlnx_qos_output, mlx5_rails, niccli_getqos,

@@ -31,10 +31,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import vllm_wheel
-from envbuild import patchapply, patches
+from envbuild.runtime import patchapply
+from envbuild.spec import patches
 from envbuild.errors import RecipeError
+from envbuild.spec.loader import builtin_recipes_dir
 
-APPLIER = patches.applier_source()
+APPLIER = Path(patchapply.__file__).read_text(encoding="utf-8")
 VLLM_DIR = "vllm-0.17.1"
 VLLM_PATCHES = [
     "moriep-fp8-compat", "moriio-save-kv-bounded-wait", "moriio-load-kv-bounded-wait",
@@ -51,7 +53,7 @@ PROG_PREFIX = "envbuild-patch: "
 
 @pytest.fixture(scope="session")
 def catalog():
-    return patches.load_catalog()
+    return patches.load_catalog(builtin_recipes_dir() / "patches")
 
 
 @pytest.fixture(scope="session")

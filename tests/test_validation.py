@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from envbuild.errors import RecipeError
-from envbuild.model import Library
-from envbuild.plan import make_plan
+from envbuild.spec.loader import Library
+from envbuild.pipeline import load_plan
 
 INVALID = Path(__file__).parent / "invalid"
 CASES = sorted(p.name for p in INVALID.iterdir() if p.is_dir())
@@ -46,7 +46,7 @@ def test_builtin_recipes_are_valid():
     library = Library()
     assert library.recipe_names() == ["mi355x-moriio", "mi355x-nixl"]
     for name in library.recipe_names():
-        make_plan(library, library.recipe(name))
+        load_plan(library.root, name)
 
 
 def test_validate_accepts_a_recipe_file_path(tmp_path):

@@ -15,8 +15,8 @@ per directory listing its patches:
 
 Everything is validated on load, every problem naming file, line and key. The
 patches are applied by `envbuild.patchapply`, which runs without envbuild
-wherever the patches go (runtime script or image); `manifest_json` writes what
-it reads and `applier_source` is the program to embed.
+wherever the patches go (runtime script or image); `manifest_json` is what it
+reads, and the content hash of a component covers it.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any, Iterable, Sequence
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from envbuild import patchapply, schema
 from envbuild.errors import Problem, RecipeError
-from envbuild.yamlfile import LocatedDict, display_path, load_mapping
+from envbuild.runtime import patchapply
+from envbuild.spec import schema
+from envbuild.spec.yamlfile import LocatedDict, display_path, load_mapping
 
 METADATA_FILE = "patches.yaml"
 KINDS = ("diff", "anchored-insert")
@@ -61,12 +62,12 @@ PATCH = schema.Shape({
     "file": schema.Field(schema.string(FILE_NAME_RE, "a file name in this directory"), required=True),
     "kind": schema.Field(schema.string(choices=KINDS)),
     "dist": schema.Field(schema.string(DIST_RE, "a distribution name"), required=True),
-    "specifier": schema.Field(_specifier, required=True),
+    "specifier": schema.Field(schema.Custom(_specifier, {"type": "string"}), required=True),
     "optional": schema.Field(schema.boolean),
     "depends": schema.Field(schema.list_of(schema.string(schema.NAME_RE, "a patch name"))),
     "description": schema.Field(schema.text, required=True),
 })
-METADATA = schema.Shape({"patches": schema.Field(schema.list_of(PATCH.check), required=True)})
+METADATA = schema.Shape({"patches": schema.Field(schema.list_of(PATCH), required=True)})
 
 
 @dataclass(frozen=True)
@@ -94,19 +95,13 @@ class PatchSpec:
         )
 
 
-def default_patches_dir() -> Path:
-    from envbuild.model import default_recipes_dir  # the model may import this module
-
-    return default_recipes_dir() / "patches"
-
-
 def load_patch_dir(directory: Path) -> list[PatchSpec]:
     """The patches listed in `directory`/patches.yaml, in file order, validated on their own."""
     metadata = directory / METADATA_FILE
     display = display_path(metadata)
     data = load_mapping(metadata, display)
     checker = schema.Checker(display)
-    if not METADATA.check(checker, data, data.line, ""):
+    if not METADATA(checker, data, data.line, ""):
         raise RecipeError(sorted(checker.problems, key=lambda p: p.line or 0))
     specs = []
     for index, entry in enumerate(data["patches"]):
@@ -151,13 +146,12 @@ def _spec(checker: schema.Checker, directory: Path, display: str, entry: Located
     return spec
 
 
-def load_catalog(root: Path | None = None) -> dict[str, PatchSpec]:
-    """Every patch under `root` (default: the recipes' patches dir) by name.
+def load_catalog(root: Path) -> dict[str, PatchSpec]:
+    """Every patch under `root` (a recipes directory's patches/) by name.
 
     Checks across directories too: names are unique, dependencies exist and
     form no cycle.
     """
-    root = Path(root) if root is not None else default_patches_dir()
     problems: list[Problem] = []
     catalog: dict[str, PatchSpec] = {}
     for metadata in sorted(root.glob(f"*/{METADATA_FILE}")):
@@ -263,11 +257,6 @@ def manifest(patches: Sequence[PatchSpec]) -> dict:
 
 def manifest_json(patches: Sequence[PatchSpec]) -> str:
     return json.dumps(manifest(patches), indent=2, sort_keys=True) + "\n"
-
-
-def applier_source() -> str:
-    """The applier program, to embed in a script or image (stdlib only)."""
-    return Path(patchapply.__file__).read_text(encoding="utf-8")
 
 
 def check(patches: Sequence[PatchSpec], site_packages: Path | None = None) -> list[patchapply.Outcome]:

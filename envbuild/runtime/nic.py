@@ -29,6 +29,8 @@ FAMILY_BY_VENDOR = {"0x1dd8": "ionic", "0x15b3": "mlx5", "0x14e4": "bnxt"}
 FAMILY_BY_DRIVER = {"ionic": "ionic", "mlx5_core": "mlx5", "bnxt_en": "bnxt"}
 UNKNOWN_VENDOR = "unknown"
 NO_NIC = "none"
+# The families a recipe may name: each RDMA family, and none.
+NIC_FAMILIES = tuple(dict.fromkeys(FAMILY_BY_VENDOR.values())) + (NO_NIC,)
 RAIL = "rail"
 EXCLUDED = "excluded"
 ROCE_V2 = "RoCE v2"

@@ -1,0 +1,231 @@
+"""Lock files: a recipe's sources resolved to exact, checkable values, and the lock policy.
+
+`envbuild lock` writes `<recipes dir>/<recipe>.lock` next to the recipe: every
+git source with the commit it resolves to (a branch resolved with
+`git ls-remote`, a pinned commit checked by fetching it), every download with
+the sha256 and size measured by downloading it, the base image's digest, and
+the sha256 of every patch text. What cannot be reached is recorded as such,
+with the reason; nothing is ever guessed (resolving is `envbuild.resolve`).
+
+A lock only fills in what the recipe leaves open (`sha256: unknown`, a git
+source with a branch and no commit); anything the recipe states and the lock
+contradicts is a disagreement (`Lock.disagreements`), a warning of every
+command, refused by `--require-lock` (`require`) and `envbuild lock --check`.
+
+The document (`Lock.doc`, the YAML): `format`, `recipe`, `lock_hash`,
+`base_image: {ref, digest, status, reason}` and `components: {name: {source:
+<entry or null>, patches: {patch: sha256}}}`, source entries as
+`envbuild.spec.sources` describes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from envbuild.errors import LockError
+from envbuild.spec.model import Component, Recipe
+from envbuild.spec.sources import UNRESOLVED
+
+LOCK_FORMAT = "envbuild-lock-v1"
+SUFFIX = ".lock"
+
+
+def lock_path(root: Path, recipe_name: str) -> Path:
+    return Path(root) / f"{recipe_name}{SUFFIX}"
+
+
+def content_hash(doc: dict) -> str:
+    """sha256 over the canonical JSON of the lock, without its own hash and the `reason` texts.
+
+    The reasons are explanations (an error message can differ from one machine
+    to the next); the hash identifies the values a build uses.
+    """
+    def values(node):
+        if isinstance(node, dict):
+            return {key: values(value) for key, value in node.items() if key not in ("reason", "lock_hash")}
+        return node
+
+    text = json.dumps(values(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def header(recipe: str) -> str:
+    return (
+        f"# envbuild lock file of recipe {recipe}: the exact sources it installs.\n"
+        f"# Written by `envbuild lock --recipe {recipe}`; `envbuild lock --recipe {recipe} --check`\n"
+        "# compares it with the recipe. Commit it next to the recipe and do not edit it by hand.\n"
+        "# status: verified = measured from the source; unverified = the recipe's pin, not\n"
+        "# checkable from where the lock was written; unresolved = unknown (see reason).\n"
+        "# lock_hash: sha256 of the canonical JSON of everything else but the reasons.\n"
+    )
+
+
+def dump(doc: dict) -> str:
+    """The lock's text: a header comment, then YAML with sorted keys, one value per line."""
+    doc = dict(doc, lock_hash=content_hash(doc))
+    body = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, allow_unicode=False, width=100000)
+    return header(doc["recipe"]) + body
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A lock file as read back."""
+
+    path: Path
+    display: str
+    doc: dict = field(compare=False, repr=False)
+
+    @property
+    def hash(self) -> str:
+        return self.doc.get("lock_hash") or ""
+
+    @property
+    def components(self) -> dict:
+        return self.doc.get("components") or {}
+
+    def source(self, name: str) -> dict | None:
+        entry = self.components.get(name) or {}
+        return entry.get("source")
+
+    def patches(self, name: str) -> dict:
+        entry = self.components.get(name) or {}
+        return entry.get("patches") or {}
+
+    def unresolved(self) -> list[str]:
+        """'component: reason' of each value the lock could not resolve."""
+        found = []
+        base = self.doc.get("base_image") or {}
+        if base.get("status") == UNRESOLVED:
+            found.append(f"base image {base.get('ref')}: {base.get('reason')}")
+        for name in sorted(self.components):
+            source = self.source(name)
+            if source and source.get("status") == UNRESOLVED:
+                found.append(f"{name}: {source.get('reason')}")
+        return found
+
+    # --- using the lock ---------------------------------------------------------
+
+    def apply(self, component: Component) -> Component:
+        """The component with what the recipe leaves open filled in from the lock."""
+        entry = self.source(component.name)
+        src = component.source
+        if not entry or src is None or entry.get("kind") != src.kind or entry.get("url") != src.url:
+            return component
+        filled = src.with_lock(entry)
+        return component if filled is src else dataclasses.replace(component, source=filled)
+
+    def base_image(self, ref: str) -> str:
+        """`ref` pinned to the locked digest (`name:tag@sha256:...`), when the lock has one for it."""
+        base = self.doc.get("base_image") or {}
+        if base.get("ref") == ref and base.get("digest") and "@" not in ref:
+            return f"{ref}@{base['digest']}"
+        return ref
+
+    def disagreements(self, recipe: Recipe, components: list[Component]) -> list[str]:
+        """Where the recipe (as written, before the lock is applied) and the lock differ, one line each."""
+        found = []
+        if self.doc.get("recipe") != recipe.name:
+            found.append(f"recipe: the lock is for {self.doc.get('recipe')!r}, not {recipe.name!r}")
+        if self.hash != content_hash(self.doc):
+            found.append("lock_hash: does not match the lock's content (was it edited by hand?)")
+        locked_ref = (self.doc.get("base_image") or {}).get("ref")
+        if locked_ref != recipe.base_image:
+            found.append(f"base_image: the recipe has {recipe.base_image}, the lock has {locked_ref}")
+        names = [c.name for c in components]
+        for name in names:
+            if name not in self.components:
+                found.append(f"component {name}: in the recipe, not in the lock")
+        for name in sorted(set(self.components) - set(names)):
+            found.append(f"component {name}: in the lock, not in the recipe")
+        for component in components:
+            if component.name in self.components:
+                found += [f"component {component.name}: {line}" for line in self._component_disagreements(component)]
+        return found
+
+    def _component_disagreements(self, component: Component) -> list[str]:
+        found = []
+        entry = self.source(component.name)
+        src = component.source
+        if src is None or entry is None:
+            if src is not None or entry is not None:
+                found.append(f"source: the recipe has {_kind(src)}, the lock has {_kind(entry)}")
+        elif entry.get("kind") != src.kind:
+            found.append(f"source: the recipe has {_kind(src)}, the lock has {_kind(entry)}")
+        else:
+            for key, ours, theirs in src.lock_fields(entry):
+                if ours != theirs:
+                    found.append(f"source.{key}: the recipe has {ours or 'none'}, the lock has {theirs or 'none'}")
+        ours, theirs = dict(component.patch_hashes), self.patches(component.name)
+        for name in sorted(set(ours) | set(theirs)):
+            if ours.get(name) != theirs.get(name):
+                found.append(f"patches.{name}: the recipe's text has sha256 {ours.get(name) or 'none (not applied)'}, "
+                             f"the lock has {theirs.get(name) or 'none (not applied)'}")
+        return found
+
+
+def _kind(source) -> str:
+    if source is None:
+        return "no source"
+    kind = source.kind if not isinstance(source, dict) else source.get("kind")
+    return f"a {kind} source"
+
+
+def load(path: Path, display: str | None = None) -> Lock | None:
+    """The lock at `path`, None when there is none; an unreadable lock is a LockError."""
+    display = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LockError(f"cannot read {display}: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise LockError(f"{display}: not a valid lock file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or doc.get("format") != LOCK_FORMAT:
+        raise LockError(f"{display}: not an envbuild lock file (format {LOCK_FORMAT} expected); "
+                        "write it again with `envbuild lock`")
+    if not isinstance(doc.get("components"), dict) or not isinstance(doc.get("recipe"), str):
+        raise LockError(f"{display}: malformed lock (no recipe or components); write it again with `envbuild lock`")
+    return Lock(path, display, doc)
+
+
+# --- policy ---------------------------------------------------------------------
+
+
+def out_of_date(lock: Lock, recipe_name: str, problems: list[str] | tuple[str, ...]) -> list[str]:
+    """The lines that say a lock disagrees with its recipe, and how to fix it."""
+    return [f"{lock.display}: {problem}" for problem in problems] + [
+        f"{lock.display} is out of date: `envbuild lock --recipe {recipe_name}` writes it again"]
+
+
+def source_warnings(components: list[Component], lock: Lock | None) -> list[str]:
+    """What every command warns about the recipe's sources (unverified downloads, unpinned commits)."""
+    display = lock.display if lock else None
+    found = []
+    for component in components:
+        if component.source is not None:
+            warning = component.source.warning(component.name, component.file, display)
+            if warning:
+                found.append(warning)
+    return found
+
+
+def require(lock: Lock | None, problems: list[str] | tuple[str, ...], recipe: Recipe) -> None:
+    """--require-lock: refuse a recipe without a lock, or whose lock disagrees with it (LockError)."""
+    if lock is None:
+        path = lock_path(Path(recipe.file).parent, recipe.name)
+        raise LockError(f"recipe {recipe.name} has no lock ({path}) and --require-lock was given; "
+                        f"write it with `envbuild lock --recipe {recipe.name}`")
+    if problems:
+        raise LockError("\n".join([f"{lock.display}: {problem}" for problem in problems] + [
+            f"{lock.display} disagrees with the recipe and --require-lock was given; "
+            f"`envbuild lock --recipe {recipe.name}` writes it again"]))
+

@@ -1,0 +1,266 @@
+"""The recipe model: components, recipes and cluster profiles as plain frozen types.
+
+Nothing here reads a file: `envbuild.spec.loader` reads recipe directories into
+these types. Each YAML key is declared once, on the type it fills, with
+`yaml_key(check, ...)`: the declaration gives its validation (envbuild.spec.schema),
+its JSON Schema and documentation (`shape_of`), and how its value is built
+(`from_yaml`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from envbuild.shell import ENV_REFERENCE
+from envbuild.spec import schema, sources
+from envbuild.spec.patches import PatchSpec, manifest_json
+from envbuild.spec.sources import Source
+
+_YAML = "envbuild.yaml"
+
+
+@dataclass(frozen=True)
+class YamlKey:
+    check: schema.Check
+    required: bool
+    doc: str
+    build: Callable[[Any], Any] | None
+
+
+def yaml_key(check: schema.Check, *, default: Any = None, required: bool = False, doc: str = "",
+             build: Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field read from the YAML key of the same name."""
+    return dataclasses.field(default=default, metadata={_YAML: YamlKey(check, required, doc, build)})
+
+
+def _yaml_fields(cls) -> list[tuple[str, YamlKey]]:
+    return [(f.name, f.metadata[_YAML]) for f in dataclasses.fields(cls) if _YAML in f.metadata]
+
+
+def shape_of(cls, doc: str = "") -> schema.Shape:
+    """The schema Shape of the YAML keys declared on `cls`."""
+    return schema.Shape({name: schema.Field(key.check, key.required, key.doc) for name, key in _yaml_fields(cls)},
+                        doc=doc)
+
+
+def from_yaml(cls, data: dict, **derived: Any):
+    """An instance of `cls` from validated YAML data; `derived` gives the fields YAML does not."""
+    values = {}
+    for name, key in _yaml_fields(cls):
+        if name in data:
+            values[name] = key.build(data[name]) if key.build else data[name]
+    return cls(**values, **derived)
+
+
+def _strip(text: str) -> str:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class PipGroup:
+    requirements: tuple[str, ...]
+    options: tuple[str, ...] = ()
+
+
+def _pip_groups(data: list) -> tuple[PipGroup, ...]:
+    """Loose requirements form one group, first; each mapping is a group of its own."""
+    loose = tuple(item for item in data if isinstance(item, str))
+    groups = tuple(PipGroup(tuple(item["requirements"]), tuple(item.get("options") or ()))
+                   for item in data if isinstance(item, dict))
+    return ((PipGroup(loose),) if loose else ()) + groups
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Variables to set and path-like variables to prepend to, in file order."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    path: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def from_yaml(cls, data: dict | None) -> EnvSpec:
+        if not data:
+            return cls()
+        return cls(tuple((k, v) for k, v in (data.get("set") or {}).items()),
+                   tuple((k, tuple(v)) for k, v in (data.get("path") or {}).items()))
+
+    def merged(self, other: EnvSpec) -> EnvSpec:
+        sets = dict(self.set)
+        sets.update(other.set)
+        paths = {name: list(values) for name, values in self.path}
+        for name, values in other.path:
+            paths.setdefault(name, []).extend(v for v in values if v not in paths.get(name, ()))
+        return EnvSpec(tuple(sets.items()), tuple((n, tuple(v)) for n, v in paths.items()))
+
+    def references(self) -> set[str]:
+        values = [v for _, v in self.set] + [v for _, vs in self.path for v in vs]
+        return {ref for value in values for ref in ENV_REFERENCE.findall(value)}
+
+    @property
+    def empty(self) -> bool:
+        return not self.set and not self.path
+
+
+def _as_tuple(value) -> tuple:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """When a component applies; evaluated at run time, empty means always."""
+
+    node_ranks: tuple[int, ...] = ()
+    nics: tuple[str, ...] = ()
+
+    @classmethod
+    def from_yaml(cls, data: dict) -> Condition:
+        return cls(_as_tuple(data.get("node_rank")), _as_tuple(data.get("nic")))
+
+    def describe(self) -> str:
+        parts = []
+        if self.node_ranks:
+            parts.append("NODE_RANK in " + ",".join(map(str, self.node_ranks)))
+        if self.nics:
+            parts.append("NIC family in " + ",".join(self.nics))
+        return " and ".join(parts) or "always"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One thing installed on top of the base image (a `components/<name>.yaml` file)."""
+
+    name: str = yaml_key(schema.component_name, default="", required=True, doc="the file's name, without .yaml")
+    description: str = yaml_key(schema.text, default="", required=True, build=_strip,
+                                doc="what it is; the first line is its summary")
+    source: Source | None = yaml_key(sources.SHAPE, doc="where its code comes from", build=sources.from_yaml)
+    apt: tuple[str, ...] = yaml_key(schema.list_of(schema.apt_package), default=(), build=tuple,
+                                    doc="Debian packages the step needs")
+    pip: tuple[PipGroup, ...] = yaml_key(schema.PIP, default=(), build=_pip_groups,
+                                         doc="pip requirements, or groups of them with options")
+    depends: tuple[str, ...] = yaml_key(schema.list_of(schema.component_name), default=(), build=tuple,
+                                        doc="components installed before it")
+    prefix: tuple[tuple[str, str], ...] = yaml_key(
+        schema.mapping_of(schema.env_name, schema.abs_path), default=(), build=lambda data: tuple(data.items()),
+        doc="install prefixes it owns (VAR: /path), overridable from the environment at run time")
+    build: str = yaml_key(schema.text, default="", doc="bash, run in the checked-out source")
+    check: str = yaml_key(schema.text, default="", doc="bash that must succeed before the stamp is written")
+    env: EnvSpec = yaml_key(schema.ENV, default=EnvSpec(), build=EnvSpec.from_yaml,
+                            doc="environment exported once it is installed")
+    when: Condition = yaml_key(schema.WHEN, default=Condition(), build=Condition.from_yaml,
+                               doc="run-time condition; always when absent")
+    nic_specific: bool = yaml_key(schema.boolean, default=False, doc="built per NIC family ($EB_NIC_FAMILY)")
+    patches: tuple[str, ...] = yaml_key(schema.list_of(schema.string(schema.NAME_RE, "a patch name")), default=(),
+                                        build=tuple, doc="patches (from patches/) it applies")
+    notes: str = yaml_key(schema.text, default="", doc="for readers only")
+    # Not from YAML:
+    file: str = ""
+    patch_specs: tuple[PatchSpec, ...] = ()  # `patches` with what they depend on, in applying order
+    key_lines: tuple[tuple[str, int], ...] = ()
+
+    def line(self, key: str) -> int:
+        return dict(self.key_lines).get(key, 1)
+
+    @property
+    def patch_hashes(self) -> tuple[tuple[str, str], ...]:
+        """(patch name, sha256 of its text), in applying order."""
+        return tuple((p.name, hashlib.sha256(p.text.encode()).hexdigest()) for p in self.patch_specs)
+
+    def identity(self) -> dict:
+        """Everything that defines what gets installed (not how it is described)."""
+        return {
+            "name": self.name,
+            "source": self.source.identity() if self.source is not None else None,
+            "apt": list(self.apt),
+            "pip": [{"requirements": list(g.requirements), "options": list(g.options)} for g in self.pip],
+            "depends": list(self.depends),
+            "prefix": [list(p) for p in self.prefix],
+            "build": self.build,
+            "check": self.check,
+            "nic_specific": self.nic_specific,
+            "patches": manifest_json(self.patch_specs) if self.patch_specs else "",
+        }
+
+
+@dataclass(frozen=True)
+class QoS:
+    dscp: int | None = None
+    service_level: int | None = None
+
+    @classmethod
+    def from_yaml(cls, data: dict) -> QoS:
+        return cls(data.get("dscp"), data.get("service_level"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a cluster's nodes share (a `clusters/<name>.yaml` profile)."""
+
+    name: str = yaml_key(schema.component_name, default="", required=True, doc="the file's name, without .yaml")
+    description: str = yaml_key(schema.text, default="", required=True, build=_strip, doc="which cluster")
+    nic_family: str = yaml_key(schema.nic_family, default="", doc="the NIC family of every node")
+    rail_count: int | None = yaml_key(schema.integer(0), doc="RDMA rails each node must have")
+    qos: QoS = yaml_key(schema.QOS, default=QoS(), build=QoS.from_yaml,
+                        doc="fallback QoS when the node's tools cannot tell")
+    env: EnvSpec = yaml_key(schema.ENV, default=EnvSpec(), build=EnvSpec.from_yaml, doc="environment of every node")
+    notes: str = yaml_key(schema.text, default="", doc="for readers only")
+    file: str = ""
+
+    def profile(self) -> dict:
+        """The profile as NIC detection takes it (nic.detect's `profile`), unset fields left out."""
+        fields = {"name": self.name, "nic_family": self.nic_family, "rail_count": self.rail_count,
+                  "dscp": self.qos.dscp, "service_level": self.qos.service_level}
+        return {key: value for key, value in fields.items() if value not in (None, "")}
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    """A `<recipe>.yaml` file as written; loader.Library combines its `extends` chain into a Recipe."""
+
+    name: str = yaml_key(schema.component_name, default="", required=True, doc="the file's name, without .yaml")
+    description: str = yaml_key(schema.text, default="", required=True, build=_strip,
+                                doc="what it installs; the first line is its summary")
+    base_image: str = yaml_key(schema.string(schema.IMAGE_RE, "an image reference"), default="",
+                               doc="the image it goes on top of")
+    extends: str = yaml_key(schema.component_name, default="", doc="a recipe whose values this one starts from")
+    cluster: str = yaml_key(schema.component_name, default="", doc="a cluster profile from clusters/")
+    components: tuple[str, ...] = yaml_key(schema.list_of(schema.component_name), default=(), build=tuple,
+                                           doc="what to install; dependencies are added and ordered")
+    env: EnvSpec = yaml_key(schema.ENV, default=EnvSpec(), build=EnvSpec.from_yaml, doc="environment of the recipe")
+    notes: str = yaml_key(schema.text, default="", doc="for readers only")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe with its `extends` chain and cluster profile applied."""
+
+    name: str
+    description: str
+    file: str
+    base_image: str
+    components: tuple[str, ...]
+    env: EnvSpec
+    cluster: Cluster | None
+    chain: tuple[str, ...]
+    component_lines: tuple[tuple[str, str, int], ...]  # (name, file, line) of each listing
+    key_lines: tuple[tuple[str, int], ...] = ()
+
+    def line(self, key: str) -> int:
+        return dict(self.key_lines).get(key, 1)
+
+    def with_base_image(self, image: str) -> Recipe:
+        return dataclasses.replace(self, base_image=image)
+
+    def with_nic_family(self, family: str) -> Recipe:
+        """The recipe for one NIC family, as if its cluster profile said so."""
+        cluster = self.cluster or Cluster(name="", description="NIC family given on the command line", file="")
+        return dataclasses.replace(self, cluster=dataclasses.replace(cluster, nic_family=family))
+
+
+COMPONENT = shape_of(Component, "an envbuild component: one thing installed on top of the base image")
+CLUSTER = shape_of(Cluster, "an envbuild cluster profile")
+RECIPE = shape_of(RecipeFile, "an envbuild recipe: components on top of a base image")

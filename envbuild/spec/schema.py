@@ -1,0 +1,418 @@
+"""Schema checks for recipe files: closed vocabularies, types, formats.
+
+Every check reports a Problem naming the file, the line and the dotted key,
+and checking goes on so that one run shows every problem of a file. Each check
+also describes itself as JSON Schema (`json_schema()`), so the same
+declarations give `envbuild schema`, the schema editors complete recipes with.
+
+A check is called as `check(checker, value, line, key) -> bool`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from envbuild.errors import Problem
+from envbuild.runtime.nic import NIC_FAMILIES
+from envbuild.spec.yamlfile import LocatedDict, LocatedList
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
+PIP_OPTION_RE = re.compile(r"^--[a-z][a-z-]*(=[^\s]+)?$")
+# Characters a path may hold so that it stays one word everywhere it is written.
+PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+UNKNOWN_CHECKSUM = "unknown"
+
+
+class Checker:
+    """Collects the problems of one file."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(self, line: int | None, key: str, message: str) -> None:
+        self.problems.append(Problem(self.file, line, key, message))
+
+
+class Check:
+    """A value check that can also describe itself as JSON Schema."""
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        raise NotImplementedError
+
+    def json_schema(self) -> dict:
+        raise NotImplementedError
+
+
+@dataclass
+class Field:
+    """A key of a mapping: its check, whether it is required, what it means."""
+
+    check: Check
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass
+class Shape(Check):
+    """A mapping with a closed set of keys."""
+
+    fields: dict[str, Field] = field(default_factory=dict)
+    doc: str = ""
+
+    def __call__(self, checker: Checker, data: Any, line: int, key: str) -> bool:
+        if not isinstance(data, dict):
+            checker.add(line, key, f"must be a mapping, not {_type_name(data)}")
+            return False
+        ok = True
+        for name in data:
+            if name not in self.fields:
+                allowed = ", ".join(sorted(self.fields))
+                checker.add(_line(data, name), _join(key, name), f"unknown key; allowed keys: {allowed}")
+                ok = False
+        for name, spec in self.fields.items():
+            if name in data:
+                ok &= spec.check(checker, data[name], _line(data, name), _join(key, name))
+            elif spec.required:
+                checker.add(getattr(data, "line", line), _join(key, name), "missing required key")
+                ok = False
+        return ok
+
+    def json_schema(self) -> dict:
+        properties = {}
+        for name, spec in self.fields.items():
+            properties[name] = dict(spec.check.json_schema(), **({"description": spec.doc} if spec.doc else {}))
+        schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        required = [name for name, spec in self.fields.items() if spec.required]
+        if required:
+            schema["required"] = required
+        if self.doc:
+            schema["description"] = self.doc
+        return schema
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _line(data: Any, key: str) -> int:
+    return data.line_of(key) if isinstance(data, LocatedDict) else 0
+
+
+def _item_line(data: Any, index: int) -> int:
+    if isinstance(data, LocatedList) and index < len(data.item_lines):
+        return data.item_lines[index]
+    return getattr(data, "line", 0)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {
+        str: "a string", int: "a number", float: "a number", bool: "true/false",
+        LocatedDict: "a mapping", dict: "a mapping", LocatedList: "a list", list: "a list",
+    }.get(type(value), type(value).__name__)
+
+
+@dataclass
+class String(Check):
+    pattern: re.Pattern | None = None
+    what: str = ""
+    choices: tuple = ()
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            checker.add(line, key, "must be a string, not a number; put it in quotes")
+            return False
+        if not isinstance(value, str):
+            checker.add(line, key, f"must be a string, not {_type_name(value)}")
+            return False
+        if self.choices and value not in self.choices:
+            checker.add(line, key, f"{value!r} is not one of: {', '.join(self.choices)}")
+            return False
+        if self.pattern is not None and not self.pattern.match(value):
+            checker.add(line, key, f"{value!r} is not {self.what}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        schema: dict = {"type": "string"}
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.pattern is not None:
+            schema["pattern"] = self.pattern.pattern
+        return schema
+
+
+def string(pattern: re.Pattern | None = None, what: str = "", choices: tuple = ()) -> String:
+    return String(pattern, what, tuple(choices))
+
+
+class Text(Check):
+    """Non-empty text; may span lines."""
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, str) or not value.strip():
+            checker.add(line, key, f"must be non-empty text, not {_type_name(value)}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "minLength": 1}
+
+
+text = Text()
+
+
+@dataclass
+class Integer(Check):
+    minimum: int = 0
+    maximum: int | None = None
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int):
+            checker.add(line, key, f"must be a whole number, not {_type_name(value)}")
+            return False
+        if value < self.minimum or (self.maximum is not None and value > self.maximum):
+            bounds = f"from {self.minimum} to {self.maximum}" if self.maximum is not None else f"at least {self.minimum}"
+            checker.add(line, key, f"must be {bounds}, not {value}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        schema = {"type": "integer", "minimum": self.minimum}
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        return schema
+
+
+def integer(minimum: int = 0, maximum: int | None = None) -> Integer:
+    return Integer(minimum, maximum)
+
+
+class Boolean(Check):
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, bool):
+            checker.add(line, key, f"must be true or false, not {_type_name(value)}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "boolean"}
+
+
+boolean = Boolean()
+
+
+@dataclass
+class ListOf(Check):
+    item: Check
+    allow_single: bool = False
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if self.allow_single and not isinstance(value, list):
+            return self.item(checker, value, line, key)
+        if not isinstance(value, list):
+            checker.add(line, key, f"must be a list, not {_type_name(value)}")
+            return False
+        ok = True
+        seen = set()
+        for index, item in enumerate(value):
+            item_key = f"{key}[{index}]"
+            ok &= self.item(checker, item, _item_line(value, index), item_key)
+            if isinstance(item, (str, int)) and not isinstance(item, bool):
+                if item in seen:
+                    checker.add(_item_line(value, index), item_key, f"{item!r} is listed twice")
+                    ok = False
+                seen.add(item)
+        return ok
+
+    def json_schema(self) -> dict:
+        schema = {"type": "array", "items": self.item.json_schema(), "uniqueItems": True}
+        return {"anyOf": [self.item.json_schema(), schema]} if self.allow_single else schema
+
+
+def list_of(item: Check, allow_single: bool = False) -> ListOf:
+    return ListOf(item, allow_single)
+
+
+@dataclass
+class MappingOf(Check):
+    key: String
+    value: Check
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, dict):
+            checker.add(line, key, f"must be a mapping, not {_type_name(value)}")
+            return False
+        ok = True
+        for name, item in value.items():
+            ok &= self.key(checker, name, _line(value, name), _join(key, str(name)))
+            ok &= self.value(checker, item, _line(value, name), _join(key, str(name)))
+        return ok
+
+    def json_schema(self) -> dict:
+        return {"type": "object", "propertyNames": self.key.json_schema(),
+                "additionalProperties": self.value.json_schema()}
+
+
+def mapping_of(key: String, value: Check) -> MappingOf:
+    return MappingOf(key, value)
+
+
+@dataclass
+class Url(Check):
+    schemes: tuple = ("https", "http", "file")
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, str):
+            checker.add(line, key, f"must be a URL string, not {_type_name(value)}")
+            return False
+        parsed = urlparse(value)
+        bad_chars = any(c.isspace() or c in "'\"`$\\" for c in value)
+        if parsed.scheme not in self.schemes or bad_chars or not (parsed.netloc or parsed.scheme == "file") \
+                or not parsed.path:
+            checker.add(line, key, f"{value!r} is not a valid {'/'.join(self.schemes)} URL")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "format": "uri", "pattern": f"^({'|'.join(self.schemes)}):"}
+
+
+def url(schemes: tuple = ("https", "http", "file")) -> Url:
+    return Url(tuple(schemes))
+
+
+class Sha256(Check):
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if value == UNKNOWN_CHECKSUM:
+            return True
+        if not isinstance(value, str) or not SHA256_RE.match(value):
+            checker.add(line, key, f"{value!r} is not a sha256 (64 lowercase hex digits) or {UNKNOWN_CHECKSUM!r}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "pattern": f"^([0-9a-f]{{64}}|{UNKNOWN_CHECKSUM})$"}
+
+
+sha256 = Sha256()
+
+
+class PipRequirement(Check):
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, str):
+            checker.add(line, key, f"must be a pip requirement string, not {_type_name(value)}")
+            return False
+        try:
+            Requirement(value)
+        except InvalidRequirement as exc:
+            checker.add(line, key, f"{value!r} is not a valid pip requirement: {str(exc).splitlines()[0]}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "description": "a pip requirement (PEP 508), e.g. quart or pyzmq>=25"}
+
+
+requirement = PipRequirement()
+
+
+@dataclass
+class OneOfShapes(Check):
+    """A mapping whose form is chosen by which distinguishing key it has."""
+
+    shapes: dict[str, Shape]
+    what: str
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, dict):
+            checker.add(line, key, f"must be a mapping, not {_type_name(value)}")
+            return False
+        present = [name for name in self.shapes if name in value]
+        if len(present) != 1:
+            checker.add(line, key, f"{self.what} needs exactly one of: {', '.join(self.shapes)}")
+            return False
+        return self.shapes[present[0]](checker, value, line, key)
+
+    def json_schema(self) -> dict:
+        return {"oneOf": [shape.json_schema() for shape in self.shapes.values()]}
+
+
+@dataclass
+class Either(Check):
+    """The first check if the value is a string, the second otherwise."""
+
+    first: Check
+    second: Check
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        return (self.first if isinstance(value, str) else self.second)(checker, value, line, key)
+
+    def json_schema(self) -> dict:
+        return {"anyOf": [self.first.json_schema(), self.second.json_schema()]}
+
+
+@dataclass
+class Custom(Check):
+    """A check written as a function, with its JSON Schema given."""
+
+    function: Callable[[Checker, Any, int, str], bool]
+    schema: dict
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        return self.function(checker, value, line, key)
+
+    def json_schema(self) -> dict:
+        return dict(self.schema)
+
+
+component_name = string(NAME_RE, "a valid name (lowercase letters, digits and dashes)")
+env_name = string(ENV_NAME_RE, "a valid environment variable name")
+abs_path = string(PATH_RE, "an absolute path (starting with /, no spaces or shell characters)")
+apt_package = string(APT_RE, "a Debian package name")
+nic_family = string(choices=NIC_FAMILIES)
+
+PIP_GROUP = Shape({
+    "requirements": Field(list_of(requirement), required=True, doc="pip requirements installed together"),
+    "options": Field(list_of(string(PIP_OPTION_RE, "a pip option like --ignore-installed")),
+                     doc="pip install options, e.g. --ignore-installed or --index-url=URL"),
+})
+PIP = list_of(Either(requirement, PIP_GROUP))
+
+ENV_VALUE = string(re.compile(r"^(?:[^$\n]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$"),
+                   "one line where variables are written as ${NAME}")
+ENV = Shape({
+    "set": Field(mapping_of(env_name, ENV_VALUE), doc="variables to set, in order"),
+    "path": Field(mapping_of(env_name, list_of(ENV_VALUE)),
+                  doc="path-like variables to prepend to (the first value listed comes first)"),
+})
+
+WHEN = Shape({
+    "node_rank": Field(list_of(integer(0), allow_single=True), doc="only on these NODE_RANKs"),
+    "nic": Field(list_of(nic_family, allow_single=True), doc="only on nodes of these NIC families"),
+})
+
+QOS = Shape({
+    "dscp": Field(integer(0, 63), doc="RoCE DSCP (traffic class = DSCP << 2)"),
+    "service_level": Field(integer(0, 7), doc="the PFC no-drop priority"),
+})
+
+
+def document(title: str, shape: Shape, definitions: dict[str, dict] | None = None) -> dict:
+    """A JSON Schema document (draft 2020-12) for one kind of recipe file."""
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **shape.json_schema()}
+    if definitions:
+        doc["$defs"] = definitions
+    return doc

@@ -1,0 +1,1 @@
+"""The built-in recipes, shipped inside the package (the repository keeps them at the top, in recipes/)."""
