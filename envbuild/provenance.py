@@ -4,11 +4,8 @@ Every kind of target becomes the same `Facts`: per component its content hash
 (unknown for a lock), its source pin (`url@commit`, `url#sha256=...`) and the
 sha256 of each patch text. `inspect` prints them, `diff` compares two.
 
-A state directory is what the runtime script leaves: `stamps/<component>` (one
-line, the stamp key: the content hash, then ` nic=<family>` for NIC-specific
-builds, then ` VAR=/prefix` pairs) and `provenance/<component>` (`key=value`
-lines: component, hash, source, nic_family, installed_at, recipe, recipe_hash,
-envbuild_version, patches as a comma list of name=sha256).
+A state directory is what the runtime script leaves: `stamps/<component>` and
+`provenance/<component>`, in the formats of envbuild.formats.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from envbuild.errors import EnvbuildError
+from envbuild.formats import parse_patches, parse_provenance, parse_stamp
 from envbuild.pipeline import load_plan
 from envbuild.plan import Plan
 from envbuild.spec import lock as lockfile
@@ -53,40 +51,6 @@ class Facts:
         del doc["warnings"]
         doc["components"] = [asdict(c) for c in self.components.values()]
         return doc
-
-
-def parse_patches(text: str) -> dict[str, str]:
-    """`name=sha256,name=sha256` as a dict; empty text is no patches."""
-    patches = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, digest = item.partition("=")
-        patches[name] = digest
-    return patches
-
-
-def parse_stamp(line: str) -> dict:
-    """A stamp key: `<hash>[ nic=<family>][ VAR=/prefix]...`."""
-    words = line.split()
-    if not words:
-        return {"hash": None, "nic_family": None, "prefixes": {}}
-    nic, prefixes = None, {}
-    for word in words[1:]:
-        name, _, value = word.partition("=")
-        if name == "nic":
-            nic = value
-        else:
-            prefixes[name] = value
-    return {"hash": words[0], "nic_family": nic, "prefixes": prefixes}
-
-
-def parse_provenance(text: str) -> dict[str, str]:
-    """The `key=value` lines the runtime script writes to provenance/<component>."""
-    facts = {}
-    for line in text.splitlines():
-        if "=" in line:
-            key, _, value = line.partition("=")
-            facts[key.strip()] = value
-    return facts
 
 
 # --- readers ----------------------------------------------------------------------

@@ -5,9 +5,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from envbuild.spec import patches  # noqa: E402
+from envbuild.spec.loader import builtin_recipes_dir  # noqa: E402
 from docker_base import ImageSession, engine_or_skip, ensure_base_image  # noqa: E402
 from localsources import FileServer  # noqa: E402
 from testrecipe import LocalRecipe  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    """The built-in patches by name."""
+    return patches.load_catalog(builtin_recipes_dir() / "patches")
 
 
 @pytest.fixture

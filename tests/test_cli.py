@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -63,3 +66,168 @@ def test_cluster_profile_changes_the_recipe_hash_but_not_the_components():
     assert (ionic["nic_family"], mlx5["nic_family"]) == ("ionic", "mlx5")
     assert ionic["hash"] != mlx5["hash"]
     assert [c["hash"] for c in ionic["components"]] == [c["hash"] for c in mlx5["components"]]
+
+
+# --- output files ----------------------------------------------------------------------
+
+
+def envbuild(*args, cwd=None, env=None):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("ENVBUILD_")}
+    return subprocess.run([sys.executable, "-m", "envbuild", *args], capture_output=True, text=True, cwd=cwd,
+                          env=dict(environment, **(env or {})))
+
+
+def test_output_to_a_new_file_is_executable_and_whole(tmp_path):
+    result = envbuild("runtime-script", "-o", str(tmp_path / "setup_deps.sh"))
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "setup_deps.sh"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755 & ~current_umask()
+    assert path.read_text() == envbuild("runtime-script").stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["setup_deps.sh"]  # no temporary file left
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_output_keeps_an_existing_files_mode(tmp_path):
+    path = tmp_path / "setup_deps.sh"
+    path.write_text("old")
+    path.chmod(0o600)
+    assert envbuild("runtime-script", "-o", str(path)).returncode == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().startswith("#!/usr/bin/env bash")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_output_to_a_device_writes_through_and_leaves_it_alone(tmp_path):
+    device = tmp_path / "null"
+    os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a second /dev/null
+    device.chmod(0o666)
+    result = envbuild("runtime-script", "-o", str(device))
+    assert result.returncode == 0, result.stderr
+    mode = device.stat().st_mode
+    assert stat.S_ISCHR(mode) and stat.S_IMODE(mode) == 0o666
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_output_to_a_fifo_writes_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    result = envbuild("runtime-script", "-o", str(fifo))
+    assert result.returncode == 0, result.stderr
+    assert reader.communicate(timeout=30)[0].startswith("#!/usr/bin/env bash")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_output_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real.sh"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.sh"
+    link.symlink_to(target)
+    assert envbuild("runtime-script", "-o", str(link)).returncode == 0
+    assert link.is_symlink() and target.read_text().startswith("#!/usr/bin/env bash")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_output_dash_is_stdout_and_a_directory_is_refused(tmp_path):
+    dash = envbuild("runtime-script", "-o", "-", cwd=tmp_path)
+    assert dash.returncode == 0 and dash.stdout.startswith("#!/usr/bin/env bash")
+    assert not (tmp_path / "-").exists()
+    directory = envbuild("runtime-script", "-o", str(tmp_path))
+    assert directory.returncode == 2
+    assert directory.stderr.splitlines()[-1] == f"envbuild: error: {tmp_path} is a directory; give a file name"
+
+
+def test_a_failing_command_leaves_the_output_as_it_was(tmp_path):
+    path = tmp_path / "setup_deps.sh"
+    path.write_text("previous\n")
+    result = envbuild("runtime-script", "--recipe", "no-such-recipe", "-o", str(path))
+    assert result.returncode == 2
+    assert path.read_text() == "previous\n"
+    assert not envbuild("runtime-script", "--recipe", "nope", "-o", str(tmp_path / "new.sh")).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["setup_deps.sh"]
+
+
+# --- default recipe and recipe directories ------------------------------------------------
+
+
+def test_the_default_recipe_is_marked_and_used(tmp_path):
+    listing = envbuild("list", cwd=tmp_path)
+    assert listing.stdout.splitlines()[0].endswith("  (default)")
+    assert not listing.stdout.splitlines()[1].endswith("(default)")
+    default = json.loads(envbuild("plan", "--format", "json", cwd=tmp_path).stdout)
+    assert default["recipe"] == "mi355x-moriio"
+    chosen = json.loads(envbuild("plan", "--format", "json", env={"ENVBUILD_RECIPE": "mi355x-nixl"}).stdout)
+    assert chosen["recipe"] == "mi355x-nixl"
+    given = json.loads(envbuild("plan", "-r", "mi355x-moriio", "--format", "json",
+                                env={"ENVBUILD_RECIPE": "mi355x-nixl"}).stdout)
+    assert given["recipe"] == "mi355x-moriio"
+
+
+def write_recipes(root: Path, default: str | None = None) -> Path:
+    (root / "components").mkdir(parents=True)
+    (root / "components" / "a.yaml").write_text("name: a\ndescription: A.\n")
+    (root / "r.yaml").write_text("name: r\ndescription: R.\nbase_image: debian:bookworm\ncomponents:\n  - a\n")
+    if default is not None:
+        (root / "default").write_text(default)
+    return root
+
+
+def test_a_directory_without_a_default_asks_for_a_recipe(tmp_path):
+    recipes = write_recipes(tmp_path / "recipes")
+    result = envbuild("plan", "--recipes-dir", str(recipes))
+    assert result.returncode == 2
+    assert result.stderr == (f"{recipes}: no recipe given and no default file names one; "
+                             "give --recipe NAME or set ENVBUILD_RECIPE\n")
+
+
+def test_a_default_naming_no_recipe_is_an_error_with_its_line(tmp_path):
+    recipes = write_recipes(tmp_path / "recipes", "# comment\nnope\n")
+    result = envbuild("validate", str(recipes))
+    assert result.returncode == 2
+    assert f"{recipes}/default:2: names recipe 'nope', which is not here (known recipes: r)" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["validate"], ["list"], ["plan", "-r", "x"], ["runtime-script"]])
+def test_a_missing_or_empty_recipes_directory_is_an_error(tmp_path, command):
+    missing = envbuild(*command, "--recipes-dir", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert missing.stderr == (f"{tmp_path / 'nope'}: no such directory; give a recipes directory "
+                              "(--recipes-dir or ENVBUILD_RECIPES)\n")
+    empty = envbuild(*command, "--recipes-dir", str(tmp_path))
+    assert empty.returncode == 2
+    assert empty.stderr == (f"{tmp_path}: no recipes or components here: a recipes directory holds "
+                            "<recipe>.yaml files, components/ and clusters/\n")
+
+
+def test_validate_a_path_that_is_no_recipes_directory(tmp_path):
+    result = envbuild("validate", str(tmp_path))
+    assert result.returncode == 2
+    assert "no recipes or components here" in result.stderr
+
+
+def test_a_recipe_file_takes_components_from_recipes_dir_when_given(tmp_path):
+    recipes = write_recipes(tmp_path / "recipes")
+    (tmp_path / "mine.yml").write_text("name: mine\ndescription: M.\nbase_image: debian:bookworm\ncomponents:\n  - a\n")
+    result = envbuild("plan", "-r", str(tmp_path / "mine.yml"), "--recipes-dir", str(recipes), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert [c["name"] for c in json.loads(result.stdout)["components"]] == ["a"]
+    alone = envbuild("plan", "-r", str(tmp_path / "mine.yml"))  # its own directory holds no components
+    assert alone.returncode == 2
+    assert alone.stderr == f"{tmp_path / 'mine.yml'}:5: components: unknown component 'a' (known: none)\n"
+
+
+@pytest.mark.parametrize("relative, message", [
+    ("recipes/components/a.yaml", "is a component file, not a recipe; a recipe lists components under `components:`"),
+    ("recipes", "is a directory, not a recipe file (a recipes directory is given with --recipes-dir)"),
+])
+def test_what_is_not_a_recipe_is_named(tmp_path, relative, message):
+    write_recipes(tmp_path / "recipes")
+    result = envbuild("plan", "-r", str(tmp_path / relative), "--recipes-dir", str(tmp_path / "recipes"))
+    assert result.returncode == 2
+    assert result.stderr == f"{tmp_path / relative}: {message}\n"

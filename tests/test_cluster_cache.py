@@ -139,7 +139,7 @@ def test_nodes_with_a_shared_cache_build_each_component_once(cluster, file_serve
     assert_no_leftovers(cluster, *range(NODES))
     # Installed, each node's next run is a no-op again.
     again = cluster.run(3)
-    assert re.fullmatch(r"envbuild: rank0-tool: skipped \(NODE_RANK=3; runs on NODE_RANK 0\)\n"
+    assert re.fullmatch(r"envbuild: rank0-tool: skipped \(node rank 3 \(from NODE_RANK\); runs on NODE_RANK 0\)\n"
                         r"envbuild: all 3 components present, 1 skipped \(0\.0\d\d s\)\n", again.stdout)
 
 

@@ -209,12 +209,14 @@ def test_runtime_script_in_the_image_installs_nothing(engine, session, baked):
     assert code == 0, err
     lines = out.splitlines()
     assert re.fullmatch(r"envbuild: all 5 components present \(0\.\d{3} s\)", lines[0])
-    assert lines[1:6] == [f"envbuild: {name}: present" for name in COMPONENTS]
-    assert re.fullmatch(r"envbuild: all 5 components present \(0\.\d{3} s\)", lines[6])
-    assert "envbuild: rank0-tool: skipped (NODE_RANK=1; runs on NODE_RANK 0)" in lines[7:13]
-    assert re.fullmatch(r"envbuild: all 4 components present, 1 skipped \(0\.\d{3} s\)", lines[12])
-    assert lines[13] == f"builds: {' '.join(COMPONENTS)}"  # no step ran again
-    assert sorted(lines[14:]) == sorted(f"{name}.log" for name in COMPONENTS)  # the build's logs, no more
+    assert lines[1] == "envbuild: node rank 0 (from the default; neither NODE_RANK nor SLURM_NODEID is set)"
+    assert lines[2:7] == [f"envbuild: {name}: present" for name in COMPONENTS]
+    assert re.fullmatch(r"envbuild: all 5 components present \(0\.\d{3} s\)", lines[7])
+    assert lines[8] == "envbuild: node rank 1 (from NODE_RANK)"
+    assert "envbuild: rank0-tool: skipped (node rank 1 (from NODE_RANK); runs on NODE_RANK 0)" in lines[9:14]
+    assert re.fullmatch(r"envbuild: all 4 components present, 1 skipped \(0\.\d{3} s\)", lines[14])
+    assert lines[15] == f"builds: {' '.join(COMPONENTS)}"  # no step ran again
+    assert sorted(lines[16:]) == sorted(f"{name}.log" for name in COMPONENTS)  # the build's logs, no more
     assert err == ""
 
 

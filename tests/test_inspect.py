@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from envbuild.spec.loader import Library
 from envbuild.pipeline import load_plan
 from stamps import expected_stamp, stamp_of
 from envbuild.provenance import parse_provenance, parse_stamp

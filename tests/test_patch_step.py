@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import vllm_wheel
-from test_patches import RIXL_API, fake_distribution
+from patching import RIXL_API, fake_distribution
 
 REPO_PATCHES = Path(__file__).resolve().parent.parent / "recipes" / "patches"
 VLLM_PATCHES = ["moriep-fp8-compat", "moriio-save-kv-bounded-wait", "moriio-load-kv-bounded-wait",

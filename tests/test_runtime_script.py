@@ -85,7 +85,7 @@ def test_failing_step_leaves_no_stamp_and_names_component_and_log(test_recipe):
     result = test_recipe.run(script)
     assert result.returncode == 1
     log = test_recipe.state / "logs" / "broken.log"
-    assert f"envbuild: error: broken failed (exit 3) after " in result.stderr
+    assert "envbuild: error: broken failed (exit 3) after " in result.stderr
     assert f"; log: {log}\n" in result.stderr
     assert "  | fatal: something is wrong\n" in result.stderr
     assert not (test_recipe.state / "stamps" / "broken").exists()
@@ -130,11 +130,28 @@ def test_node_rank_one_skips_rank_zero_component(test_recipe):
     script = test_recipe.render()
     result = test_recipe.run(script, NODE_RANK="1")
     assert result.returncode == 0, result.stderr
-    assert "envbuild: rank0-tool: skipped (NODE_RANK=1; runs on NODE_RANK 0)\n" in result.stdout
+    assert "envbuild: rank0-tool: skipped (node rank 1 (from NODE_RANK); runs on NODE_RANK 0)\n" in result.stdout
     assert "rank0-tool" not in test_recipe.builds()
     assert "installed 3, present 0, skipped 1 of 4 components" in result.stdout
     again = test_recipe.run(script, NODE_RANK="1")
     assert re.search(r"^envbuild: all 3 components present, 1 skipped \(0\.0\d\d s\)$", again.stdout, re.M)
+
+
+def test_slurm_node_id_is_the_rank_when_node_rank_is_unset(test_recipe):
+    script = test_recipe.render()
+    result = test_recipe.run(script, SLURM_NODEID="3")
+    assert result.returncode == 0, result.stderr
+    assert "envbuild: rank0-tool: skipped (node rank 3 (from SLURM_NODEID); runs on NODE_RANK 0)\n" in result.stdout
+    assert "rank0-tool" not in test_recipe.builds()
+    # NODE_RANK wins over Slurm's; --check and --list say which one was used.
+    check = test_recipe.run(script, "--check", NODE_RANK="0", SLURM_NODEID="3")
+    assert check.stdout.splitlines()[0] == "envbuild: node rank 0 (from NODE_RANK)"
+    assert "envbuild: rank0-tool: missing" in check.stdout
+    listing = test_recipe.run(script, "--list", SLURM_NODEID="3")
+    assert listing.stdout.splitlines()[0] == "envbuild: node rank 3 (from SLURM_NODEID)"
+    bad = test_recipe.run(script, SLURM_NODEID="x")
+    assert bad.returncode == 1
+    assert "envbuild: error: SLURM_NODEID='x' is not a whole number (the node's rank)" in bad.stderr
 
 
 def test_bad_node_rank_is_refused(test_recipe):
@@ -200,7 +217,8 @@ def test_check_mode_reports_and_exits_one_until_installed(test_recipe):
     script = test_recipe.render()
     check = test_recipe.run(script, "--check")
     assert check.returncode == 1
-    assert check.stdout.startswith("envbuild: libhello: missing\nenvbuild: greet: missing\n")
+    assert check.stdout.startswith("envbuild: node rank 0 (from the default; neither NODE_RANK nor SLURM_NODEID "
+                                   "is set)\nenvbuild: libhello: missing\nenvbuild: greet: missing\n")
     assert "envbuild: 4 of 4 components to install" in check.stdout
     assert test_recipe.builds() == []
     assert test_recipe.run(script).returncode == 0
@@ -257,7 +275,8 @@ def test_env_prints_exports_that_eval_back(test_recipe):
 
 def test_list_and_help(test_recipe):
     script = test_recipe.render()
-    listing = test_recipe.run(script, "--list").stdout.splitlines()
+    header, *listing = test_recipe.run(script, "--list").stdout.splitlines()
+    assert header == "envbuild: node rank 0 (from the default; neither NODE_RANK nor SLURM_NODEID is set)"
     assert [line.split()[0] for line in listing] == ["libhello", "greet", "dataset", "rank0-tool"]
     assert "needs libhello" in listing[1] and "NODE_RANK in 0" in listing[3]
     helptext = test_recipe.run(script, "--help").stdout

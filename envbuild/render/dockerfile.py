@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
 from envbuild.plan import Plan
-from envbuild.render.script import RUNTIME, engine_text, patches_field, render_fragment, render_script
+from envbuild.formats import patches_field
+from envbuild.render.script import RUNTIME, engine_text, render_fragment, render_script
 from envbuild.render.templating import jinja, recipe_source, summary
 from envbuild.shell import ENV_REFERENCE, quote
 
@@ -101,7 +102,7 @@ def image_labels(plan: Plan) -> dict[str, str]:
         labels[f"io.envbuild.component.{step.name}.hash"] = step.hash
         labels[f"io.envbuild.component.{step.name}.source"] = source.pin if source else ""
         if step.component.patch_hashes:
-            labels[f"io.envbuild.component.{step.name}.patches"] = patches_field(step.component)
+            labels[f"io.envbuild.component.{step.name}.patches"] = patches_field(step.component.patch_hashes)
     return labels
 
 

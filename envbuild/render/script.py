@@ -8,16 +8,21 @@ from pathlib import Path
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
+from envbuild.formats import patches_field, provenance_writer_words
 from envbuild.plan import Plan, Step
+from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.render.templating import jinja, recipe_source, summary
 from envbuild.shell import env_word, identifier, quote, words
-from envbuild.spec.model import Component, EnvSpec
-from envbuild.spec.patches import manifest_json
+from envbuild.spec.model import EnvSpec
+from envbuild.spec.patches import manifest_text
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
 ENGINE = RUNTIME / "engine"
 NIC_DETECTOR = RUNTIME / "nic.py"
 PATCH_APPLIER = RUNTIME / "patchapply.py"
+# The engine's source, by concern, in the order the script holds them.
+ENGINE_PARTS = ("core.sh", "steps.sh", "lock.sh", "cache.sh", "txn.sh", "main.sh")
+MANIFEST_DELIMITER = "_EB_MANIFEST_"
 
 
 def _embedded(path: Path, delimiter: str) -> str:
@@ -28,14 +33,47 @@ def _embedded(path: Path, delimiter: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
-def engine_text() -> str:
-    """The recipe-independent engine, with the NIC detector and the patch applier embedded."""
+def _engine_file(name: str) -> str:
+    """An engine source file with what envbuild's Python defines filled in."""
+    families = NIC_FAMILIES
     return (
-        (ENGINE / "engine.sh").read_text(encoding="utf-8")
-        .replace("@NIC_DETECTOR@", _embedded(NIC_DETECTOR, "_EB_NIC_DETECT_PY_"))
-        .replace("@PATCH_APPLIER@", _embedded(PATCH_APPLIER, "_EB_PATCH_APPLY_PY_"))
+        (ENGINE / name).read_text(encoding="utf-8")
         .replace("@VERSION@", quote(__version__))
+        .replace("@NIC_FAMILY_PATTERN@", " | ".join(families))
+        .replace("@NIC_FAMILY_WORDS@", " ".join(families))
+        .replace("@NIC_FAMILY_CHOICES@", "|".join(families))
+        .replace("@PROVENANCE_RECORD@", provenance_writer_words())
     )
+
+
+def _programs(nic_detector: bool) -> str:
+    """The embedded programs: the patch applier, and the NIC detector when wanted."""
+    text = _engine_file("programs.sh").replace("@PATCH_APPLIER@", _embedded(PATCH_APPLIER, "_EB_PATCH_APPLY_PY_"))
+    if nic_detector:
+        return text.replace("@NIC_DETECTOR@", _embedded(NIC_DETECTOR, "_EB_NIC_DETECT_PY_"))
+    start = text.index("_eb_nic_detect() {")
+    end = text.index("_EB_NIC_DETECT_PY_\n}\n", start) + len("_EB_NIC_DETECT_PY_\n}\n")
+    return text[:start] + NO_NIC_DETECTOR + text[end:]
+
+
+NO_NIC_DETECTOR = """# The recipe needs no NIC detection (no NIC-specific component, condition or
+# cluster profile), so the detector was left out of this script.
+_eb_nic_detect() {
+  _eb_warn "this script was rendered without the NIC detector (its recipe needs none); use envbuild detect-nic"
+  return 2
+}
+"""
+
+
+def engine_text() -> str:
+    """The whole recipe-independent engine, both programs embedded: what an image's layer holds."""
+    return _engine_file("registry.sh") + "".join("\n" + _engine_file(part) for part in ENGINE_PARTS) \
+        + "\n" + _programs(nic_detector=True)
+
+
+def needs_nic_detector(plan: Plan) -> bool:
+    """Whether the script must detect NICs: a NIC-specific build, a `when: nic` condition or a profile."""
+    return plan.recipe.cluster is not None or any(s.nic_specific or s.component.when.nics for s in plan.steps)
 
 
 def env_lines(env: EnvSpec) -> list[str]:
@@ -62,11 +100,6 @@ def _prelude(step: Step) -> list[str]:
     return lines
 
 
-def patches_field(component: Component) -> str:
-    """`name=sha256,...` of the component's patch texts in applying order (provenance, labels)."""
-    return ",".join(f"{name}={digest}" for name, digest in component.patch_hashes)
-
-
 def _check(step: Step) -> str:
     c = step.component
     if c.check:
@@ -80,28 +113,36 @@ def _check(step: Step) -> str:
 
 
 def render_fragment(plan: Plan, step: Step) -> str:
-    """The component's registration, step, check and env functions."""
+    """The component's registration, step, check, patches and env functions."""
     c = step.component
     closure = plan.closure(step.name)
-    prefix_vars = sorted({var for name in closure for var, _ in plan.step(name).component.prefix})
-    env_chain = [name for name in closure if not plan.step(name).component.env.empty]
+    manifest = manifest_text(c.patch_specs) if c.patch_specs else ""
+    if MANIFEST_DELIMITER in manifest.splitlines():
+        raise EnvbuildError(f"a patch of {step.name} holds the line {MANIFEST_DELIMITER}, which ends its heredoc")
+    fields = {
+        "hash": step.hash,
+        "depends": " ".join(c.depends),
+        "condition": c.when.describe(),
+        "node_ranks": " ".join(map(str, c.when.node_ranks)),
+        "nics": " ".join(c.when.nics),
+        "nic_specific": "1" if step.nic_specific else "",
+        "prefix_vars": " ".join(sorted({var for name in closure for var, _ in plan.step(name).component.prefix})),
+        "own_prefixes": " ".join(var for var, _ in c.prefix),
+        "env_chain": " ".join(name for name in closure if not plan.step(name).component.env.empty),
+        "uses_python": "1" if c.pip or "_eb_pip" in c.build else "",
+        "source": c.source.pin if c.source else "",
+        "patches": patches_field(c.patch_hashes),
+    }
     return jinja().get_template("component.sh.j2").render(
         step=step,
         c=c,
         id=identifier(step.name),
         summary=summary(c.description),
-        deps=" ".join(c.depends),
-        ranks=" ".join(map(str, c.when.node_ranks)),
-        nics=" ".join(c.when.nics),
-        prefix_vars=" ".join(prefix_vars),
-        env_chain=" ".join(env_chain),
-        own_prefixes=" ".join(var for var, _ in c.prefix),
-        uses_python=bool(c.pip) or "_eb_pip" in c.build,
-        patch_hashes=patches_field(c),
+        fields=[(name, value) for name, value in fields.items() if value and (name, value) != ("condition", "always")],
         prelude=_prelude(step),
         check=_check(step),
         env_lines=env_lines(c.env),
-        manifest=manifest_json(c.patch_specs) if c.patch_specs else "",
+        manifest=manifest,
     )
 
 
@@ -125,14 +166,19 @@ def defined_functions(text: str) -> list[str]:
 
 
 def render_script(plan: Plan) -> str:
+    """The standalone runtime script: header, recipe and components, engine, programs, entry."""
+    nic_detector = needs_nic_detector(plan)
     body = jinja().get_template("setup_deps.sh.j2").render(
         plan=plan,
         version=__version__,
         source=recipe_source(plan),
         summary=summary(plan.recipe.description),
-        engine=engine_text(),
-        fragments=[render_fragment(plan, step) for step in plan.steps],
+        registry=_engine_file("registry.sh"),
         recipe_part=render_recipe_part(plan),
+        fragments=[render_fragment(plan, step) for step in plan.steps],
+        engine="\n".join(_engine_file(part) for part in ENGINE_PARTS),
+        programs=_programs(nic_detector),
+        program_names="patch applier" + (", NIC detector" if nic_detector else ""),
         entry="@ENTRY@",
     )
     entry = (ENGINE / "entry.sh").read_text(encoding="utf-8")

@@ -23,14 +23,18 @@ skipped); 1 a patch conflicts, its distribution is missing or has the wrong
 version, or a patch it needs is not applied; 2 usage, or an unreadable or
 malformed manifest or patch.
 
-Manifest: {"patches": [PATCH, ...]} in the order to apply, each PATCH an object
+Manifest: the patches in the order to apply, each as one metadata line
+
+    #%envbuild-patch {"name": ..., "kind": ..., "dist": ..., "specifier": ..., "optional": ..., "depends": [...]}
+
+followed by the patch text itself, verbatim, up to the next such line (no line
+of a text may start with the mark; manifest_text writes the format):
     name        the patch's name, used in every message
     kind        "diff" or "anchored-insert"
     dist        the distribution whose installed files it changes ("vllm")
-    specifier   versions it fits: comma-separated clauses of ==, !=, <, <=, >,
-                >=, ~= (and == / != with a trailing .*), as in PEP 440;
-                "" fits any version
-    text        the patch itself (below)
+    specifier   versions it fits, as in PEP 440; "" fits any version. Checked
+                with packaging (or pip's vendored copy) where importable, else
+                only ==X.Y and ==X.Y.* are understood
     optional    true: skip it, with a message, when its distribution is missing
                 or does not fit the specifier (default false)
     depends     names of patches that must be applied first (default [])
@@ -86,173 +90,70 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------------------
-# Versions and specifiers (the PEP 440 subset a version pin needs)
-
-_VERSION_RE = re.compile(
-    r"""
-    v?
-    (?:(?P<epoch>[0-9]+)!)?
-    (?P<release>[0-9]+(?:\.[0-9]+)*)
-    (?:[-_.]?(?P<pre_l>alpha|beta|preview|pre|rc|a|b|c)[-_.]?(?P<pre_n>[0-9]+)?)?
-    (?:-(?P<post_implicit>[0-9]+)|[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n>[0-9]+)?)?
-    (?:[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?
-    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
-_PRE_RANK = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
+# Versions and specifiers
 
 
-@dataclass(frozen=True, eq=False)
-class Version:
-    epoch: int
-    release: tuple
-    pre: tuple  # (rank, number), or () for none
-    post: tuple  # (number,), or () for none
-    dev: tuple  # (number,), or () for none
-    local: tuple  # segments, or () for none
-
-    @classmethod
-    def parse(cls, text):
-        match = _VERSION_RE.fullmatch(text.strip())
-        if not match:
-            raise ValueError(f"invalid version {text!r}")
-        part = match.groupdict()
-        pre = ()
-        if part["pre_l"]:
-            pre = (_PRE_RANK[part["pre_l"].lower()], int(part["pre_n"] or 0))
-        post = ()
-        if part["post_implicit"] is not None:
-            post = (int(part["post_implicit"]),)
-        elif part["post_l"]:
-            post = (int(part["post_n"] or 0),)
-        local = ()
-        if part["local"]:
-            local = tuple(
-                int(seg) if seg.isdigit() else seg.lower()
-                for seg in re.split(r"[-_.]", part["local"])
-            )
-        return cls(
-            epoch=int(part["epoch"] or 0),
-            release=tuple(int(n) for n in part["release"].split(".")),
-            pre=pre,
-            post=post,
-            dev=(int(part["dev_n"] or 0),) if part["dev_l"] else (),
-            local=local,
-        )
-
-    @property
-    def public(self):
-        return Version(self.epoch, self.release, self.pre, self.post, self.dev, ())
-
-    @property
-    def base(self):
-        return Version(self.epoch, self.release, (), (), (), ())
-
-    @property
-    def is_prerelease(self):
-        return bool(self.pre or self.dev)
-
-    def key(self):
-        release = list(self.release)
-        while len(release) > 1 and release[-1] == 0:
-            release.pop()
-        # A dev release of a final version sorts before its pre-releases.
-        if self.pre:
-            pre = (1,) + self.pre
-        elif self.dev and not self.post:
-            pre = (0,)
-        else:
-            pre = (2,)
-        post = (1,) + self.post if self.post else (0,)
-        dev = (0,) + self.dev if self.dev else (1,)
-        # Numeric local segments sort after alphanumeric ones.
-        local = tuple((1, seg, "") if isinstance(seg, int) else (0, 0, seg) for seg in self.local)
-        return (self.epoch, tuple(release), pre, post, dev, local)
-
-    def __eq__(self, other):
-        return self.key() == other.key()
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __lt__(self, other):
-        return self.key() < other.key()
-
-    def __le__(self, other):
-        return self.key() <= other.key()
-
-    def __gt__(self, other):
-        return self.key() > other.key()
-
-    def __ge__(self, other):
-        return self.key() >= other.key()
+def _packaging():
+    """packaging's SpecifierSet and Version, or pip's vendored copy; None when neither is there."""
+    try:
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import Version
+    except ImportError:
+        try:
+            from pip._vendor.packaging.specifiers import SpecifierSet
+            from pip._vendor.packaging.version import Version
+        except ImportError:
+            return None
+    return SpecifierSet, Version
 
 
-_CLAUSE_RE = re.compile(r"^\s*(~=|==|!=|<=|>=|<|>)\s*([^\s,]+)\s*$")
+_EXACT_RE = re.compile(r"^\s*==\s*(?P<version>[0-9]+(?:\.[0-9]+)*)(?P<wildcard>\.\*)?\s*$")
+_RELEASE_RE = re.compile(r"^v?(?:(?P<epoch>[0-9]+)!)?(?P<release>[0-9]+(?:\.[0-9]+)*)(?P<rest>[^+]*)(?:\+.*)?$",
+                         re.IGNORECASE)
 
 
-def _prefix_match(candidate, prefix_text):
-    prefix = Version.parse(prefix_text)
-    if prefix.pre or prefix.post or prefix.dev or prefix.local:
-        raise ValueError(f"a '.*' pattern takes release numbers only, not {prefix_text!r}")
-    width = len(prefix.release)
-    padded = candidate.release + (0,) * max(0, width - len(candidate.release))
-    return candidate.epoch == prefix.epoch and padded[:width] == prefix.release
+def _release(text):
+    """(epoch, release numbers, what follows them but a +local label) of a version."""
+    match = _RELEASE_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"invalid version {text!r}")
+    numbers = tuple(int(n) for n in match.group("release").split("."))
+    return int(match.group("epoch") or 0), numbers, match.group("rest").lower()
 
 
-def _clause_matches(op, spec_text, candidate):
-    if spec_text.endswith(".*"):
-        if op not in ("==", "!="):
-            raise ValueError("'.*' only goes with == and !=")
-        matched = _prefix_match(candidate.public, spec_text[:-2])
-        return matched if op == "==" else not matched
-    spec = Version.parse(spec_text)
-    if op in ("==", "!="):
-        # A pin without a local label ignores the candidate's (0.17.1+rocm == 0.17.1).
-        probe = candidate if spec.local else candidate.public
-        return probe == spec if op == "==" else probe != spec
-    if op == "~=":
-        if len(spec.release) < 2:
-            raise ValueError("~= needs a version with at least two release numbers")
-        prefix = ".".join(str(n) for n in spec.release[:-1])
-        if spec.epoch:
-            prefix = f"{spec.epoch}!{prefix}"
-        return candidate.public >= spec and _prefix_match(candidate.public, prefix)
-    if op == "<=":
-        return candidate.public <= spec
-    if op == ">=":
-        return candidate.public >= spec
-    if op == "<":
-        # <V excludes V's own pre-releases unless V is one.
-        if not candidate < spec:
-            return False
-        return spec.is_prerelease or not (
-            candidate.is_prerelease and candidate.base == spec.base
-        )
-    # op == ">": excludes V's post-releases (unless V is one) and V+local.
-    if not candidate > spec:
-        return False
-    if not spec.post and candidate.post and candidate.base == spec.base:
-        return False
-    return not (candidate.local and candidate.base == spec.base)
+def _padded(numbers, length):
+    return numbers + (0,) * (length - len(numbers))
 
 
 def version_matches(specifier, version):
-    """Whether `version` fits `specifier` (every comma-separated clause).
+    """Whether `version` fits the PEP 440 `specifier` ("" fits any version).
 
-    Pre-releases are never excluded: an installed version is checked as it is.
-    Raises ValueError for a malformed specifier or version.
+    With packaging (or pip's vendored copy) any specifier works, pre-releases
+    included; without it, only `==X.Y` and `==X.Y.*` (which is all a pin needs).
+    Raises ValueError for a malformed specifier or version, or one that needs
+    packaging where there is none.
     """
-    candidate = Version.parse(version)
-    clauses = specifier.split(",") if specifier.strip() else []
-    for clause in clauses:
-        match = _CLAUSE_RE.match(clause)
-        if not match:
-            raise ValueError(f"invalid specifier clause {clause.strip()!r}")
-        if not _clause_matches(match.group(1), match.group(2), candidate):
-            return False
-    return True
+    if not specifier.strip():
+        return True
+    found = _packaging()
+    if found is not None:
+        specifier_set, version_class = found
+        try:
+            return specifier_set(specifier).contains(version_class(version), prereleases=True)
+        except Exception as exc:  # InvalidSpecifier / InvalidVersion of whichever copy was found
+            raise ValueError(f"{exc}") from None
+    match = _EXACT_RE.match(specifier)
+    if not match:
+        raise ValueError(f"specifier {specifier!r} needs the 'packaging' module, which this Python lacks "
+                         "(without it only ==X.Y and ==X.Y.* are understood)")
+    _, wanted, _ = _release(match.group("version"))
+    epoch, numbers, rest = _release(version)
+    if epoch:
+        return False
+    if match.group("wildcard"):
+        return _padded(numbers, len(wanted))[:len(wanted)] == wanted
+    length = max(len(numbers), len(wanted))
+    return _padded(numbers, length) == _padded(wanted, length) and not rest
 
 
 # ---------------------------------------------------------------------------
@@ -713,30 +614,48 @@ def apply(patches, site_packages=None):
 # Command line
 
 
+MANIFEST_MARK = "#%envbuild-patch "
+
+
 def load_manifest(path):
+    """The patches of a manifest file, in order (format: see the module's docstring)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read manifest {path}: {exc}") from None
-    entries = data.get("patches") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise UsageError(f"manifest {path}: expected an object with a 'patches' list")
+    return parse_manifest(text, f"manifest {path}")
+
+
+def parse_manifest(text, where="manifest"):
+    records = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(MANIFEST_MARK):
+            records.append([line[len(MANIFEST_MARK):], []])
+        elif records:
+            records[-1][1].append(line)
+        elif line.strip():
+            raise UsageError(f"{where}: expected a '{MANIFEST_MARK.strip()}' line first, got {line.strip()!r}")
+    if not records:
+        raise UsageError(f"{where}: no patches in it")
     patches = []
-    for index, entry in enumerate(entries):
+    for index, (header, lines) in enumerate(records):
         try:
+            entry = json.loads(header)
             patches.append(
                 Patch(
                     name=_field(entry, "name", str),
                     kind=_field(entry, "kind", str),
                     dist=_field(entry, "dist", str),
                     specifier=_field(entry, "specifier", str),
-                    text=_field(entry, "text", str),
+                    text="".join(lines),
                     optional=_field(entry, "optional", bool, False),
                     depends=_names(_field(entry, "depends", list, [])),
                 )
             )
+        except ValueError as exc:
+            raise UsageError(f"{where}: patch #{index + 1}: its metadata line is not JSON: {exc}") from None
         except UsageError as exc:
-            raise UsageError(f"manifest {path}: patch #{index + 1}: {exc}") from None
+            raise UsageError(f"{where}: patch #{index + 1}: {exc}") from None
     return patches
 
 
@@ -759,6 +678,19 @@ def _names(values):
     return tuple(values)
 
 
+def manifest_text(patches):
+    """The manifest of `patches` (Patch objects, in order): what load_manifest reads back."""
+    parts = []
+    for patch in patches:
+        if MANIFEST_MARK in "\n" + patch.text:
+            raise UsageError(f"patch {patch.name}: a line of its text starts with {MANIFEST_MARK.strip()!r}")
+        metadata = {"name": patch.name, "kind": patch.kind, "dist": patch.dist, "specifier": patch.specifier,
+                    "optional": patch.optional, "depends": list(patch.depends)}
+        text = patch.text if patch.text.endswith("\n") else patch.text + "\n"
+        parts.append(MANIFEST_MARK + json.dumps(metadata, sort_keys=True) + "\n" + text)
+    return "".join(parts)
+
+
 def _report_line(outcome, applying):
     if outcome.status == APPLICABLE and applying:
         text = f"applied to {outcome.dist} {outcome.version} ({', '.join(outcome.files)})"
@@ -774,7 +706,7 @@ def _report_line(outcome, applying):
 def main(argv):
     parser = argparse.ArgumentParser(prog=PROG, description="Apply or check envbuild source patches.")
     parser.add_argument("command", choices=("apply", "check", "verify"))
-    parser.add_argument("--manifest", required=True, help="JSON manifest of the patches, in order")
+    parser.add_argument("--manifest", required=True, help="manifest of the patches, in order (see the docstring)")
     parser.add_argument("--site-packages", help="search the distributions in this directory only")
     args = parser.parse_args(argv)
     site_packages = Path(args.site_packages) if args.site_packages else None

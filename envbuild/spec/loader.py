@@ -184,7 +184,7 @@ class Library:
                 known = ", ".join(self.recipe_names()) or "none"
                 raise RecipeError([Problem(display_path(path), None, "",
                                            f"no recipe named {current!r} (known recipes: {known})")])
-            data = self._load_recipe_file(path, current)
+            data = self._load(path, RECIPE, current)
             if any(current == p.stem for p, _ in chain):
                 cycle = " -> ".join([p.stem for p, _ in chain] + [current])
                 raise RecipeError([Problem(display_path(chain[-1][0]), chain[-1][1].line_of("extends"), "extends",
@@ -203,16 +203,10 @@ class Library:
                                                         "(a recipes directory is given with --recipes-dir)")])
         if path.exists() and path.suffix not in SUFFIXES:
             raise RecipeError([Problem(shown, None, "", "is not a recipe file (recipes are .yaml or .yml files)")])
-
-    def _load_recipe_file(self, path: Path, name: str) -> LocatedDict:
-        try:
-            return self._load(path, RECIPE, name)
-        except RecipeError as exc:
-            kind = _other_kind(path)
-            if kind is None:
-                raise
-            raise RecipeError([Problem(display_path(path), None, "", f"is {kind}, not a recipe; "
-                                       "a recipe lists components under `components:`")]) from None
+        kind = _other_kind(path) if path.exists() else None
+        if kind is not None:
+            raise RecipeError([Problem(shown, None, "", f"is {kind}, not a recipe; "
+                                                        "a recipe lists components under `components:`")])
 
     def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
         base_image, cluster_from, env = "", None, EnvSpec()
@@ -269,7 +263,8 @@ class Library:
             if name in found:
                 continue
             if name not in known:
-                problems.append(Problem(file, line, key, f"unknown component {name!r} (known: {', '.join(sorted(known))})"))
+                problems.append(Problem(file, line, key,
+                                        f"unknown component {name!r} (known: {', '.join(sorted(known)) or 'none'})"))
                 continue
             try:
                 component = found[name] = self.component(name)
@@ -288,13 +283,16 @@ class Library:
 
 
 def _other_kind(path: Path) -> str | None:
-    """'a component file' or 'a cluster profile' when the file reads as one, else None."""
+    """'a component file' or 'a cluster profile' when the file is one (by its directory or
+    by keys only those have), else None."""
+    kinds = {"components": "a component file", "clusters": "a cluster profile"}
+    if path.resolve().parent.name in kinds:
+        return kinds[path.resolve().parent.name]
     try:
         data = load_mapping(path)
     except RecipeError:
         return None
     for kind, shape in (("a component file", COMPONENT), ("a cluster profile", CLUSTER)):
-        checker = schema.Checker(str(path))
-        if shape(checker, data, data.line, "") and set(data) - set(RECIPE.fields):
+        if set(data) - set(RECIPE.fields) and set(data) <= set(shape.fields):
             return kind
     return None

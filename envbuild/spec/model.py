@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from envbuild.shell import ENV_REFERENCE
 from envbuild.spec import schema, sources
-from envbuild.spec.patches import PatchSpec, manifest_json
+from envbuild.spec.patches import PatchSpec, canonical_json
 from envbuild.spec.sources import Source
 
 _YAML = "envbuild.yaml"
@@ -182,7 +182,7 @@ class Component:
             "build": self.build,
             "check": self.check,
             "nic_specific": self.nic_specific,
-            "patches": manifest_json(self.patch_specs) if self.patch_specs else "",
+            "patches": canonical_json(self.patch_specs) if self.patch_specs else "",
         }
 
 

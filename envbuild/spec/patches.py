@@ -15,8 +15,8 @@ per directory listing its patches:
 
 Everything is validated on load, every problem naming file, line and key. The
 patches are applied by `envbuild.patchapply`, which runs without envbuild
-wherever the patches go (runtime script or image); `manifest_json` is what it
-reads, and the content hash of a component covers it.
+wherever the patches go (runtime script or image); `manifest_text` is what it
+reads, and a component's content hash covers `canonical_json`.
 """
 
 from __future__ import annotations
@@ -48,11 +48,6 @@ def _specifier(checker: schema.Checker, value: Any, line: int, key: str) -> bool
         SpecifierSet(value)
     except InvalidSpecifier:
         checker.add(line, key, f"{value!r} is not a version specifier")
-        return False
-    try:
-        patchapply.version_matches(value, "0")
-    except ValueError as exc:
-        checker.add(line, key, f"{value!r} is beyond what the patch applier can check: {exc}")
         return False
     return True
 
@@ -250,13 +245,14 @@ def order(catalog: dict[str, PatchSpec], names: Iterable[str]) -> list[PatchSpec
     return ordered
 
 
-def manifest(patches: Sequence[PatchSpec]) -> dict:
-    """What `patchapply --manifest` reads, for patches already in order."""
-    return {"patches": [asdict(spec.for_applier()) for spec in patches]}
+def canonical_json(patches: Sequence[PatchSpec]) -> str:
+    """The patches (already in order) as canonical JSON: what a component's content hash covers."""
+    return json.dumps({"patches": [asdict(spec.for_applier()) for spec in patches]}, indent=2, sort_keys=True) + "\n"
 
 
-def manifest_json(patches: Sequence[PatchSpec]) -> str:
-    return json.dumps(manifest(patches), indent=2, sort_keys=True) + "\n"
+def manifest_text(patches: Sequence[PatchSpec]) -> str:
+    """What `patchapply --manifest` reads, for patches already in order: texts verbatim, readable."""
+    return patchapply.manifest_text([spec.for_applier() for spec in patches])
 
 
 def check(patches: Sequence[PatchSpec], site_packages: Path | None = None) -> list[patchapply.Outcome]:

@@ -1,6 +1,6 @@
-# ---- entry: executed, or sourced by a launcher such as server.sh ----
-# Sourced, the install runs in a subshell so that its `set -e` and failures never
-# reach the caller; only the export lines it prints come back.
+# Sourced (by a launcher such as server.sh), the install runs in a subshell so
+# that its `set -e` and failures never reach the caller; only the export lines
+# it prints come back.
 _eb_sourced() {
   local exports rc had_errexit='' stdout_fd
   [[ $- != *e* ]] || had_errexit=1
@@ -23,12 +23,5 @@ _eb_sourced() {
   _EB_TAIL="unset _EB_TAIL;${had_errexit:+ set -e;} return $rc"
 }
 
-if [[ ${BASH_SOURCE[0]} != "$0" ]]; then
-  # Called as a plain statement: inside `||` or `if`, bash would ignore set -e in every step.
-  _eb_sourced
-  eval "$_EB_TAIL"
-else
-  set -euo pipefail
-  _eb_prefix_defaults
-  _eb_main "$@"
-fi
+# Called as a plain statement: inside `||` or `if`, bash would ignore set -e in every step.
+if [[ ${BASH_SOURCE[0]} != "$0" ]]; then _eb_sourced; eval "$_EB_TAIL"; else set -euo pipefail; _eb_prefix_defaults; _eb_main "$@"; fi

@@ -1,0 +1,71 @@
+"""Formats the runtime script writes and envbuild reads back, each defined once.
+
+- The stamp (`$ENVBUILD_STATE_DIR/stamps/<component>`): one line, the stamp key:
+  the content hash, then ` nic=<family>` for NIC-specific builds, then a
+  ` VAR=/prefix` pair per install prefix of the component and its dependencies,
+  sorted by name. The engine's `_eb_key` writes it; `parse_stamp` reads it.
+- The provenance record (`provenance/<component>`): `key=value` lines, the
+  fields of PROVENANCE_RECORD in that order. The engine's `_eb_stamp` is
+  rendered from PROVENANCE_RECORD; `parse_provenance` reads it.
+- A patches field (`name=sha256,...`), in provenance and image labels.
+"""
+
+from __future__ import annotations
+
+# Each field of the provenance record, with the bash expression _eb_stamp writes for it
+# ($1 is the component, $now the install time).
+PROVENANCE_RECORD = (
+    ("component", "$1"),
+    ("hash", "${_EB_HASH[$1]}"),
+    ("source", "${_EB_SOURCE[$1]:-}"),
+    ("nic_family", "${_EB_NIC:-}"),
+    ("installed_at", "$now"),
+    ("recipe", "$_EB_RECIPE"),
+    ("recipe_hash", "$_EB_RECIPE_HASH"),
+    ("envbuild_version", "$_EB_VERSION"),
+    ("patches", "${_EB_PATCHES[$1]:-}"),
+)
+
+
+def provenance_writer_words() -> str:
+    """The words of the printf in the engine's _eb_stamp, one per field."""
+    return " ".join(f'"{name}={expression}"' for name, expression in PROVENANCE_RECORD)
+
+
+def patches_field(hashes) -> str:
+    """`name=sha256,...` of (patch name, sha256) pairs in applying order."""
+    return ",".join(f"{name}={digest}" for name, digest in hashes)
+
+
+def parse_patches(text: str) -> dict[str, str]:
+    """`name=sha256,name=sha256` as a dict; empty text is no patches."""
+    patches = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, digest = item.partition("=")
+        patches[name] = digest
+    return patches
+
+
+def parse_stamp(line: str) -> dict:
+    """A stamp key as {"hash", "nic_family" (None unless NIC-specific), "prefixes": {VAR: path}}."""
+    words = line.split()
+    if not words:
+        return {"hash": None, "nic_family": None, "prefixes": {}}
+    nic, prefixes = None, {}
+    for word in words[1:]:
+        name, _, value = word.partition("=")
+        if name == "nic":
+            nic = value
+        else:
+            prefixes[name] = value
+    return {"hash": words[0], "nic_family": nic, "prefixes": prefixes}
+
+
+def parse_provenance(text: str) -> dict[str, str]:
+    """The `key=value` lines of a provenance record."""
+    facts = {}
+    for line in text.splitlines():
+        if "=" in line:
+            key, _, value = line.partition("=")
+            facts[key.strip()] = value
+    return facts

@@ -1,0 +1,181 @@
+# ---- engine core: messages, time, state, NIC family, conditions, stamp keys, environment ----
+
+_eb_say() { [[ -n ${_EB_QUIET:-} ]] || printf 'envbuild: %s\n' "$*"; }
+
+_eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
+
+_eb_die() { printf 'envbuild: error: %s\n' "$*" >&2; exit 1; }
+
+# The current UTC time as 2026-01-31T12:00:00Z, into the variable named $1.
+_eb_utc_now() {
+  TZ=UTC printf -v "$1" '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+}
+
+# Microseconds since the epoch, into the variable named $1.
+_eb_now() {
+  local now=${EPOCHREALTIME:-${SECONDS}.000000}
+  printf -v "$1" '%s' "${now/[.,]/}"
+}
+
+# Seconds with three decimals between microsecond stamp $1 and now, into _EB_ELAPSED.
+_eb_elapsed() {
+  local end us
+  _eb_now end
+  us=$((10#$end - 10#$1))
+  printf -v _EB_ELAPSED '%d.%03d' $((us / 1000000)) $(((us / 1000) % 1000))
+}
+
+_eb_prefix_defaults() {
+  local var
+  for var in "${!_EB_PREFIX_DEFAULT[@]}"; do
+    [[ -n ${!var:-} ]] || printf -v "$var" '%s' "${_EB_PREFIX_DEFAULT[$var]}"
+  done
+}
+
+# Recipe-level environment, when the recipe part of the script defines one.
+_eb_apply_recipe_env() {
+  if declare -F _eb_recipe_env >/dev/null; then _eb_recipe_env; fi
+}
+
+_eb_state_dir() {
+  _EB_STATE=${ENVBUILD_STATE_DIR:-$_EB_STATE_DEFAULT}
+}
+
+# The NIC family: ENVBUILD_NIC_FAMILY, else the cluster profile, else detection.
+# Detection runs once per hardware fingerprint; the result is kept in the state dir.
+_eb_nic_family() {
+  [[ -z ${_EB_NIC:-} ]] || return 0
+  if [[ -n ${ENVBUILD_NIC_FAMILY:-} ]]; then
+    _EB_NIC=$ENVBUILD_NIC_FAMILY
+    _EB_NIC_FROM=ENVBUILD_NIC_FAMILY
+  elif [[ -n $_EB_PROFILE_NIC ]]; then
+    _EB_NIC=$_EB_PROFILE_NIC
+    _EB_NIC_FROM="cluster profile $_EB_PROFILE"
+  else
+    _eb_detect_nic_family
+  fi
+  case $_EB_NIC in
+    @NIC_FAMILY_PATTERN@) ;;
+    *) _eb_die "NIC family '$_EB_NIC' (from $_EB_NIC_FROM) is not one of: @NIC_FAMILY_WORDS@" ;;
+  esac
+}
+
+_eb_detect_nic_family() {
+  local root=${ENVBUILD_ROOT:-} fingerprint='' dev value cache cached_fp cached_family
+  for dev in "$root"/sys/class/infiniband/*; do
+    [[ -e $dev ]] || continue
+    value=''
+    [[ -r $dev/device/vendor ]] && read -r value <"$dev/device/vendor"
+    fingerprint+="${dev##*/}=$value;"
+    for value in "$dev"/ports/*/state; do
+      [[ -r $value ]] && read -r value <"$value" && fingerprint+="$value;"
+    done
+  done
+  _eb_state_dir
+  cache=$_EB_STATE/nic-family
+  if [[ -r $cache ]] && { IFS=$'\t' read -r cached_fp cached_family <"$cache"; } && [[ $cached_fp == "$fingerprint" ]]; then
+    _EB_NIC=$cached_family
+    _EB_NIC_FROM="detection (cached in $cache)"
+    return 0
+  fi
+  _EB_NIC=$(_eb_nic_detect --root "${root:-/}" --format family) || _eb_die "NIC detection failed; set ENVBUILD_NIC_FAMILY=@NIC_FAMILY_CHOICES@ to skip it"
+  _EB_NIC_FROM=detection
+  if mkdir -p "$_EB_STATE" 2>/dev/null; then
+    printf '%s\t%s\n' "$fingerprint" "$_EB_NIC" >"$cache.$$" && mv -f "$cache.$$" "$cache"
+  fi
+  return 0
+}
+
+# The node's rank into _EB_RANK: NODE_RANK, else Slurm's SLURM_NODEID (srun sets
+# it per node), else 0; _EB_RANK_FROM says which.
+_eb_node_rank() {
+  [[ -z ${_EB_RANK:-} ]] || return 0
+  if [[ -n ${NODE_RANK:-} ]]; then
+    _EB_RANK=$NODE_RANK _EB_RANK_FROM=NODE_RANK
+  elif [[ -n ${SLURM_NODEID:-} ]]; then
+    _EB_RANK=$SLURM_NODEID _EB_RANK_FROM=SLURM_NODEID
+  else
+    _EB_RANK=0 _EB_RANK_FROM="the default; neither NODE_RANK nor SLURM_NODEID is set"
+  fi
+  [[ $_EB_RANK =~ ^[0-9]+$ ]] || _eb_die "${_EB_RANK_FROM%%;*}='$_EB_RANK' is not a whole number (the node's rank)"
+}
+
+# Whether component $1 applies on this node; the reason it does not goes to _EB_WHY.
+_eb_applies() {
+  local ranks=${_EB_RANKS[$1]} nics=${_EB_NICS[$1]}
+  if [[ -n $ranks ]]; then
+    _eb_node_rank
+    if [[ " $ranks " != *" $((10#$_EB_RANK)) "* ]]; then
+      _EB_WHY="node rank $_EB_RANK (from $_EB_RANK_FROM); runs on NODE_RANK ${ranks// /,}"
+      return 1
+    fi
+  fi
+  if [[ -n $nics ]]; then
+    _eb_nic_family
+    if [[ " $nics " != *" $_EB_NIC "* ]]; then
+      _EB_WHY="NIC family $_EB_NIC; needs ${nics// /,}"
+      return 1
+    fi
+  fi
+  return 0
+}
+
+# The stamp key of component $1 into _EB_KEY: its content hash, the NIC family it
+# was built for, and the prefixes it and its dependencies were installed into.
+_eb_key() {
+  local var
+  _EB_KEY=${_EB_HASH[$1]}
+  if [[ ${_EB_NICSPEC[$1]} == 1 ]]; then
+    _eb_nic_family
+    _EB_KEY+=" nic=$_EB_NIC"
+  fi
+  for var in ${_EB_PREFIXVARS[$1]}; do
+    _EB_KEY+=" $var=${!var}"
+  done
+}
+
+# Sets _EB_STATUS of component $1 to present, missing or outdated.
+_eb_status() {
+  local stamp=$_EB_STATE/stamps/$1 have=''
+  _eb_key "$1"
+  if [[ ! -r $stamp ]]; then
+    _EB_STATUS=missing
+  elif read -r have <"$stamp" && [[ $have == "$_EB_KEY" ]]; then
+    _EB_STATUS=present
+  else
+    _EB_STATUS=outdated
+  fi
+}
+
+_eb_set() {
+  export "$1=$2"
+  _EB_EXPORTED+=("$1")
+}
+
+_eb_prepend() {
+  local current=${!1:-}
+  case ":$current:" in
+    *":$2:"*) ;;
+    *) current=$2${current:+:$current} ;;
+  esac
+  export "$1=$current"
+  _EB_EXPORTED+=("$1")
+}
+
+# Exports the environment of component $1 and of everything it depends on.
+_eb_apply_env() {
+  local name
+  for name in ${_EB_ENVCHAIN[$1]}; do
+    "_eb_env_${name//-/_}"
+  done
+}
+
+_eb_print_exports() {
+  local name
+  local -A printed=()
+  for name in "${_EB_EXPORTED[@]}"; do
+    [[ -z ${printed[$name]:-} ]] || continue
+    printed[$name]=1
+    printf 'export %s=%q\n' "$name" "${!name}"
+  done
+}

@@ -1,0 +1,15 @@
+# ---- embedded programs (envbuild's own, standard library only) ----
+
+# Prints the node's RDMA NIC settings; the detector is envbuild's own nic.py.
+_eb_nic_detect() {
+  local profile=()
+  [[ -z $_EB_PROFILE_JSON ]] || profile=(--profile-json "$_EB_PROFILE_JSON")
+  "${ENVBUILD_PYTHON:-python3}" -I - "${profile[@]}" "$@" <<'_EB_NIC_DETECT_PY_'
+@NIC_DETECTOR@_EB_NIC_DETECT_PY_
+}
+
+# Runs the patch applier (envbuild's patchapply.py): `_eb_patch apply|verify MANIFEST`.
+_eb_patch() {
+  "${EB_PYTHON:-python3}" -I - "$1" --manifest "$2" <<'_EB_PATCH_APPLY_PY_'
+@PATCH_APPLIER@_EB_PATCH_APPLY_PY_
+}

@@ -1,0 +1,131 @@
+# ---- helpers for install steps (they run inside the step's subshell) ----
+
+_eb_apt() {
+  local package status missing=()
+  for package in "$@"; do
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "${package%%=*}" 2>/dev/null) || status=''
+    [[ $status == "ii "* ]] || missing+=("$package")
+  done
+  ((${#missing[@]})) || return 0
+  ((EUID == 0)) || _eb_die "apt packages missing: ${missing[*]}; run as root or install them first"
+  if [[ ! -e $_EB_RUN_DIR/apt-updated ]]; then
+    apt-get update -q
+    : >"$_EB_RUN_DIR/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
+# may install over distro packages and as root. With ENVBUILD_SOURCE_DIR, pip
+# takes packages from its pip/ directory only.
+_eb_pip() {
+  local offline=()
+  [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || offline=(--no-index --find-links "$ENVBUILD_SOURCE_DIR/pip")
+  PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$EB_PYTHON" -m pip install --no-input "${offline[@]}" "$@"
+}
+
+# Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters
+# it; with ENVBUILD_SOURCE_DIR, from the mirror $4 that `envbuild fetch` put there.
+# An unpinned source (no commit, branch $5) gets the branch's tip, with a warning.
+_eb_git() {
+  local url=$1 commit=$2 origin=$1 head
+  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
+    origin=$ENVBUILD_SOURCE_DIR/git/$4.git
+    [[ -d $origin ]] || _eb_die "$url is not in ENVBUILD_SOURCE_DIR (no $origin); run envbuild fetch"
+  fi
+  git init -q src
+  cd src
+  git remote add origin "$origin"
+  if [[ -z $commit ]]; then
+    _eb_warn "$url is not pinned: installing the tip of branch $5 (envbuild lock pins it)"
+    git fetch -q --depth 1 origin "refs/heads/$5"
+    git -c advice.detachedHead=false checkout -q FETCH_HEAD
+    EB_SRC=$PWD
+    return 0
+  fi
+  if ! git fetch -q --depth 1 origin "$commit"; then
+    _eb_say "fetching $commit by itself failed; fetching all branches and tags of $origin"
+    git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*'
+  fi
+  git -c advice.detachedHead=false checkout -q "$commit"
+  head=$(git rev-parse HEAD)
+  [[ $head == "$commit" ]] || _eb_die "$url: checked out $head, expected the pinned commit $commit"
+  if [[ $3 == 1 ]]; then
+    git submodule update -q --init --recursive
+  fi
+  EB_SRC=$PWD
+}
+
+# Fetches URL $1 to file $2; with ENVBUILD_SOURCE_DIR, copies it from its downloads/.
+_eb_fetch_url() {
+  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
+    [[ -f $ENVBUILD_SOURCE_DIR/downloads/${1##*/} ]] || _eb_die "$1 is not in ENVBUILD_SOURCE_DIR (no downloads/${1##*/}); run envbuild fetch"
+    cp "$ENVBUILD_SOURCE_DIR/downloads/${1##*/}" "$2"
+  elif command -v curl >/dev/null; then
+    curl -fsSL --retry 3 -o "$2" "$1"
+  elif command -v wget >/dev/null; then
+    wget -q -O "$2" "$1"
+  else
+    "$EB_PYTHON" -c 'import shutil, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], "wb") as f:
+    shutil.copyfileobj(r, f)' "$1" "$2"
+  fi
+}
+
+# The sha256 of file $2, into the variable named $1.
+_eb_sha256() {
+  local sum
+  sum=$(sha256sum "$2")
+  printf -v "$1" '%s' "${sum%% *}"
+}
+
+# Downloads $1 to ./$3, checks it against sha256 $2 (or reports it when unknown).
+# With the shared cache, a verified download is kept as downloads/<sha256> (written
+# to a temporary name, then renamed) and reused by the other nodes, checked again
+# first; one node downloads while the others wait. Unverified downloads are not kept.
+_eb_download() {
+  local url=$1 expected=$2 file=$3 actual cached='' lock_fd='' tmp
+  if [[ -n $_EB_CACHE && $expected != unknown ]]; then
+    cached=$_EB_CACHE/downloads/$expected
+    [[ -n $_EB_CACHE_RO ]] || _eb_lock lock_fd "$_EB_CACHE/locks/download-$expected.lock" "downloading $url" || :
+    if [[ -f $cached ]] && cp "$cached" "$file.part"; then
+      _eb_sha256 actual "$file.part"
+      if [[ $actual == "$expected" ]]; then
+        _eb_unlock "$lock_fd"
+        mv -f "$file.part" "$file"
+        EB_DOWNLOAD=$PWD/$file
+        _eb_say "$url: verified copy from the shared cache ($cached)"
+        return 0
+      fi
+      _eb_warn "$cached does not match its sha256 (it has $actual); downloading $url again"
+      [[ -n $_EB_CACHE_RO ]] || rm -f "$cached"
+    fi
+  fi
+  _eb_fetch_url "$url" "$file.part" || _eb_die "download of $url failed"
+  _eb_sha256 actual "$file.part"
+  if [[ $expected == unknown ]]; then
+    _eb_warn "$url is unverified (no sha256 in the recipe); its sha256 is $actual"
+  elif [[ $actual != "$expected" ]]; then
+    _eb_die "sha256 mismatch for $url: expected $expected, got $actual"
+  fi
+  if [[ -n $cached && -z $_EB_CACHE_RO ]]; then
+    tmp=$_EB_CACHE/tmp/download-$expected.${HOSTNAME:-unknown}.$$
+    if cp "$file.part" "$tmp" && mv -f "$tmp" "$cached"; then
+      _eb_say "$url: stored in the shared cache ($cached)"
+    else
+      rm -f "$tmp"
+      _eb_warn "could not store $url in the shared cache ($cached)"
+    fi
+    _eb_unlock "$lock_fd"
+  fi
+  mv -f "$file.part" "$file"
+  EB_DOWNLOAD=$PWD/$file
+}
+
+# Succeeds when Debian package $1 is installed at exactly version $2.
+_eb_deb_installed() {
+  local status
+  status=$(dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null) || status=''
+  [[ $status == "install ok installed $2" ]] || _eb_die "$1 $2 is not installed (dpkg says: ${status:-not known})"
+}
