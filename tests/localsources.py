@@ -1,7 +1,8 @@
 """Local stand-ins for remote sources, reached through the same code paths as real URLs.
 
-Git URLs stay https://git.example.invalid/... in recipes and are redirected to
-local repositories with git's `url.<base>.insteadOf`; tarballs are served over
+Git URLs stay https://git.example.invalid/... in recipes (and https://github.com/...
+in the stand-in upstream projects' .gitmodules) and are redirected to local
+repositories with git's `url.<base>.insteadOf`; tarballs are served over
 HTTP from 127.0.0.1.
 """
 
@@ -17,6 +18,8 @@ import threading
 from pathlib import Path
 
 GIT_BASE = "https://git.example.invalid/"
+# Upstream projects' own git submodules point here (tests/standins.py).
+GITHUB = "https://github.com/"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -41,12 +44,19 @@ def commit_files(repo: Path, files: dict[str, str], message: str = "update") -> 
 
 
 def git_redirect_env(repos_dir: Path) -> dict[str, str]:
-    """Environment that makes git fetch GIT_BASE/<name> from repos_dir/<name>."""
-    return {
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": f"url.file://{repos_dir}/.insteadOf",
-        "GIT_CONFIG_VALUE_0": GIT_BASE,
+    """Environment that makes git fetch GIT_BASE/<name> from repos_dir/<name> and
+    GITHUB/<path> from repos_dir/github.com/<path>, git submodules included."""
+    config = {
+        f"url.file://{repos_dir}/.insteadOf": GIT_BASE,
+        f"url.file://{repos_dir}/github.com/.insteadOf": GITHUB,
+        # git refuses file:// submodules unless told (CVE-2022-39253); these are our own.
+        "protocol.file.allow": "always",
     }
+    env = {"GIT_CONFIG_COUNT": str(len(config))}
+    for index, (key, value) in enumerate(config.items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
 
 
 def make_tarball(files: dict[str, str], top: str) -> bytes:
