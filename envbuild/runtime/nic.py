@@ -25,12 +25,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-FAMILY_BY_VENDOR = {"0x1dd8": "ionic", "0x15b3": "mlx5", "0x14e4": "bnxt"}
-FAMILY_BY_DRIVER = {"ionic": "ionic", "mlx5_core": "mlx5", "bnxt_en": "bnxt"}
 UNKNOWN_VENDOR = "unknown"
 NO_NIC = "none"
-# The families a recipe may name: each RDMA family, and none.
-NIC_FAMILIES = tuple(dict.fromkeys(FAMILY_BY_VENDOR.values())) + (NO_NIC,)
 RAIL = "rail"
 EXCLUDED = "excluded"
 ROCE_V2 = "RoCE v2"
@@ -284,7 +280,7 @@ def read_ports(probe: Probe, device: str) -> list[Port]:
     base = ("sys", "class", "infiniband", device)
     vendor_id = (tree.read(*base, "device", "vendor") or "").lower() or None
     driver = tree.link_name(*base, "device", "driver")
-    vendor = FAMILY_BY_VENDOR.get(vendor_id or "") or FAMILY_BY_DRIVER.get(driver or "") or UNKNOWN_VENDOR
+    vendor = family_of(vendor_id, driver)
     pci = tree.link_name(*base, "device")
     netdevs = tree.listdir(*base, "device", "net")
     port_names = tree.listdir(*base, "ports")
@@ -312,7 +308,7 @@ def read_ports(probe: Probe, device: str) -> list[Port]:
 def exclusion_reason(port: Port, socket_ifname: str | None) -> str | None:
     """Why a port cannot be a rail, judged on the port alone; None if it can."""
     if port.vendor == UNKNOWN_VENDOR:
-        return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not ionic, mlx5 or bnxt"
+        return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not {family_names()}"
     if port.state != "ACTIVE":
         return f"port state {port.state or 'unreadable'}"
     if port.link_layer not in LINK_LAYERS:
@@ -376,7 +372,7 @@ def report_rail_problems(probe: Probe, ports: list[Port], rails: list[Port], fam
         probe.warn("no RDMA devices under sys/class/infiniband: family none, only the socket variables are set")
     elif not known:
         found = ", ".join(sorted({p.device for p in ports}, key=natural_key))
-        probe.warn(f"no ionic, mlx5 or bnxt RDMA device (found {found}): family none")
+        probe.warn(f"no {family_names()} RDMA device (found {found}): family none")
     elif not rails:
         probe.warn("every RDMA port was excluded, so there are no rails (see each device's reason)")
     families = Counter(vendor for _, vendor in {(p.device, p.vendor) for p in known})
@@ -533,14 +529,6 @@ class QosTool:
         return QosReading(dscp, service_level)
 
 
-# One rail speaks for all: the tools are slow and the rails share one fabric policy.
-QOS_TOOLS = {
-    "ionic": QosTool("nicctl", lambda rail: ["show", "qos"], parse_nicctl_qos),
-    "mlx5": QosTool("mlnx_qos", lambda rail: ["-i", rail.netdev] if rail.netdev else None, parse_mlnx_qos),
-    "bnxt": QosTool("niccli", lambda rail: ["-dev", rail.pci, "getqos"] if rail.pci else None, parse_niccli_qos),
-}
-
-
 def _in_range(value: int | None, high: int) -> int | None:
     return value if value is not None and 0 <= value <= high else None
 
@@ -573,9 +561,6 @@ def read_bnxt_configfs_qos(probe: Probe, rail: Port) -> QosReading | None:
     return reading
 
 
-QOS_FILES = {"mlx5": ("sysfs", read_mlx5_sysfs_qos), "bnxt": ("configfs", read_bnxt_configfs_qos)}
-
-
 def override_qos(probe: Probe) -> QosReading | None:
     values = []
     for name, high in ((DSCP_OVERRIDE, 63), (SL_OVERRIDE, 7)):
@@ -601,11 +586,12 @@ def profile_qos(probe: Probe, profile: Mapping) -> QosReading | None:
 def detect_qos(probe: Probe, family: str, rails: list[Port], profile: Mapping) -> dict:
     """Each of DSCP and service level comes from the first source that knows it."""
     sources = [("override", lambda: override_qos(probe))]
-    if rails and family in QOS_TOOLS:
-        tool = QOS_TOOLS[family]
+    known = FAMILIES.get(family)
+    if rails and known and known.qos_tool:
+        tool = known.qos_tool
         sources.append((tool.command, lambda: tool.read(probe, rails[0])))
-    if rails and family in QOS_FILES:
-        name, read_files = QOS_FILES[family]
+    if rails and known and known.qos_files:
+        name, read_files = known.qos_files
         sources.append((name, lambda: read_files(probe, rails[0])))
     sources.append(("profile", lambda: profile_qos(probe, profile)))
     dscp = service_level = dscp_source = sl_source = None
@@ -636,6 +622,53 @@ def detect_qos(probe: Probe, family: str, rails: list[Port], profile: Mapping) -
         "dscp_source": dscp_source,
         "service_level_source": sl_source,
     }
+
+
+# --- NIC families ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Family:
+    """How a NIC family is recognised and where its QoS is read.
+
+    `vendor_id` is the PCI vendor id as sysfs spells it (`device/vendor`), `driver` the
+    PCI driver (`device/driver` link's basename); the vendor id is asked first.
+    `qos_tool` reads the vendor's tool, `qos_files` is (source name, reader) for what
+    the driver exposes in files. Both are asked about one rail only: the tools are slow
+    and the rails share one fabric policy.
+    """
+
+    vendor_id: str
+    driver: str
+    qos_tool: QosTool | None = None
+    qos_files: tuple[str, Callable[[Probe, Port], QosReading | None]] | None = None
+
+
+# Every family envbuild knows, in the order messages list them. Adding one is one entry
+# here (plus a QoS parser); NIC_FAMILIES, the recipe schema's and the CLI's choices, follow.
+FAMILIES = {
+    "ionic": Family("0x1dd8", "ionic", QosTool("nicctl", lambda rail: ["show", "qos"], parse_nicctl_qos)),
+    "mlx5": Family("0x15b3", "mlx5_core",
+                   QosTool("mlnx_qos", lambda rail: ["-i", rail.netdev] if rail.netdev else None, parse_mlnx_qos),
+                   ("sysfs", read_mlx5_sysfs_qos)),
+    "bnxt": Family("0x14e4", "bnxt_en",
+                   QosTool("niccli", lambda rail: ["-dev", rail.pci, "getqos"] if rail.pci else None, parse_niccli_qos),
+                   ("configfs", read_bnxt_configfs_qos)),
+}
+# The families a recipe may name: each RDMA family, and none.
+NIC_FAMILIES = (*FAMILIES, NO_NIC)
+
+
+def family_of(vendor_id: str | None, driver: str | None) -> str:
+    """The family of a PCI function, by vendor id, else by driver; UNKNOWN_VENDOR if neither is known."""
+    by_vendor = (name for name, family in FAMILIES.items() if family.vendor_id == vendor_id)
+    by_driver = (name for name, family in FAMILIES.items() if family.driver == driver)
+    return next(by_vendor, None) or next(by_driver, None) or UNKNOWN_VENDOR
+
+
+def family_names() -> str:
+    """'ionic, mlx5 or bnxt', for messages."""
+    *others, last = FAMILIES
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 # --- the result ------------------------------------------------------------------------
