@@ -91,6 +91,9 @@ class Tree:
         except OSError:
             return []
 
+    def exists(self, *parts: str) -> bool:
+        return os.path.exists(self.path(*parts))
+
     def link_name(self, *parts: str) -> str | None:
         """The name a symlink leads to: a driver's or a PCI device's; None if not a symlink."""
         path = self.path(*parts)
@@ -141,6 +144,7 @@ class Port:
     vendor: str
     vendor_id: str | None
     driver: str | None
+    model: str | None  # PCI vendor:device, like 0x15b3:0x1021
     pci: str | None
     state: str | None
     link_layer: str | None
@@ -148,7 +152,9 @@ class Port:
     netdevs: list[str]
     gid_index: int | None
     gid: str | None
+    gid_type: str | None
     mtu: int | None
+    missing_verbs: str | None  # dev/infiniband/uverbsN that sysfs names for the device but the root lacks
     reason: str | None = None
 
     @property
@@ -214,24 +220,44 @@ class Probe:
 
 # --- devices, GIDs, rails -------------------------------------------------------------
 
-def classify_gid(text: str | None) -> str | None:
-    """'ipv4' (IPv4-mapped), 'ipv6', 'link-local', or None for an empty or garbled slot."""
+ROUTABLE = ("ipv4", "ipv6")
+# "This network" (RFC 1122): no IPv4 address in it is ever routed to.
+IPV4_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def gid_scope(text: str | None) -> str | None:
+    """The scope of the address a GID holds, or None for an empty (all-zero) or garbled slot.
+
+    'ipv4' (IPv4-mapped) and 'ipv6' are routable (ULA fd00::/8 too: sites route it);
+    'link-local', 'loopback', 'unspecified' and 'multicast' are not. An IPv4-mapped
+    GID is judged by its IPv4 address, so ::ffff:169.254.0.0/112 is link-local like
+    fe80::/10 and ::ffff:127.0.0.1 is loopback like ::1.
+    """
     try:
         address = ipaddress.IPv6Address(text or "")
     except ValueError:
         return None
     if not int(address):
         return None
-    if address.is_link_local:
+    mapped = address.ipv4_mapped
+    ip = mapped or address
+    if ip.is_link_local:
         return "link-local"
-    return "ipv4" if address.ipv4_mapped else "ipv6"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_unspecified or (mapped is not None and mapped in IPV4_THIS_NETWORK):
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    return "ipv4" if mapped else "ipv6"
 
 
 def choose_gid(tree: Tree, port_dir: tuple, link_layer: str | None):
-    """Scan the GID table; return (index, gid, netdev) of the best entry, or Nones.
+    """Scan the GID table; return (index, gid, netdev, type) of the best entry, or Nones.
 
-    RoCE: RoCE v2 before v1, IPv4-mapped before global IPv6; link-local never.
-    Native InfiniBand: the first entry, where the fe80 default prefix is normal.
+    RoCE: RoCE v2 before v1, IPv4-mapped before global IPv6; unroutable scopes never
+    (see gid_scope). Native InfiniBand: the first entry, where the fe80 default subnet
+    prefix is normal (an IB GID is a subnet prefix and a port GUID, not an IP address).
     Slots whose types/ndevs cannot be read (EINVAL on an empty slot) are empty.
     """
     best = None
@@ -239,21 +265,21 @@ def choose_gid(tree: Tree, port_dir: tuple, link_layer: str | None):
         if not _is_index(entry):
             continue
         gid = tree.read(*port_dir, "gids", entry)
-        kind = classify_gid(gid)
-        if kind is None:
+        scope = gid_scope(gid)
+        if scope is None:
             continue
         netdev = tree.read(*port_dir, "gid_attrs", "ndevs", entry)
-        if link_layer == INFINIBAND:
-            return int(entry), gid, netdev
         gid_type = tree.read(*port_dir, "gid_attrs", "types", entry)
-        if kind == "link-local" or gid_type is None or netdev is None:
+        if link_layer == INFINIBAND:
+            return int(entry), gid, netdev, gid_type
+        if scope not in ROUTABLE or gid_type is None or netdev is None:
             continue
-        rank = (gid_type != ROCE_V2, kind != "ipv4")
+        rank = (gid_type != ROCE_V2, scope != "ipv4")
         if best is None or rank < best[0]:
-            best = (rank, int(entry), gid, netdev)
+            best = (rank, int(entry), gid, netdev, gid_type)
         if rank == (False, False):
             break
-    return best[1:] if best else (None, None, None)
+    return best[1:] if best else (None, None, None, None)
 
 
 def _state_word(text: str | None) -> str | None:
@@ -275,12 +301,30 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text, 16) if re.fullmatch(r"0[xX][0-9a-fA-F]+", text) else None
 
 
+def missing_verbs_node(tree: Tree, device: str) -> str | None:
+    """The device's dev/infiniband/uverbsN when sysfs names it and the root lacks it, else None.
+
+    A pod sees every HCA in sysfs but gets only its own nodes. When sysfs names no node
+    (ib_uverbs not loaded, a tree captured without it), the node-wide check warns instead.
+    """
+    verbs = ("sys", "class", "infiniband", device, "device", "infiniband_verbs")
+    # A PCI function can carry several RDMA devices; each uverbsN/ibdev says whose it is.
+    nodes = [name for name in tree.listdir(*verbs)
+             if name.startswith("uverbs") and tree.read(*verbs, name, "ibdev") in (device, None)]
+    if not nodes or any(tree.exists("dev", "infiniband", name) for name in nodes):
+        return None
+    return f"dev/infiniband/{nodes[0]}"
+
+
 def read_ports(probe: Probe, device: str) -> list[Port]:
     tree = probe.tree
     base = ("sys", "class", "infiniband", device)
     vendor_id = (tree.read(*base, "device", "vendor") or "").lower() or None
     driver = tree.link_name(*base, "device", "driver")
     vendor = family_of(vendor_id, driver)
+    device_id = (tree.read(*base, "device", "device") or "").lower() or None
+    model = f"{vendor_id or '?'}:{device_id}" if device_id else None
+    missing_verbs = missing_verbs_node(tree, device)
     pci = tree.link_name(*base, "device")
     netdevs = tree.listdir(*base, "device", "net")
     port_names = tree.listdir(*base, "ports")
@@ -297,27 +341,146 @@ def read_ports(probe: Probe, device: str) -> list[Port]:
         for what, value in (("state", state), ("link_layer", link_layer)):
             if value is None:
                 probe.warn(f"{device} port {name}: cannot read {what}")
-        gid_index, gid, gid_netdev = choose_gid(tree, port_dir, link_layer)
+        gid_index, gid, gid_netdev, gid_type = choose_gid(tree, port_dir, link_layer)
         netdev = gid_netdev or (netdevs[0] if netdevs else None)
         mtu = _int_or_none(tree.read("sys", "class", "net", netdev, "mtu")) if netdev else None
-        ports.append(Port(device, int(name), vendor, vendor_id, driver, pci, state, link_layer,
-                          netdev, netdevs, gid_index, gid, mtu))
+        ports.append(Port(device, int(name), vendor, vendor_id, driver, model, pci, state, link_layer,
+                          netdev, netdevs, gid_index, gid, gid_type, mtu, missing_verbs))
     return ports
 
 
-def exclusion_reason(port: Port, socket_ifname: str | None) -> str | None:
+def exclusion_reason(port: Port) -> str | None:
     """Why a port cannot be a rail, judged on the port alone; None if it can."""
     if port.vendor == UNKNOWN_VENDOR:
         return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not {family_names()}"
+    if port.missing_verbs:
+        return f"{port.missing_verbs} is absent: visible in sysfs but not usable here"
     if port.state != "ACTIVE":
         return f"port state {port.state or 'unreadable'}"
     if port.link_layer not in LINK_LAYERS:
         return f"link layer {port.link_layer or 'unreadable'}"
-    if socket_ifname and socket_ifname in {port.netdev, *port.netdevs}:
-        return f"{socket_ifname} carries the default route (management NIC)"
     if port.gid_index is None:
         return "no routable GID (RoCE v2/v1 with an IPv4-mapped or global address)"
     return None
+
+
+def fabric_key(port: Port) -> tuple:
+    """What the rails of one fabric share: the link layer, and on Ethernet (RoCE) the MTU.
+
+    The subnet is not compared: rail-optimised fabrics give each rail a subnet of its own.
+    """
+    return (port.link_layer, None if port.link_layer == INFINIBAND else port.mtu)
+
+
+def fabric_name(key: tuple) -> str:
+    """'InfiniBand' or 'Ethernet MTU 9000'."""
+    link_layer, mtu = key
+    if link_layer == INFINIBAND:
+        return link_layer
+    return f"{link_layer} MTU {'unknown' if mtu is None else mtu}"
+
+
+def group_fabrics(ports: list[Port]) -> dict[tuple, list[Port]]:
+    """Ports by fabric_key, in the order first met (device name order).
+
+    A RoCE port whose MTU cannot be read joins the largest group of its link layer:
+    an unreadable file is no evidence of another fabric.
+    """
+    unknown = [p for p in ports if p.link_layer != INFINIBAND and p.mtu is None]
+    groups: dict[tuple, list[Port]] = {}
+    for port in ports:
+        if port not in unknown:
+            groups.setdefault(fabric_key(port), []).append(port)
+    for port in unknown:
+        same = [key for key in groups if key[0] == port.link_layer]
+        key = max(same, key=lambda k: len(groups[k])) if same else fabric_key(port)
+        groups.setdefault(key, []).append(port)
+    return groups
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def told_apart(port: Port, peers: list[Port]) -> str | None:
+    """How a port differs from its peers (the other rails of its link layer), or None.
+
+    By MTU, by model (PCI vendor:device), or by having no routable RoCE v2 GID where
+    they have one; values a port cannot read are no difference.
+    """
+    for what, mine, theirs in (("MTU", port.mtu, {p.mtu for p in peers}),
+                               ("model", port.model, {p.model for p in peers})):
+        known = sorted(value for value in theirs if value is not None)
+        if mine is not None and known and mine not in known:
+            return f"its {what} {mine} differs from the rails' {'/'.join(str(value) for value in known)}"
+    if port.gid_type != ROCE_V2 and any(p.gid_type == ROCE_V2 for p in peers):
+        return "it has no routable RoCE v2 GID, unlike the rails"
+    return None
+
+
+def exclude_default_route(ports: list[Port], socket_ifname: str | None) -> None:
+    """Exclude a rail whose netdev carries the default route, if other rails are there to use.
+
+    It goes when it is told apart from the other rails of its link layer (told_apart) or
+    when other rails of its fabric remain; the reason says which. Without such rails it
+    stays: a container's or pod's only interface carries the default route and is its
+    RDMA netdev too.
+    """
+    if not socket_ifname:
+        return
+    candidates = [p for p in ports if p.is_rail]
+    on_route = [p for p in candidates if socket_ifname in {p.netdev, *p.netdevs}]
+    fabrics = group_fabrics(candidates)
+    for port in on_route:
+        peers = [p for p in candidates if p.link_layer == port.link_layer and p not in on_route]
+        if not peers:
+            continue
+        difference = told_apart(port, peers)
+        if difference is None:
+            fabric = next(members for members in fabrics.values() if port in members)
+            others = len([p for p in fabric if p not in on_route])
+            difference = f"{_counted(others, 'other usable port')} of its fabric remain" + ("s" if others == 1 else "")
+        port.reason = f"{socket_ifname} carries the default route and {difference} (management NIC)"
+
+
+def choose_fabric(probe: Probe, ports: list[Port]) -> str | None:
+    """Keep the rails of one fabric, the one with the most ports (the compute fabric).
+
+    The others' ports get a reason; a tie is warned about and goes to the fabric met
+    first in device name order. Returns the chosen fabric's name, None without rails.
+    """
+    fabrics = group_fabrics([p for p in ports if p.is_rail])
+    if not fabrics:
+        return None
+    largest = max(len(members) for members in fabrics.values())
+    tied = [key for key, members in fabrics.items() if len(members) == largest]
+    chosen = tied[0]
+    if len(tied) > 1:
+        listed = "; ".join(f"{fabric_name(key)}: " + ", ".join(f"{p.device}:{p.number}" for p in fabrics[key])
+                           for key in tied)
+        probe.warn(f"fabrics tie at {_counted(largest, 'port')} each ({listed}); "
+                   f"using {fabric_name(chosen)}, the first in name order")
+    for key, members in fabrics.items():
+        for port in members if key != chosen else ():
+            port.reason = (f"on fabric {fabric_name(key)} ({_counted(len(members), 'port')}), "
+                           f"not the compute fabric {fabric_name(chosen)} ({_counted(largest, 'port')})")
+    return fabric_name(chosen)
+
+
+def select_rails(probe: Probe, ports: list[Port], socket_ifname: str | None) -> tuple[str, str | None]:
+    """Give every port that is not a rail its reason; return (rail family, rails' fabric or None).
+
+    In order: what the port alone says (exclusion_reason), the majority family, the
+    default route (exclude_default_route), one fabric (choose_fabric).
+    """
+    for port in ports:
+        port.reason = exclusion_reason(port)
+    family = rail_family(ports)
+    for port in ports:
+        if port.is_rail and port.vendor != family:
+            port.reason = f"family {port.vendor} is not the rail family {family}"
+    exclude_default_route(ports, socket_ifname)
+    return family, choose_fabric(probe, ports)
 
 
 def rail_family(ports: list[Port]) -> str:
@@ -379,9 +542,7 @@ def report_rail_problems(probe: Probe, ports: list[Port], rails: list[Port], fam
     if len(families) > 1:
         listed = ", ".join(f"{name} {families[name]}" for name in sorted(families))
         probe.warn(f"mixed NIC vendors ({listed} devices); rails are the most common family, {family}")
-    if len({p.mtu for p in rails if p.mtu is not None}) > 1:
-        probe.warn("rails have different MTUs: " + ", ".join(f"{p.netdev}={p.mtu}" for p in rails))
-    if rails and not any(name.startswith("uverbs") for name in probe.tree.listdir("dev", "infiniband")):
+    if known and not any(name.startswith("uverbs") for name in probe.tree.listdir("dev", "infiniband")):
         probe.warn("no dev/infiniband/uverbs* devices: verbs are unusable here "
                    "(a container needs --device=/dev/infiniband)")
 
@@ -718,22 +879,21 @@ def detect(root: str = "/", environ: Mapping[str, str] | None = None, profile: M
            respect_env: bool = True, which: Callable = shutil.which, run: Callable = run_tool) -> dict:
     """Detect the node's RDMA rails, GID index and QoS, and the variables that follow.
 
-    `profile` is a cluster profile as a plain dict (name, nic_family, rail_count,
-    dscp, service_level; all optional): its expectations are checked, its QoS is
-    the fallback. `which(name, path=...)` finds vendor tools; `run(argv)` runs one
-    and returns its output or raises ToolFailure.
+    `profile` is a cluster profile as a plain dict (name, nic_family, rail_count, dscp,
+    service_level; all optional): its expectations become warnings, its QoS is the
+    fallback. `which(name, path=...)` finds vendor tools; `run(argv)` runs one and
+    returns its output or raises ToolFailure.
+
+    Returns family, rails (the number of rail ports), fabric (the rails' fabric name or
+    None), gid_index, devices (one dict per port with its role and, if excluded, the
+    reason), qos, socket_ifname, warnings, env and env_sources.
     """
     environ = os.environ if environ is None else environ
     profile = profile or {}
     probe = Probe(Tree(root), environ, which, run)
     socket_ifname = default_route_ifname(probe)
     ports = [port for device in probe.tree.listdir("sys", "class", "infiniband") for port in read_ports(probe, device)]
-    for port in ports:
-        port.reason = exclusion_reason(port, socket_ifname)
-    family = rail_family(ports)
-    for port in ports:
-        if port.is_rail and port.vendor != family:
-            port.reason = f"family {port.vendor} is not the rail family {family}"
+    family, fabric = select_rails(probe, ports, socket_ifname)
     rails = [port for port in ports if port.is_rail]
     report_rail_problems(probe, ports, rails, family)
     gid_index = common_gid_index(probe, rails)
@@ -743,6 +903,7 @@ def detect(root: str = "/", environ: Mapping[str, str] | None = None, profile: M
     return {
         "family": family,
         "rails": len(rails),
+        "fabric": fabric,
         "gid_index": gid_index,
         "devices": [port.as_json() for port in ports],
         "qos": qos,

@@ -1,0 +1,226 @@
+"""Which ports are rails on the machines people run: containers, pods, mixed fabrics (issue #12).
+
+Each kind of rule is tried on bare metal and in a container or pod: the default route,
+address scope, one fabric, usable devices; then UCX's own way to reach itself and the
+exit status a job script can trust.
+"""
+
+from __future__ import annotations
+
+
+import pytest
+
+from envbuild.runtime import nic
+from nic_fixtures import (
+    EMPTY, Nic, apipa_bnxt_node, bnxt_ula_node, bond_node, container_macvlan_node, container_without_devices_node,
+    fabric_tie_node, frontend_model_node, full_gid, ib_plus_roce_node, ionic_node, make_node,
+    management_roce_v1_node, odd_scopes_node, pod_apipa_node, pod_frontend_vf_node, pod_sole_vf_node,
+    pod_storage_vf_node, pod_two_of_eight_node, rail, rail_on_default_route_node, udev_missed_node, v2_only_table,
+    values,
+)
+NO_GID = "no routable GID (RoCE v2/v1 with an IPv4-mapped or global address)"
+NO_QOS = ("no DSCP or service level found; the matching TC/SL variables are not set "
+          "(set ENVBUILD_NIC_DSCP/ENVBUILD_NIC_SL or the cluster profile's qos)")
+NO_TOOL = "{} not found on PATH, so QoS cannot be read from it"
+
+
+def rails(result: dict) -> list:
+    return [d["name"] for d in result["devices"] if d["role"] == "rail"]
+
+
+def excluded(result: dict) -> dict:
+    return {d["name"]: d["reason"] for d in result["devices"] if d["role"] == "excluded"}
+
+
+def outcome(result: dict) -> tuple:
+    """(family, rail names, GID index, fabric)."""
+    return result["family"], rails(result), result["gid_index"], result["fabric"]
+
+
+# --- 1. carrying the default route is not being the management NIC ---------------------------
+
+def test_pod_whose_only_interface_is_its_vf_keeps_it_as_the_rail(scratch):
+    result = pod_sole_vf_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_0"], 3, "Ethernet MTU 1500")
+    assert excluded(result) == {}
+    assert values(result, "NCCL_IB_HCA", "NCCL_IB_GID_INDEX", "UCX_NET_DEVICES", "NCCL_SOCKET_IFNAME") == [
+        "=mlx5_0", "3", "mlx5_0:1", "eth0"]
+    assert result["warnings"] == [NO_TOOL.format("mlnx_qos"), NO_QOS]
+
+
+def test_container_macvlan_on_a_bond_with_its_gids_from_slot_12(scratch):
+    result = container_macvlan_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_bond_0"], 15, "Ethernet MTU 1500")
+    assert result["devices"][0]["gid"] == full_gid("192.168.40.22")
+    assert values(result, "NCCL_IB_HCA", "UCX_IB_GID_INDEX", "MORI_IB_GID_INDEX") == ["=mlx5_bond_0", "15", "15"]
+
+
+def test_bare_metal_bond_on_the_default_route_is_the_rail(scratch):
+    result = bond_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_bond_0"], 3, "Ethernet MTU 9000")
+    assert (result["devices"][0]["netdev"], result["socket_ifname"]) == ("bond0", "bond0")
+    assert excluded(result) == {}
+
+
+def test_management_port_told_apart_by_mtu(scratch):
+    result = pod_frontend_vf_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_1", "mlx5_2"], 3, "Ethernet MTU 9000")
+    assert excluded(result) == {
+        "mlx5_0": "eth0 carries the default route and its MTU 1500 differs from the rails' 9000 (management NIC)"}
+
+
+def test_management_port_told_apart_by_model(scratch):
+    result = frontend_model_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["rdma0", "rdma1", "rdma2", "rdma3"], 3, "Ethernet MTU 9000")
+    assert excluded(result) == {"mlx5_4": "eno1np0 carries the default route and its model 0x15b3:0x101d differs "
+                                          "from the rails' 0x15b3:0x1021 (management NIC)"}
+
+
+def test_management_port_told_apart_by_having_no_roce_v2_gid(scratch):
+    result = management_roce_v1_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["rdma0", "rdma1"], 3, "Ethernet MTU 9000")
+    assert excluded(result) == {"mlx5_0": "eno1np0 carries the default route and it has no routable RoCE v2 GID, "
+                                          "unlike the rails (management NIC)"}
+
+
+def test_rail_on_the_default_route_goes_when_others_of_its_fabric_remain(scratch):
+    result = rail_on_default_route_node(scratch).detect()
+    assert outcome(result) == ("ionic", ["ionic_1", "ionic_2", "ionic_3"], 1, "Ethernet MTU 9000")
+    assert excluded(result) == {
+        "ionic_0": "enp1s0 carries the default route and 3 other usable ports of its fabric remain (management NIC)"}
+    assert values(result, "NCCL_IB_TC", "NCCL_IB_SL") == ["96", "3"]
+
+
+def test_default_route_port_alone_on_its_link_layer_is_left_to_the_fabric_rule(scratch):
+    # Its peers are InfiniBand: nothing to tell it apart from, so the fabric rule decides.
+    nics = [Nic("mlx5_0", "mlx5", "0000:c2:00.0", "eno1np0", v2_only_table("10.0.0.5", 0xcc)),
+            *[rail("mlx5", f"mlx5_{i}", i, f"ibp{i}s0", link_layer="InfiniBand") for i in (1, 2)]]
+    result = make_node(scratch, nics, management=None, default_route="eno1np0").detect()
+    assert outcome(result) == ("mlx5", ["mlx5_1", "mlx5_2"], 0, "InfiniBand")
+    assert excluded(result) == {
+        "mlx5_0": "on fabric Ethernet MTU 9000 (1 port), not the compute fabric InfiniBand (2 ports)"}
+
+
+# --- 2. address scope: one judgment for IPv6 and IPv4-mapped GIDs -------------------------------
+
+@pytest.mark.parametrize("address, scope", [
+    ("192.168.1.36", "ipv4"),
+    ("10.0.0.1", "ipv4"),
+    ("2001:db8::36", "ipv6"),
+    ("fd00:10::36", "ipv6"),  # ULA: routed within the site
+    ("fe80::a288:c2ff:fe00:1", "link-local"),
+    ("169.254.37.112", "link-local"),  # APIPA, mapped
+    ("::1", "loopback"),
+    ("127.0.0.1", "loopback"),
+    ("0.0.0.0", "unspecified"),
+    ("0.0.0.1", "unspecified"),  # RFC 1122 "this network"
+    ("ff02::1", "multicast"),
+    ("239.1.1.1", "multicast"),
+])
+def test_gid_scope(address, scope):
+    assert nic.gid_scope(full_gid(address)) == scope
+
+
+@pytest.mark.parametrize("text", [EMPTY[0], "", None, "not a gid", "fe80::1::2"])
+def test_gid_scope_of_an_empty_or_garbled_slot(text):
+    assert nic.gid_scope(text) is None
+
+
+def test_bare_metal_port_whose_only_ipv4_is_link_local(scratch):
+    result = apipa_bnxt_node(scratch).detect()
+    assert outcome(result) == ("bnxt", ["bnxt_re0", "bnxt_re1", "bnxt_re2"], 3, "Ethernet MTU 9000")
+    assert excluded(result) == {"bnxt_re3": NO_GID}
+    assert result["devices"][3]["gid_index"] is None
+    assert values(result, "NCCL_IB_HCA", "UCX_IB_TRAFFIC_CLASS") == ["=bnxt_re0,bnxt_re1,bnxt_re2", "104"]
+
+
+def test_pod_vf_whose_address_plugin_failed(scratch):
+    result = pod_apipa_node(scratch).detect()
+    assert outcome(result) == ("ionic", ["ionic_0"], 1, "Ethernet MTU 9000")
+    assert excluded(result) == {"ionic_1": NO_GID}
+    assert values(result, "NCCL_IB_HCA", "NCCL_SOCKET_IFNAME") == ["=ionic_0", "eth0"]
+
+
+def test_broadcom_ipv6_only_fabric_uses_the_ula_gid(scratch):
+    result = bnxt_ula_node(scratch).detect()
+    assert outcome(result) == ("bnxt", ["bnxt_re0", "bnxt_re1"], 1, "Ethernet MTU 9000")
+    assert result["devices"][1]["gid"] == full_gid("fd00:10:1::36")
+    assert (result["qos"]["traffic_class"], result["qos"]["service_level"], result["warnings"]) == (104, 3, [])
+
+
+def test_loopback_multicast_and_unspecified_gids_are_skipped(scratch):
+    result = odd_scopes_node(scratch).detect()
+    assert outcome(result) == ("ionic", ["ionic_0"], 4, "Ethernet MTU 9000")
+    assert result["devices"][0]["gid"] == full_gid("192.168.0.36")
+    assert excluded(result) == {"ionic_1": NO_GID}
+
+
+# --- 3. rails are one fabric ------------------------------------------------------------------
+
+def test_infiniband_compute_fabric_beside_roce_storage_ports(scratch):
+    result = ib_plus_roce_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"], 0, "InfiniBand")
+    other = "on fabric Ethernet MTU 9000 (2 ports), not the compute fabric InfiniBand (4 ports)"
+    assert excluded(result) == {"mlx5_4": other, "mlx5_5": other}
+    assert result["warnings"] == [NO_TOOL.format("mlnx_qos"), NO_QOS]  # no GID index disagreement
+    assert values(result, "NCCL_IB_HCA", "UCX_NET_DEVICES") == [
+        "=mlx5_0,mlx5_1,mlx5_2,mlx5_3", "mlx5_0:1,mlx5_1:1,mlx5_2:1,mlx5_3:1"]
+
+
+def test_fabrics_of_equal_size_are_named_in_a_warning(scratch):
+    result = fabric_tie_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_0", "mlx5_1"], 0, "InfiniBand")
+    other = "on fabric Ethernet MTU 9000 (2 ports), not the compute fabric InfiniBand (2 ports)"
+    assert excluded(result) == {"mlx5_2": other, "mlx5_3": other}
+    assert result["warnings"][0] == (
+        "fabrics tie at 2 ports each (InfiniBand: mlx5_0:1, mlx5_1:1; Ethernet MTU 9000: mlx5_2:1, mlx5_3:1); "
+        "using InfiniBand, the first in name order")
+
+
+def test_pod_storage_vf_is_another_fabric_and_its_gid_index_does_not_count(scratch):
+    result = pod_storage_vf_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"], 3, "Ethernet MTU 9000")
+    assert excluded(result) == {
+        "mlx5_4": "on fabric Ethernet MTU 1500 (1 port), not the compute fabric Ethernet MTU 9000 (4 ports)"}
+    assert result["devices"][4]["gid_index"] == 5
+    assert not [w for w in result["warnings"] if "disagree" in w]
+
+
+def test_unreadable_mtu_joins_the_largest_fabric_of_its_link_layer(scratch):
+    node = ionic_node(scratch)
+    (node.root / "sys/class/net/enp3s0/mtu").write_text("jumbo\n")
+    result = node.detect()
+    assert (result["rails"], result["fabric"], excluded(result)) == (8, "Ethernet MTU 9000", {})
+
+
+# --- 4. visible is not usable ---------------------------------------------------------------------
+
+def test_pod_sees_eight_hcas_but_was_given_two(scratch):
+    result = pod_two_of_eight_node(scratch).detect()
+    assert outcome(result) == ("ionic", ["ionic_2", "ionic_5"], 1, "Ethernet MTU 9000")
+    assert excluded(result) == {f"ionic_{i}": f"dev/infiniband/uverbs{i} is absent: visible in sysfs but not usable here"
+                                for i in (0, 1, 3, 4, 6, 7)}
+    assert values(result, "IBDEVICES", "UCX_NET_DEVICES") == ["ionic_2,ionic_5", "ionic_2:1,ionic_5:1"]
+
+
+def test_bare_metal_node_where_udev_missed_one_device(scratch):
+    result = udev_missed_node(scratch).detect()
+    assert outcome(result) == ("mlx5", ["rdma0", "rdma2", "rdma3"], 3, "Ethernet MTU 9000")
+    assert excluded(result) == {"rdma1": "dev/infiniband/uverbs1 is absent: visible in sysfs but not usable here"}
+
+
+def test_container_without_its_devices_has_no_rails(scratch):
+    result = container_without_devices_node(scratch).detect()
+    assert outcome(result) == ("ionic", [], None, None)
+    assert result["warnings"] == [
+        "every RDMA port was excluded, so there are no rails (see each device's reason)",
+        "no dev/infiniband/uverbs* devices: verbs are unusable here (a container needs --device=/dev/infiniband)",
+    ]
+
+
+def test_a_node_of_another_device_on_the_same_function_does_not_count(scratch):
+    node = make_node(scratch, [rail("ionic", "ionic_0", 0, "enp1s0", uverbs=0)], uverbs=[9])
+    verbs = node.root / "sys/class/infiniband/ionic_0/device/infiniband_verbs/uverbs9"
+    verbs.mkdir()
+    (verbs / "ibdev").write_text("ionic_sf9\n")
+    assert excluded(node.detect()) == {"ionic_0": "dev/infiniband/uverbs0 is absent: visible in sysfs but not usable here"}
