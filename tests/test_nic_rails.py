@@ -7,6 +7,7 @@ exit status a job script can trust.
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -224,3 +225,66 @@ def test_a_node_of_another_device_on_the_same_function_does_not_count(scratch):
     verbs.mkdir()
     (verbs / "ibdev").write_text("ionic_sf9\n")
     assert excluded(node.detect()) == {"ionic_0": "dev/infiniband/uverbs0 is absent: visible in sysfs but not usable here"}
+
+
+# --- 6. an exit status a job script can trust -------------------------------------------------------
+
+@pytest.fixture
+def run_main(capsys, monkeypatch):
+    """nic.main(args) as the command line runs it: (status, stdout, stderr)."""
+    def run(node, *args):
+        monkeypatch.setenv("PATH", str(node.bin))
+        status = nic.main(["--root", str(node.root), "--no-respect-env", *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+    return run
+
+
+def test_expected_rails_found_is_success(scratch, run_main):
+    status, out, err = run_main(ionic_node(scratch), "--expect-rails", "8")
+    assert (status, err) == (0, "")
+
+
+def test_expect_rails_mismatch_exits_3_and_still_prints_the_result(scratch, run_main):
+    status, out, err = run_main(pod_two_of_eight_node(scratch), "--expect-rails", "8", "--format", "json")
+    assert (status, err) == (3, "detect-nic: expected 8 rails (--expect-rails), found 2\n")
+    assert json.loads(out)["env"]["IBDEVICES"] == "ionic_2,ionic_5"
+
+
+def test_profile_rail_count_mismatch_exits_3(scratch, run_main):
+    profile = json.dumps({"name": "ionic-4n", "nic_family": "ionic", "rail_count": 8})
+    node = udev_missed_node(scratch)
+    status, out, err = run_main(node, "--profile-json", profile)
+    assert (status, err) == (3, "detect-nic: expected 8 rails (cluster profile ionic-4n), found 3\n")
+    assert out.startswith("# envbuild detect-nic: family mlx5, 3 rails, GID index 3,")
+    # --expect-rails is the caller's word and comes first.
+    status, _, err = run_main(node, "--profile-json", profile, "--expect-rails", "3")
+    assert (status, err) == (0, "")
+
+
+def test_no_rails_where_the_profile_expects_rdma_exits_3(scratch, run_main):
+    node = container_without_devices_node(scratch)
+    status, out, err = run_main(node, "--profile-json", json.dumps({"name": "pods", "nic_family": "ionic"}))
+    assert (status, err) == (3, "detect-nic: expected ionic RDMA rails (cluster profile pods), found 0\n")
+    assert "# warning: every RDMA port was excluded" in out
+    status, _, err = run_main(node, "--profile-json", json.dumps({"name": "cpu", "nic_family": "none"}))
+    assert (status, err) == (0, "")
+    status, _, err = run_main(node)
+    assert (status, err) == (0, "")
+
+
+@pytest.mark.parametrize("what, make", [("does not exist", lambda d: d / "nothing"),
+                                        ("is not a directory", lambda d: d / "file")])
+def test_a_root_that_is_no_directory_exits_2(tmp_path, capsys, what, make):
+    (tmp_path / "file").write_text("")
+    root = make(tmp_path)
+    assert nic.main(["--root", str(root)]) == nic.EXIT_USAGE
+    assert capsys.readouterr() == ("", f"detect-nic: --root {root} {what}\n")
+
+
+@pytest.mark.parametrize("value", ["-1", "eight"])
+def test_a_bad_rail_count_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        nic.main(["--expect-rails", value])
+    assert stop.value.code == nic.EXIT_USAGE
+    assert f"argument --expect-rails: {value!r} is not a number of rails (0 or more)" in capsys.readouterr().err

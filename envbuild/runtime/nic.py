@@ -39,6 +39,9 @@ PREFERRED_DSCP = 26
 DSCP_OVERRIDE = "ENVBUILD_NIC_DSCP"
 SL_OVERRIDE = "ENVBUILD_NIC_SL"
 FORMATS = ("env", "json", "text", "family")
+# Exit statuses of main(), as envbuild's table has them (0 done, 1 failed).
+EXIT_USAGE = 2  # bad arguments, or a --root that is not a directory
+EXIT_MISMATCH = 3  # the node is not what --expect-rails or the cluster profile expects; output still printed
 
 # Every variable `--format env` prints, in print order, with the value it carries.
 VARIABLES = (
@@ -983,20 +986,63 @@ def load_profile_json(text: str | None):
     return profile, None
 
 
+def expectation_failure(result: dict, profile: Mapping, expect_rails: int | None) -> str | None:
+    """One line saying what was expected and what was found, or None when the node is as expected.
+
+    --expect-rails comes first, then the profile's rail_count; a profile that names an
+    RDMA family (not none) expects at least one rail.
+    """
+    found = result["rails"]
+    name = profile.get("name") or "(unnamed)"
+    rail_count = profile.get("rail_count")
+    if expect_rails is not None:
+        expected, source = expect_rails, "--expect-rails"
+    elif isinstance(rail_count, int) and not isinstance(rail_count, bool):
+        expected, source = rail_count, f"cluster profile {name}"
+    elif profile.get("nic_family") not in (None, "", NO_NIC) and found == 0:
+        return f"expected {profile['nic_family']} RDMA rails (cluster profile {name}), found 0"
+    else:
+        return None
+    return None if found == expected else f"expected {expected} rails ({source}), found {found}"
+
+
+def _rail_count(text: str) -> int:
+    if not _is_index(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rails (0 or more)")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line of `envbuild detect-nic` and `setup_deps.sh --detect-nic`.
+
+    Prints the result on stdout and returns 0; EXIT_MISMATCH (3), with one line on
+    stderr, when the rails are not what --expect-rails or the profile expects (the
+    result is still printed); EXIT_USAGE (2) for bad arguments or a missing --root.
+    """
     parser = argparse.ArgumentParser(
         prog="detect-nic", description="Detect RDMA rails, GID index and QoS; print the variables that follow.")
     parser.add_argument("--root", default="/", help="filesystem root every read goes through (default /)")
     parser.add_argument("--format", choices=FORMATS, default="env", help="output format (default env)")
     parser.add_argument("--profile-json", help="cluster profile as a JSON object (expectations and QoS fallback)")
+    parser.add_argument("--expect-rails", type=_rail_count, metavar="N",
+                        help=f"exit {EXIT_MISMATCH} unless there are N rails (default: the profile's rail_count)")
     parser.add_argument("--no-respect-env", dest="respect_env", action="store_false",
                         help="print detected values even for variables already set in the environment")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.root):
+        what = "is not a directory" if os.path.exists(args.root) else "does not exist"
+        print(f"detect-nic: --root {args.root} {what}", file=sys.stderr)
+        return EXIT_USAGE
     profile, problem = load_profile_json(args.profile_json)
     result = detect(root=args.root, profile=profile, respect_env=args.respect_env)
     if problem:
         result["warnings"].insert(0, problem)
     sys.stdout.write(RENDERERS[args.format](result))
+    failure = expectation_failure(result, profile, args.expect_rails)
+    if failure:
+        sys.stdout.flush()
+        print(f"detect-nic: {failure}", file=sys.stderr)
+        return EXIT_MISMATCH
     return 0
 
 
