@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from nic_fixtures import SCENARIOS, ionic_rails, make_node
+from nic_fixtures import SCENARIOS, ionic_rails, make_node, pod_two_of_eight_node
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,21 @@ def test_cli_and_script_print_the_same_detection(scenario, fmt, cluster, scripts
         assert cli.returncode == (3 if cluster and rails != 8 else 0), cli.stderr
         assert cli.stderr == (f"detect-nic: expected 8 rails (cluster profile mia1), found {rails}\n"
                               if cli.returncode else "")
+
+
+@pytest.mark.parametrize("args, status", [(["--expect-rails", "8"], 3), (["--expect-rails", "2"], 0),
+                                          (["--root", "/nonexistent/root"], 2)])
+def test_cli_and_script_exit_alike(args, status, scripts, tmp_path):
+    node = pod_two_of_eight_node(tmp_path)
+    env = node.environ(ENVBUILD_PYTHON=sys.executable)
+    args = ["--root", str(node.root), *args]
+    cli = subprocess.run([sys.executable, "-m", "envbuild", "detect-nic", *args], env=env, capture_output=True,
+                         text=True)
+    script = subprocess.run(["/bin/bash", str(scripts[None]), "--detect-nic", *args], env=env, capture_output=True,
+                            text=True)
+    assert (cli.returncode, cli.stdout, cli.stderr) == (script.returncode, script.stdout, script.stderr)
+    assert cli.returncode == status
+    assert len(cli.stderr.splitlines()) == (1 if status else 0)
 
 
 def test_script_uses_detection_for_nic_conditions_and_caches_it(tmp_path, scripts):

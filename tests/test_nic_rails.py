@@ -8,6 +8,9 @@ exit status a job script can trust.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +22,8 @@ from nic_fixtures import (
     pod_storage_vf_node, pod_two_of_eight_node, rail, rail_on_default_route_node, udev_missed_node, v2_only_table,
     values,
 )
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 NO_GID = "no routable GID (RoCE v2/v1 with an IPv4-mapped or global address)"
 NO_QOS = ("no DSCP or service level found; the matching TC/SL variables are not set "
           "(set ENVBUILD_NIC_DSCP/ENVBUILD_NIC_SL or the cluster profile's qos)")
@@ -36,6 +41,13 @@ def excluded(result: dict) -> dict:
 def outcome(result: dict) -> tuple:
     """(family, rail names, GID index, fabric)."""
     return result["family"], rails(result), result["gid_index"], result["fabric"]
+
+
+def envbuild(*args: str) -> subprocess.CompletedProcess:
+    """The command line, run from this checkout."""
+    environ = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)}
+    return subprocess.run([sys.executable, "-m", "envbuild", *args], capture_output=True, text=True, env=environ,
+                          cwd=REPOSITORY, check=False, timeout=60)
 
 
 # --- 1. carrying the default route is not being the management NIC ---------------------------
@@ -288,3 +300,16 @@ def test_a_bad_rail_count_is_a_usage_error(value, capsys):
         nic.main(["--expect-rails", value])
     assert stop.value.code == nic.EXIT_USAGE
     assert f"argument --expect-rails: {value!r} is not a number of rails (0 or more)" in capsys.readouterr().err
+
+
+def test_cli_exit_statuses(scratch):
+    node = pod_two_of_eight_node(scratch)
+    mismatch = envbuild("detect-nic", "--root", str(node.root), "--expect-rails", "8")
+    assert (mismatch.returncode, mismatch.stderr) == (3, "detect-nic: expected 8 rails (--expect-rails), found 2\n")
+    assert "export NCCL_IB_HCA==ionic_2,ionic_5\n" in mismatch.stdout
+    profile = envbuild("detect-nic", "--root", str(node.root), "--cluster", "ionic-4n", "--format", "json")
+    assert (profile.returncode, profile.stderr) == (3, "detect-nic: expected 8 rails (cluster profile ionic-4n), found 2\n")
+    assert json.loads(profile.stdout)["rails"] == 2
+    missing = envbuild("detect-nic", "--root", str(scratch / "nothing"))
+    assert (missing.returncode, missing.stdout, missing.stderr) == (
+        2, "", f"detect-nic: --root {scratch / 'nothing'} does not exist\n")
