@@ -18,7 +18,7 @@ from envbuild.runtime import nic
 from nic_fixtures import (
     EMPTY, Nic, apipa_bnxt_node, bnxt_ula_node, bond_node, container_macvlan_node, container_without_devices_node,
     fabric_tie_node, frontend_model_node, full_gid, ib_plus_roce_node, ionic_node, make_node,
-    management_roce_v1_node, odd_scopes_node, pod_apipa_node, pod_frontend_vf_node, pod_sole_vf_node,
+    management_roce_v1_node, no_nic_node, odd_scopes_node, pod_apipa_node, pod_frontend_vf_node, pod_sole_vf_node,
     pod_storage_vf_node, pod_two_of_eight_node, rail, rail_on_default_route_node, udev_missed_node, v2_only_table,
     values,
 )
@@ -237,6 +237,26 @@ def test_a_node_of_another_device_on_the_same_function_does_not_count(scratch):
     verbs.mkdir()
     (verbs / "ibdev").write_text("ionic_sf9\n")
     assert excluded(node.detect()) == {"ionic_0": "dev/infiniband/uverbs0 is absent: visible in sysfs but not usable here"}
+
+
+# --- 5. UCX needs a way to reach itself -------------------------------------------------------------
+
+def test_ucx_extra_devices_follow_the_rails(scratch):
+    node = ionic_node(scratch)
+    result = node.detect(profile={"ucx_net_devices_extra": ["lo", "ionic_0:1"]})
+    assert result["env"]["UCX_NET_DEVICES"] == ",".join(f"ionic_{i}:1" for i in range(8)) + ",lo"
+    assert result["env"]["NCCL_IB_HCA"] == "=" + ",".join(f"ionic_{i}" for i in range(8))
+
+
+def test_ucx_extra_devices_without_rails_leave_ucx_free(scratch):
+    result = no_nic_node(scratch).detect(profile={"ucx_net_devices_extra": ["lo"]})
+    assert "UCX_NET_DEVICES" not in result["env"]
+
+
+def test_ucx_extra_devices_that_are_no_list_are_ignored(scratch):
+    result = ionic_node(scratch).detect(profile={"ucx_net_devices_extra": "lo"})
+    assert result["env"]["UCX_NET_DEVICES"] == ",".join(f"ionic_{i}:1" for i in range(8))
+    assert result["warnings"] == ["profile ucx_net_devices_extra='lo' is not a list of device names; ignored"]
 
 
 # --- 6. an exit status a job script can trust -------------------------------------------------------

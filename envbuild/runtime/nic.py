@@ -39,6 +39,7 @@ PREFERRED_DSCP = 26
 DSCP_OVERRIDE = "ENVBUILD_NIC_DSCP"
 SL_OVERRIDE = "ENVBUILD_NIC_SL"
 FORMATS = ("env", "json", "text", "family")
+UCX_EXTRA = "ucx_net_devices_extra"  # the profile key: devices UCX_NET_DEVICES lists after the rails
 # Exit statuses of main(), as envbuild's table has them (0 done, 1 failed).
 EXIT_USAGE = 2  # bad arguments, or a --root that is not a directory
 EXIT_MISMATCH = 3  # the node is not what --expect-rails or the cluster profile expects; output still printed
@@ -847,17 +848,29 @@ def check_profile(probe: Probe, profile: Mapping, family: str, rails: list[Port]
         probe.warn(f"cluster profile {name} expects {expected_rails} rails, but this node has {len(rails)}")
 
 
+def ucx_extra_devices(probe: Probe, profile: Mapping) -> list[str]:
+    """The profile's ucx_net_devices_extra (like ['lo']), or [] with a warning if it is not a list of names."""
+    value = profile.get(UCX_EXTRA, [])
+    if isinstance(value, list) and all(isinstance(name, str) and name for name in value):
+        return value
+    probe.warn(f"profile {UCX_EXTRA}={value!r} is not a list of device names; ignored")
+    return []
+
+
 def _env_source(qos_source: str | None) -> str:
     return qos_source if qos_source in ("override", "profile") else "detected"
 
 
 def build_env(rails: list[Port], gid_index: int | None, qos: dict, socket_ifname: str | None,
-              environ: Mapping[str, str], respect_env: bool):
+              ucx_extra: list[str], environ: Mapping[str, str], respect_env: bool):
     names = list(dict.fromkeys(port.device for port in rails))
+    # UCX_NET_DEVICES limits every UCX transport, tcp and loopback too: NIXL/RIXL need `lo`
+    # (ucx_extra) to reach themselves. Without rails it stays unset, and UCX uses everything.
+    device_ports = list(dict.fromkeys([f"{p.device}:{p.number}" for p in rails] + ucx_extra)) if rails else []
     values = {
         "devices": ",".join(names) or None,
         "exact_devices": "=" + ",".join(names) if names else None,  # '=': mlx5_1 must not match mlx5_10
-        "device_ports": ",".join(f"{p.device}:{p.number}" for p in rails) or None,
+        "device_ports": ",".join(device_ports) or None,
         "gid_index": None if gid_index is None else str(gid_index),
         "traffic_class": None if qos["traffic_class"] is None else str(qos["traffic_class"]),
         "service_level": None if qos["service_level"] is None else str(qos["service_level"]),
@@ -882,9 +895,10 @@ def detect(root: str = "/", environ: Mapping[str, str] | None = None, profile: M
            respect_env: bool = True, which: Callable = shutil.which, run: Callable = run_tool) -> dict:
     """Detect the node's RDMA rails, GID index and QoS, and the variables that follow.
 
-    `profile` is a cluster profile as a plain dict (name, nic_family, rail_count, dscp,
-    service_level; all optional): its expectations become warnings, its QoS is the
-    fallback. `which(name, path=...)` finds vendor tools; `run(argv)` runs one and
+    `profile` is a plain dict, every key optional: a cluster profile's name, nic_family,
+    rail_count, dscp and service_level (expectations become warnings, the QoS is the
+    fallback) and a recipe's ucx_net_devices_extra (netdevs UCX_NET_DEVICES lists after
+    the rails). `which(name, path=...)` finds vendor tools; `run(argv)` runs one and
     returns its output or raises ToolFailure.
 
     Returns family, rails (the number of rail ports), fabric (the rails' fabric name or
@@ -902,7 +916,8 @@ def detect(root: str = "/", environ: Mapping[str, str] | None = None, profile: M
     gid_index = common_gid_index(probe, rails)
     qos = detect_qos(probe, family, rails, profile)
     check_profile(probe, profile, family, rails)
-    env, env_sources = build_env(rails, gid_index, qos, socket_ifname, environ, respect_env)
+    env, env_sources = build_env(rails, gid_index, qos, socket_ifname, ucx_extra_devices(probe, profile),
+                                 environ, respect_env)
     return {
         "family": family,
         "rails": len(rails),
@@ -1023,7 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="detect-nic", description="Detect RDMA rails, GID index and QoS; print the variables that follow.")
     parser.add_argument("--root", default="/", help="filesystem root every read goes through (default /)")
     parser.add_argument("--format", choices=FORMATS, default="env", help="output format (default env)")
-    parser.add_argument("--profile-json", help="cluster profile as a JSON object (expectations and QoS fallback)")
+    parser.add_argument("--profile-json",
+                        help="profile as a JSON object: the cluster's expectations and QoS fallback, the recipe's "
+                             f"{UCX_EXTRA}")
     parser.add_argument("--expect-rails", type=_rail_count, metavar="N",
                         help=f"exit {EXIT_MISMATCH} unless there are N rails (default: the profile's rail_count)")
     parser.add_argument("--no-respect-env", dest="respect_env", action="store_false",
