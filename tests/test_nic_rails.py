@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from envbuild.runtime import nic
+from envbuild.spec.loader import Library
 from nic_fixtures import (
     EMPTY, Nic, apipa_bnxt_node, bnxt_ula_node, bond_node, container_macvlan_node, container_without_devices_node,
     fabric_tie_node, frontend_model_node, full_gid, ib_plus_roce_node, ionic_node, make_node,
@@ -257,6 +258,18 @@ def test_ucx_extra_devices_that_are_no_list_are_ignored(scratch):
     result = ionic_node(scratch).detect(profile={"ucx_net_devices_extra": "lo"})
     assert result["env"]["UCX_NET_DEVICES"] == ",".join(f"ionic_{i}:1" for i in range(8))
     assert result["warnings"] == ["profile ucx_net_devices_extra='lo' is not a list of device names; ignored"]
+
+
+def test_a_recipe_inherits_nic_settings_and_may_replace_them(tmp_path):
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "a.yaml").write_text("name: a\ndescription: A.\n")
+    base = "name: base\ndescription: B.\nbase_image: debian:bookworm\ncomponents: [a]\n"
+    (tmp_path / "base.yaml").write_text(base + "nic:\n  ucx_net_devices_extra: [lo]\n")
+    (tmp_path / "child.yaml").write_text("name: child\ndescription: C.\nextends: base\n")
+    (tmp_path / "own.yaml").write_text("name: own\ndescription: O.\nextends: base\nnic:\n  ucx_net_devices_extra: []\n")
+    library = Library(tmp_path)
+    assert library.recipe("child").ucx_net_devices_extra == ("lo",)
+    assert library.recipe("own").nic_profile() == {}
 
 
 # --- 6. an exit status a job script can trust -------------------------------------------------------
