@@ -260,6 +260,17 @@ def test_ucx_extra_devices_that_are_no_list_are_ignored(scratch):
     assert result["warnings"] == ["profile ucx_net_devices_extra='lo' is not a list of device names; ignored"]
 
 
+def test_builtin_recipes_use_rixl_and_give_ucx_lo():
+    library = Library()
+    for name in library.recipe_names():
+        recipe = library.recipe(name)
+        assert "rixl" in recipe.components
+        assert recipe.nic_profile() == {"ucx_net_devices_extra": ["lo"]}
+    assert library.recipe("mi355x-nixl", "ionic-4n").nic_profile() == {
+        "name": "ionic-4n", "nic_family": "ionic", "rail_count": 8, "dscp": 24, "service_level": 3,
+        "ucx_net_devices_extra": ["lo"]}
+
+
 def test_a_recipe_inherits_nic_settings_and_may_replace_them(tmp_path):
     (tmp_path / "components").mkdir()
     (tmp_path / "components" / "a.yaml").write_text("name: a\ndescription: A.\n")
