@@ -289,17 +289,24 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, ta
     click.echo(f"envbuild: built {tag} ({baked.image_id[:19]}) in {baked.seconds:.1f} s", err=True)
 
 
+def _default_recipe_name(library: Library) -> str | None:
+    """The recipe detect-nic takes its nic settings from when none is given: the directory's
+    default, else mi355x-moriio while the built-in recipes name no default (a stand-in)."""
+    return library.default_recipe() or ("mi355x-moriio" if "mi355x-moriio" in library.recipe_names() else None)
+
+
 @main.command("detect-nic")
 @click.option("--root", default="/", show_default=True, metavar="DIR",
               help="Filesystem root every read goes through (sys/class/infiniband, sys/class/net, proc/net/route, "
                    "dev/infiniband, ...).")
 @click.option("--format", "fmt", type=click.Choice(["env", "json", "text"]), default="env", show_default=True)
+@recipe_option
 @cluster_option
 @recipes_dir_option
 @click.option("--expect-rails", type=click.IntRange(min=0), metavar="N",
               help="Exit 3 unless the node has N rails (default: the cluster profile's rail_count).")
 @click.option("--no-respect-env", is_flag=True, help="Print detected values even for variables already set.")
-def detect_nic(root, fmt, cluster, recipes_dir, expect_rails, no_respect_env):
+def detect_nic(root, fmt, recipe, cluster, recipes_dir, expect_rails, no_respect_env):
     """Detect the RDMA rails, GID index and QoS; print NCCL/RCCL, UCX and MoRI variables.
 
     The family comes from PCI vendor ids or drivers, never from device names.
@@ -309,6 +316,10 @@ def detect_nic(root, fmt, cluster, recipes_dir, expect_rails, no_respect_env):
 
       eval "$(envbuild detect-nic)"
 
+    The recipe says what its software needs of the result (its nic block:
+    UCX_NET_DEVICES also lists lo for NIXL/RIXL); without a default recipe,
+    only the cluster profile applies.
+
     Exit 0 with a result; 3 when the rails are not what --expect-rails or the
     cluster profile expects (the result is still printed, one line on stderr
     says expected and found); 2 for a --root that does not exist.
@@ -316,9 +327,18 @@ def detect_nic(root, fmt, cluster, recipes_dir, expect_rails, no_respect_env):
     """
     from envbuild.runtime import nic
 
+    if recipe:
+        library, name = open_library(recipes_dir, recipe)
+    else:
+        library = Library(recipes_dir)
+        name = _default_recipe_name(library)
+    if name:
+        profile = library.recipe(name, cluster).nic_profile()
+    else:
+        profile = library.cluster_by_name(cluster).profile() if cluster else {}
     args = ["--root", root, "--format", fmt]
-    if cluster:
-        args += ["--profile-json", json.dumps(Library(recipes_dir).cluster_by_name(cluster).profile(), sort_keys=True)]
+    if profile:
+        args += ["--profile-json", json.dumps(profile, sort_keys=True)]
     if expect_rails is not None:
         args += ["--expect-rails", str(expect_rails)]
     if no_respect_env:

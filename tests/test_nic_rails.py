@@ -283,6 +283,20 @@ def test_a_recipe_inherits_nic_settings_and_may_replace_them(tmp_path):
     assert library.recipe("own").nic_profile() == {}
 
 
+def test_detect_nic_takes_the_default_recipe_or_the_one_named(scratch, tmp_path):
+    node = ionic_node(scratch)
+    ports = ",".join(f"ionic_{i}:1" for i in range(8))
+    args = ["detect-nic", "--root", str(node.root), "--format", "json", "--no-respect-env"]
+    default = envbuild(*args)
+    assert (default.returncode, default.stderr) == (0, "")
+    assert json.loads(default.stdout)["env"]["UCX_NET_DEVICES"] == ports + ",lo"
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: bare\ndescription: No nic settings.\nbase_image: debian:bookworm\n")
+    named = envbuild(*args, "--recipe", str(bare))
+    assert (named.returncode, named.stderr) == (0, "")
+    assert json.loads(named.stdout)["env"]["UCX_NET_DEVICES"] == ports
+
+
 # --- 6. an exit status a job script can trust -------------------------------------------------------
 
 @pytest.fixture
