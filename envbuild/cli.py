@@ -290,29 +290,51 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, ta
 
 
 @main.command("detect-nic")
-@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
-              help="Filesystem root every read goes through (sys/class/infiniband, sys/class/net, proc/net/route, ...).")
+@click.option("--root", default="/", show_default=True, metavar="DIR",
+              help="Filesystem root every read goes through (sys/class/infiniband, sys/class/net, proc/net/route, "
+                   "dev/infiniband, ...).")
 @click.option("--format", "fmt", type=click.Choice(["env", "json", "text"]), default="env", show_default=True)
+@recipe_option
 @cluster_option
 @recipes_dir_option
+@click.option("--expect-rails", type=click.IntRange(min=0), metavar="N",
+              help="Exit 3 unless the node has N rails (default: the cluster profile's rail_count).")
 @click.option("--no-respect-env", is_flag=True, help="Print detected values even for variables already set.")
-def detect_nic(root, fmt, cluster, recipes_dir, no_respect_env):
+def detect_nic(root, fmt, recipe, cluster, recipes_dir, expect_rails, no_respect_env):
     """Detect the RDMA rails, GID index and QoS; print NCCL/RCCL, UCX and MoRI variables.
 
     The family comes from PCI vendor ids or drivers, never from device names.
-    Rails are ACTIVE RoCE/IB ports with a routable GID, minus the device that
-    carries the default route. Exit 0 whenever a result could be produced;
-    warnings go to the output. Use it as:
+    Rails are usable (dev/infiniband/uverbsN present), ACTIVE ports with a
+    routable GID, on one fabric; the device on the default route is left out
+    when other rails remain. Use it as:
 
       eval "$(envbuild detect-nic)"
 
+    The recipe says what its software needs of the result (its nic block:
+    UCX_NET_DEVICES also lists lo for NIXL/RIXL); without a default recipe,
+    only the cluster profile applies.
+
+    Exit 0 with a result; 3 when the rails are not what --expect-rails or the
+    cluster profile expects (the result is still printed, one line on stderr
+    says expected and found); 2 for a --root that does not exist.
     setup_deps.sh --detect-nic runs the very same detector.
     """
     from envbuild.runtime import nic
 
+    if recipe:
+        library, name = open_library(recipes_dir, recipe)
+    else:
+        library = Library(recipes_dir)
+        name = library.default_recipe()
+    if name:
+        profile = library.recipe(name, cluster).nic_profile()
+    else:
+        profile = library.cluster_by_name(cluster).profile() if cluster else {}
     args = ["--root", root, "--format", fmt]
-    if cluster:
-        args += ["--profile-json", json.dumps(Library(recipes_dir).cluster_by_name(cluster).profile(), sort_keys=True)]
+    if profile:
+        args += ["--profile-json", json.dumps(profile, sort_keys=True)]
+    if expect_rails is not None:
+        args += ["--expect-rails", str(expect_rails)]
     if no_respect_env:
         args.append("--no-respect-env")
     sys.exit(nic.main(args))

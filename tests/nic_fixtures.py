@@ -31,6 +31,7 @@ VENDORS = {  # family -> (PCI vendor id, PCI driver)
     "intel": ("0x8086", "irdma"),
 }
 UNREADABLE = object()  # a GID attribute that cannot be opened
+EMPTY = (ZERO_GID, None)  # an empty GID slot (or one of another network namespace)
 
 
 def full_gid(address: str) -> str:
@@ -72,6 +73,10 @@ class Nic:
     traffic_class: str | None = None  # MLNX_OFED tc/1/traffic_class text
     trust: str | None = None  # netdev qos/trust
     configfs: dict | None = None  # Broadcom configfs cc/<name> -> text
+    model: str | None = None  # PCI device id (<pci>/device), like 0x1021 for a ConnectX-7
+    uverbs: int | None = None  # N of <pci>/infiniband_verbs/uverbsN; None: sysfs names no node
+    virtual: bool = False  # the netdev is a macvlan or bond (devices/virtual/net), not the function's
+    slaves: tuple = ()  # netdevs of the PCI function besides a virtual one: a bond's members
 
 
 def rail(family: str, name: str, index: int, netdev: str, table=v2_only_table, **fields) -> Nic:
@@ -99,17 +104,20 @@ def _unreadable(path: Path) -> None:
         path.symlink_to("../../../../no-such-entry")
 
 
-def _pci_function(sys: Path, pci: str, vendor: str, driver: str) -> Path:
+def _pci_function(sys: Path, pci: str, vendor: str, driver: str, model: str | None = None) -> Path:
     function = sys / "devices" / "pci0000:00" / "0000:00:01.1" / pci
     _write(function / "vendor", vendor)
+    if model is not None:
+        _write(function / "device", model)
     (sys / "bus" / "pci" / "drivers" / driver).mkdir(parents=True, exist_ok=True)
     if not (function / "driver").is_symlink():
         _symlink(function / "driver", sys / "bus" / "pci" / "drivers" / driver)
     return function
 
 
-def _netdev(sys: Path, function: Path, name: str, mtu: int, trust: str | None = None) -> None:
-    device = function / "net" / name
+def _netdev(sys: Path, parent: Path, name: str, mtu: int, trust: str | None = None) -> None:
+    """A netdev under `parent`: a PCI function, or sys/devices/virtual for a veth, macvlan or bond."""
+    device = parent / "net" / name
     _write(device / "operstate", "up")
     _write(device / "mtu", str(mtu))
     _write(device / "address", "04:90:81:00:00:01")
@@ -142,6 +150,8 @@ def _rdma_device(sys: Path, function: Path, nic: Nic) -> None:
     if nic.configfs is not None:
         for name, text in nic.configfs.items():
             _write(sys / "kernel" / "config" / "bnxt_re" / nic.name / "ports" / "1" / "cc" / name, text)
+    if nic.uverbs is not None:
+        _write(function / "infiniband_verbs" / f"uverbs{nic.uverbs}" / "ibdev", nic.name)
 
 
 def route_table(default_ifname: str | None, nics: list) -> str:
@@ -156,23 +166,33 @@ def route_table(default_ifname: str | None, nics: list) -> str:
 
 
 def build_tree(root: Path, nics: list, management: str | None = "eth0", default_route: str | None = "eth0",
-               uverbs: bool = True) -> Path:
-    """A node: the RDMA NICs, a plain management netdev, proc/net/route and dev/infiniband."""
+               uverbs=True, veth: str | None = None) -> Path:
+    """A node: the RDMA NICs, a plain management netdev, proc/net/route and dev/infiniband.
+
+    `uverbs`: True gives dev/infiniband/uverbs0..N-1 for N NICs, False none, a list of
+    numbers those only (a pod gets the nodes of its own devices). `veth` names a
+    container's or pod's own non-RDMA interface.
+    """
     sys = root / "sys"
     (sys / "class" / "infiniband").mkdir(parents=True, exist_ok=True)
     if management:
         function = _pci_function(sys, "0000:02:00.0", "0x8086", "igb")
         _netdev(sys, function, management, 1500)
+    if veth:
+        _netdev(sys, sys / "devices" / "virtual", veth, 1500)
     for card in nics:
         vendor, driver = VENDORS[card.family]
-        function = _pci_function(sys, card.pci, vendor, driver)
-        _netdev(sys, function, card.netdev, card.mtu, card.trust)
+        function = _pci_function(sys, card.pci, vendor, driver, card.model)
+        _netdev(sys, sys / "devices" / "virtual" if card.virtual else function, card.netdev, card.mtu, card.trust)
+        for slave in card.slaves:
+            _netdev(sys, function, slave, card.mtu)
         _rdma_device(sys, function, card)
     _write(root / "proc" / "net" / "route", route_table(default_route, nics))
     (root / "dev" / "infiniband").mkdir(parents=True, exist_ok=True)
-    if uverbs:
-        for index in range(len(nics)):
-            (root / "dev" / "infiniband" / f"uverbs{index}").touch()
+    numbers = range(len(nics)) if uverbs is True else uverbs or ()
+    for number in numbers:
+        (root / "dev" / "infiniband" / f"uverbs{number}").touch()
+    if numbers:
         (root / "dev" / "infiniband" / "rdma_cm").touch()
     return root
 
@@ -295,6 +315,11 @@ def niccli_getqos(pfc_enabled: str = "3") -> str:
         TC Rate Limit: 100% 100% 100% 0% 0% 0% 0% 0%""")
 
 
+def values(result: dict, *variables: str) -> list:
+    """The detected values of these variables, None for those not set."""
+    return [result["env"].get(variable) for variable in variables]
+
+
 # --- whole nodes ------------------------------------------------------------------------
 
 @dataclass
@@ -370,6 +395,154 @@ def ionic_without_tools_node(directory):
     return make_node(directory, ionic_rails())
 
 
+# --- the machines people really run: containers, pods, mixed fabrics (issue #12) ---------------
+
+CX7, CX6DX, MLX5_VF = "0x1021", "0x101d", "0x101e"  # PCI device ids: ConnectX-7, ConnectX-6 Dx, a VF
+
+
+def ib_port(name: str, index: int) -> Nic:
+    """A ConnectX-7 InfiniBand port: GID 0 is the fe80 default subnet prefix and the port GUID."""
+    guid = full_gid(f"fe80::58a2:e103:0:{index + 1:x}")
+    return Nic(name, "mlx5", f"0000:{0x11 + 0x10 * index:02x}:00.0", f"ibp{index + 1}s0", [(guid, ROCE_V1)],
+               link_layer="InfiniBand", mtu=2044, model=CX7)
+
+
+def ib_and_roce(ib_count: int, roce_count: int) -> list:
+    """InfiniBand ports mlx5_0.., then ConnectX-6 Dx RoCE ports (MTU 9000, 172.16/16) named on from there."""
+    roce = [Nic(f"mlx5_{ib_count + i}", "mlx5", f"0000:{0x11 + 0x10 * (ib_count + i):02x}:00.0",
+                f"ens{ib_count + i + 1}f0np0", v1_v2_table(f"172.16.{i}.21", ib_count + i + 1), model=CX6DX)
+            for i in range(roce_count)]
+    return [ib_port(f"mlx5_{i}", i) for i in range(ib_count)] + roce
+
+
+def vf(index: int, netdev: str, ipv4: str, mtu: int = 9000, table=v1_v2_table) -> Nic:
+    """An SR-IOV VF handed to a pod: its own PCI function and dev/infiniband/uverbs<index>."""
+    return Nic(f"mlx5_{index}", "mlx5", f"0000:3b:00.{index + 2}", netdev, table(ipv4, index + 1), mtu=mtu,
+               model=MLX5_VF, uverbs=index)
+
+
+def pod_sole_vf_node(directory):
+    """A pod whose only interface, eth0, is its VF's netdev, so eth0 also carries the default route."""
+    return make_node(directory, [vf(0, "eth0", "10.56.0.7", mtu=1500)], management=None, default_route="eth0")
+
+
+def container_macvlan_node(directory):
+    """A container whose only interface eth0 is a macvlan on the host's RoCE bond. GID slots
+    0-11 hold other network namespaces' addresses and read empty here; its own start at 12."""
+    card = Nic("mlx5_bond_0", "mlx5", "0000:3b:00.0", "eth0", [EMPTY] * 12 + v1_v2_table("192.168.40.22", 0x22),
+               table_size=32, mtu=1500, virtual=True, uverbs=0)
+    return make_node(directory, [card], management=None, default_route="eth0")
+
+
+def bond_node(directory):
+    """Bare metal with one bonded RoCE pair, mlx5_bond_0 on bond0, which also carries the default route."""
+    card = Nic("mlx5_bond_0", "mlx5", "0000:3b:00.0", "bond0", v1_v2_table("10.20.0.5", 5), model=CX6DX,
+               virtual=True, slaves=("ens1f0np0", "ens1f1np1"), uverbs=0)
+    return make_node(directory, [card], management=None, default_route="bond0")
+
+
+def frontend_model_node(directory):
+    """Four ConnectX-7 rails and a ConnectX-6 Dx frontend port, same MTU, on the default route."""
+    frontend = Nic("mlx5_4", "mlx5", "0000:c2:00.0", "eno1np0", v1_v2_table("10.0.0.5", 0xcc), model=CX6DX)
+    return make_node(directory, mlx5_rails(4, model=CX7) + [frontend], management=None, default_route="eno1np0")
+
+
+def management_roce_v1_node(directory):
+    """Two ConnectX-7 rails and a management ConnectX-7 of the same MTU whose GIDs are RoCE v1 only."""
+    v1_only = [entry for entry in v1_v2_table("10.0.0.5", 0xcc) if entry[1] == ROCE_V1]
+    management = Nic("mlx5_0", "mlx5", "0000:c2:00.0", "eno1np0", v1_only, model=CX7)
+    return make_node(directory, mlx5_rails(2, model=CX7) + [management], management=None, default_route="eno1np0")
+
+
+def pod_frontend_vf_node(directory):
+    """A Multus pod: eth0 is a VF on the 1500-MTU frontend with the default route, net1 and
+    net2 are VFs on the 9000-MTU RoCE backend."""
+    vfs = [vf(0, "eth0", "10.56.0.7", mtu=1500), vf(1, "net1", "192.168.0.7"), vf(2, "net2", "192.168.1.7")]
+    return make_node(directory, vfs, management=None, default_route="eth0")
+
+
+def rail_on_default_route_node(directory):
+    """Four ionic rails and no management NIC: the first rail's netdev carries the default route."""
+    node = make_node(directory, ionic_rails(4), management=None, default_route="enp1s0")
+    node.tool("nicctl", nicctl_show_qos(cards=4))
+    return node
+
+
+def apipa_bnxt_node(directory):
+    """Four Broadcom ports (upstream v1/v2 tables); bnxt_re3 got no DHCP lease, so its only IPv4 is 169.254/16."""
+    apipa = Nic("bnxt_re3", "bnxt", "0000:41:00.0", "ens4f0np0", v1_v2_table("169.254.12.7", 4),
+                configfs={"roce_dscp": "0x1a", "roce_prio": "0x3"})
+    return make_node(directory, bnxt_rails(v1_v2_table, count=3, configfs=apipa.configfs) + [apipa])
+
+
+def pod_apipa_node(directory):
+    """A pod with a veth eth0 (default route) and two ionic VFs; net2's address plugin failed,
+    leaving it 169.254.3.9."""
+    vfs = [Nic("ionic_0", "ionic", "0000:11:00.1", "net1", v2_only_table("10.224.1.5", 1), uverbs=0),
+           Nic("ionic_1", "ionic", "0000:21:00.1", "net2", v2_only_table("169.254.3.9", 2), uverbs=1)]
+    return make_node(directory, vfs, management=None, veth="eth0", default_route="eth0")
+
+
+def bnxt_ula_node(directory):
+    """Broadcom's own driver (RoCE v2 only) on an IPv6-only fabric: link-local and a ULA per port."""
+    rails = [Nic(f"bnxt_re{i}", "bnxt", f"0000:{0x11 + 0x10 * i:02x}:00.0", f"ens{i + 1}f0np0",
+                 [(link_local_gid(i + 1), ROCE_V2), (full_gid(f"fd00:10:{i}::36"), ROCE_V2)]) for i in range(2)]
+    node = make_node(directory, rails)
+    node.tool("niccli", niccli_getqos())
+    return node
+
+
+def odd_scopes_node(directory):
+    """GID entries no peer can reach before ionic_0's real IPv4 (slot 4): IPv4 loopback,
+    IPv6 multicast, IPv4 unspecified; ionic_1 has nothing else but IPv6 loopback and IPv4 multicast."""
+    odd = [(link_local_gid(1), ROCE_V2), (full_gid("127.0.0.1"), ROCE_V2), (full_gid("ff02::1"), ROCE_V2),
+           (full_gid("0.0.0.0"), ROCE_V2)]
+    cards = [Nic("ionic_0", "ionic", "0000:11:00.0", "enp1s0", odd + [(full_gid("192.168.0.36"), ROCE_V2)]),
+             Nic("ionic_1", "ionic", "0000:21:00.0", "enp2s0",
+                 odd + [(full_gid("::1"), ROCE_V2), (full_gid("239.1.1.1"), ROCE_V2)])]
+    return make_node(directory, cards)
+
+
+def ib_plus_roce_node(directory):
+    """Four InfiniBand compute ports and two RoCE storage ports; the default route is on the management eth0."""
+    return make_node(directory, ib_and_roce(4, 2))
+
+
+def fabric_tie_node(directory):
+    """Two InfiniBand ports and two RoCE ports: no fabric is the larger."""
+    return make_node(directory, ib_and_roce(2, 2))
+
+
+def pod_storage_vf_node(directory):
+    """A pod with a veth eth0 (default route), four VFs on the 9000-MTU RoCE backend and one on
+    the 1500-MTU storage network, whose table also holds a global IPv6 (its IPv4 RoCE v2 is slot 5)."""
+    def with_ipv6(ipv4, mac_suffix):
+        ipv6 = full_gid("2001:db8:5::7")
+        table = v1_v2_table(ipv4, mac_suffix)
+        return table[:2] + [(ipv6, ROCE_V1), (ipv6, ROCE_V2)] + table[2:]
+    vfs = [vf(i, f"net{i + 1}", f"192.168.{i}.7") for i in range(4)] + [
+        vf(4, "net5", "172.16.5.7", mtu=1500, table=with_ipv6)]
+    return make_node(directory, vfs, management=None, veth="eth0", default_route="eth0")
+
+
+def pod_two_of_eight_node(directory):
+    """A pod that sees all eight ionic HCAs in sysfs but was given uverbs2 and uverbs5 only."""
+    cards = [rail("ionic", f"ionic_{i}", i, f"enp{i + 1}s0", uverbs=i) for i in range(8)]
+    return make_node(directory, cards, management=None, veth="eth0", default_route="eth0", uverbs=[2, 5])
+
+
+def udev_missed_node(directory):
+    """Bare metal, four mlx5 rails; udev never made dev/infiniband/uverbs1."""
+    cards = [rail("mlx5", f"rdma{i}", i, f"ens{i + 1}np0", table=v1_v2_table, uverbs=i) for i in range(4)]
+    return make_node(directory, cards, uverbs=[0, 2, 3])
+
+
+def container_without_devices_node(directory):
+    """A container started without --device=/dev/infiniband: sysfs shows both HCAs, dev/infiniband is empty."""
+    cards = [rail("ionic", f"ionic_{i}", i, f"enp{i + 1}s0", uverbs=i) for i in range(2)]
+    return make_node(directory, cards, management=None, veth="eth0", default_route="eth0", uverbs=False)
+
+
 # Every whole-node fixture, by name: each builds a node under the directory it is given.
 SCENARIOS = {
     "ionic": ionic_node,
@@ -378,4 +551,21 @@ SCENARIOS = {
     "bnxt-upstream": bnxt_upstream_node,
     "bnxt-v2-only": bnxt_v2_only_node,
     "no-nic": no_nic_node,
+    "pod-sole-vf": pod_sole_vf_node,
+    "container-macvlan": container_macvlan_node,
+    "bond": bond_node,
+    "frontend-model": frontend_model_node,
+    "management-roce-v1": management_roce_v1_node,
+    "pod-frontend-vf": pod_frontend_vf_node,
+    "rail-on-default-route": rail_on_default_route_node,
+    "apipa-bnxt": apipa_bnxt_node,
+    "pod-apipa": pod_apipa_node,
+    "bnxt-ula": bnxt_ula_node,
+    "odd-scopes": odd_scopes_node,
+    "ib-plus-roce": ib_plus_roce_node,
+    "fabric-tie": fabric_tie_node,
+    "pod-storage-vf": pod_storage_vf_node,
+    "pod-two-of-eight": pod_two_of_eight_node,
+    "udev-missed": udev_missed_node,
+    "container-without-devices": container_without_devices_node,
 }

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from envbuild.spec.loader import Library
 from nic_fixtures import (
     ROCE_V1, ROCE_V2, SCENARIOS, UNREADABLE, Nic, Node, bnxt_upstream_node, bnxt_v2_only_node, full_gid,
     ionic_node, ionic_rails, link_local_gid, make_node, mia1_node, mlnx_qos_output, mlx5_rails, niccli_getqos,
-    nicctl_show_qos, no_nic_node, rail, tool_calls, v1_v2_table, v2_only_table,
+    nicctl_show_qos, no_nic_node, rail, tool_calls, v1_v2_table, v2_only_table, values,
 )
 
 NIC_SOURCE = Path(nic.__file__).read_text()
@@ -38,21 +37,6 @@ NO_SL = ("no service level found; the matching TC/SL variables are not set "
          "(set ENVBUILD_NIC_DSCP/ENVBUILD_NIC_SL or the cluster profile's qos)")
 QOS_VARIABLES = ("NCCL_IB_TC", "NCCL_IB_SL", "UCX_IB_TRAFFIC_CLASS", "UCX_IB_SL",
                  "MORI_RDMA_TC", "MORI_RDMA_SL", "MORI_IO_TC", "MORI_IO_SL")
-
-
-@pytest.fixture
-def scratch(tmp_path):
-    """A fresh directory, on tmpfs when there is one: a fixture tree is hundreds of tiny
-    files, which tmpfs writes about ten times faster than this machine's disk."""
-    if not os.access("/dev/shm", os.W_OK):
-        yield tmp_path
-        return
-    with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="envbuild-nic-") as directory:
-        yield Path(directory)
-
-
-def values(result: dict, *variables: str) -> list:
-    return [result["env"].get(variable) for variable in variables]
 
 
 # --- the seed's clusters and the other families ------------------------------------------
@@ -109,7 +93,10 @@ def test_mia1_mlx5_renamed_with_management_nic_and_down_port(scratch):
         "104", "3", "eno1",
     ]
     excluded = {d["name"]: d["reason"] for d in result["devices"] if d["role"] == "excluded"}
-    assert excluded == {"mlx5_0": "eno1 carries the default route (management NIC)", "rdma8": "port state DOWN"}
+    assert excluded == {
+        "mlx5_0": "eno1 carries the default route and its MTU 1500 differs from the rails' 9000 (management NIC)",
+        "rdma8": "port state DOWN",
+    }
     assert [d["name"] for d in result["devices"]] == ["mlx5_0"] + [f"rdma{i}" for i in range(9)]
     assert tool_calls(node.bin, "mlnx_qos") == ["-i ens1np0"]
 

@@ -10,6 +10,7 @@ from envbuild.plan import Plan
 from envbuild.formats import patches_field
 from envbuild.render.script import RUNTIME, engine_text, render_fragment, render_script
 from envbuild.render.templating import jinja, recipe_source, summary
+from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.shell import ENV_REFERENCE, quote
 
 
@@ -112,7 +113,7 @@ def render_dockerfile(plan: Plan) -> str:
     if unflavoured:
         raise EnvbuildError(
             f"{', '.join(unflavoured)} {'is' if len(unflavoured) == 1 else 'are'} built per NIC family and an image "
-            "build cannot detect the cluster's NICs: give --cluster PROFILE or --nic-family ionic|mlx5|bnxt|none"
+            "build cannot detect the cluster's NICs: give --cluster PROFILE or --nic-family " + "|".join(NIC_FAMILIES)
         )
     return jinja().get_template("Dockerfile.j2").render(
         plan=plan,

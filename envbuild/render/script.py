@@ -147,8 +147,8 @@ def render_fragment(plan: Plan, step: Step) -> str:
 
 
 def _profile_json(plan: Plan) -> str:
-    cluster = plan.recipe.cluster
-    return json.dumps(cluster.profile(), sort_keys=True) if cluster is not None else ""
+    profile = plan.recipe.nic_profile()
+    return json.dumps(profile, sort_keys=True) if profile else ""
 
 
 def render_recipe_part(plan: Plan) -> str:

@@ -25,12 +25,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-FAMILY_BY_VENDOR = {"0x1dd8": "ionic", "0x15b3": "mlx5", "0x14e4": "bnxt"}
-FAMILY_BY_DRIVER = {"ionic": "ionic", "mlx5_core": "mlx5", "bnxt_en": "bnxt"}
 UNKNOWN_VENDOR = "unknown"
 NO_NIC = "none"
-# The families a recipe may name: each RDMA family, and none.
-NIC_FAMILIES = tuple(dict.fromkeys(FAMILY_BY_VENDOR.values())) + (NO_NIC,)
 RAIL = "rail"
 EXCLUDED = "excluded"
 ROCE_V2 = "RoCE v2"
@@ -43,6 +39,10 @@ PREFERRED_DSCP = 26
 DSCP_OVERRIDE = "ENVBUILD_NIC_DSCP"
 SL_OVERRIDE = "ENVBUILD_NIC_SL"
 FORMATS = ("env", "json", "text", "family")
+UCX_EXTRA = "ucx_net_devices_extra"  # the profile key: devices UCX_NET_DEVICES lists after the rails
+# Exit statuses of main(), as envbuild's table has them (0 done, 1 failed).
+EXIT_USAGE = 2  # bad arguments, or a --root that is not a directory
+EXIT_MISMATCH = 3  # the node is not what --expect-rails or the cluster profile expects; output still printed
 
 # Every variable `--format env` prints, in print order, with the value it carries.
 VARIABLES = (
@@ -95,6 +95,9 @@ class Tree:
         except OSError:
             return []
 
+    def exists(self, *parts: str) -> bool:
+        return os.path.exists(self.path(*parts))
+
     def link_name(self, *parts: str) -> str | None:
         """The name a symlink leads to: a driver's or a PCI device's; None if not a symlink."""
         path = self.path(*parts)
@@ -145,6 +148,7 @@ class Port:
     vendor: str
     vendor_id: str | None
     driver: str | None
+    model: str | None  # PCI vendor:device, like 0x15b3:0x1021
     pci: str | None
     state: str | None
     link_layer: str | None
@@ -152,7 +156,9 @@ class Port:
     netdevs: list[str]
     gid_index: int | None
     gid: str | None
+    gid_type: str | None
     mtu: int | None
+    missing_verbs: str | None  # dev/infiniband/uverbsN that sysfs names for the device but the root lacks
     reason: str | None = None
 
     @property
@@ -218,24 +224,44 @@ class Probe:
 
 # --- devices, GIDs, rails -------------------------------------------------------------
 
-def classify_gid(text: str | None) -> str | None:
-    """'ipv4' (IPv4-mapped), 'ipv6', 'link-local', or None for an empty or garbled slot."""
+ROUTABLE = ("ipv4", "ipv6")
+# "This network" (RFC 1122): no IPv4 address in it is ever routed to.
+IPV4_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def gid_scope(text: str | None) -> str | None:
+    """The scope of the address a GID holds, or None for an empty (all-zero) or garbled slot.
+
+    'ipv4' (IPv4-mapped) and 'ipv6' are routable (ULA fd00::/8 too: sites route it);
+    'link-local', 'loopback', 'unspecified' and 'multicast' are not. An IPv4-mapped
+    GID is judged by its IPv4 address, so ::ffff:169.254.0.0/112 is link-local like
+    fe80::/10 and ::ffff:127.0.0.1 is loopback like ::1.
+    """
     try:
         address = ipaddress.IPv6Address(text or "")
     except ValueError:
         return None
     if not int(address):
         return None
-    if address.is_link_local:
+    mapped = address.ipv4_mapped
+    ip = mapped or address
+    if ip.is_link_local:
         return "link-local"
-    return "ipv4" if address.ipv4_mapped else "ipv6"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_unspecified or (mapped is not None and mapped in IPV4_THIS_NETWORK):
+        return "unspecified"
+    if ip.is_multicast:
+        return "multicast"
+    return "ipv4" if mapped else "ipv6"
 
 
 def choose_gid(tree: Tree, port_dir: tuple, link_layer: str | None):
-    """Scan the GID table; return (index, gid, netdev) of the best entry, or Nones.
+    """Scan the GID table; return (index, gid, netdev, type) of the best entry, or Nones.
 
-    RoCE: RoCE v2 before v1, IPv4-mapped before global IPv6; link-local never.
-    Native InfiniBand: the first entry, where the fe80 default prefix is normal.
+    RoCE: RoCE v2 before v1, IPv4-mapped before global IPv6; unroutable scopes never
+    (see gid_scope). Native InfiniBand: the first entry, where the fe80 default subnet
+    prefix is normal (an IB GID is a subnet prefix and a port GUID, not an IP address).
     Slots whose types/ndevs cannot be read (EINVAL on an empty slot) are empty.
     """
     best = None
@@ -243,21 +269,21 @@ def choose_gid(tree: Tree, port_dir: tuple, link_layer: str | None):
         if not _is_index(entry):
             continue
         gid = tree.read(*port_dir, "gids", entry)
-        kind = classify_gid(gid)
-        if kind is None:
+        scope = gid_scope(gid)
+        if scope is None:
             continue
         netdev = tree.read(*port_dir, "gid_attrs", "ndevs", entry)
-        if link_layer == INFINIBAND:
-            return int(entry), gid, netdev
         gid_type = tree.read(*port_dir, "gid_attrs", "types", entry)
-        if kind == "link-local" or gid_type is None or netdev is None:
+        if link_layer == INFINIBAND:
+            return int(entry), gid, netdev, gid_type
+        if scope not in ROUTABLE or gid_type is None or netdev is None:
             continue
-        rank = (gid_type != ROCE_V2, kind != "ipv4")
+        rank = (gid_type != ROCE_V2, scope != "ipv4")
         if best is None or rank < best[0]:
-            best = (rank, int(entry), gid, netdev)
+            best = (rank, int(entry), gid, netdev, gid_type)
         if rank == (False, False):
             break
-    return best[1:] if best else (None, None, None)
+    return best[1:] if best else (None, None, None, None)
 
 
 def _state_word(text: str | None) -> str | None:
@@ -279,12 +305,30 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text, 16) if re.fullmatch(r"0[xX][0-9a-fA-F]+", text) else None
 
 
+def missing_verbs_node(tree: Tree, device: str) -> str | None:
+    """The device's dev/infiniband/uverbsN when sysfs names it and the root lacks it, else None.
+
+    A pod sees every HCA in sysfs but gets only its own nodes. When sysfs names no node
+    (ib_uverbs not loaded, a tree captured without it), the node-wide check warns instead.
+    """
+    verbs = ("sys", "class", "infiniband", device, "device", "infiniband_verbs")
+    # A PCI function can carry several RDMA devices; each uverbsN/ibdev says whose it is.
+    nodes = [name for name in tree.listdir(*verbs)
+             if name.startswith("uverbs") and tree.read(*verbs, name, "ibdev") in (device, None)]
+    if not nodes or any(tree.exists("dev", "infiniband", name) for name in nodes):
+        return None
+    return f"dev/infiniband/{nodes[0]}"
+
+
 def read_ports(probe: Probe, device: str) -> list[Port]:
     tree = probe.tree
     base = ("sys", "class", "infiniband", device)
     vendor_id = (tree.read(*base, "device", "vendor") or "").lower() or None
     driver = tree.link_name(*base, "device", "driver")
-    vendor = FAMILY_BY_VENDOR.get(vendor_id or "") or FAMILY_BY_DRIVER.get(driver or "") or UNKNOWN_VENDOR
+    vendor = family_of(vendor_id, driver)
+    device_id = (tree.read(*base, "device", "device") or "").lower() or None
+    model = f"{vendor_id or '?'}:{device_id}" if device_id else None
+    missing_verbs = missing_verbs_node(tree, device)
     pci = tree.link_name(*base, "device")
     netdevs = tree.listdir(*base, "device", "net")
     port_names = tree.listdir(*base, "ports")
@@ -301,27 +345,146 @@ def read_ports(probe: Probe, device: str) -> list[Port]:
         for what, value in (("state", state), ("link_layer", link_layer)):
             if value is None:
                 probe.warn(f"{device} port {name}: cannot read {what}")
-        gid_index, gid, gid_netdev = choose_gid(tree, port_dir, link_layer)
+        gid_index, gid, gid_netdev, gid_type = choose_gid(tree, port_dir, link_layer)
         netdev = gid_netdev or (netdevs[0] if netdevs else None)
         mtu = _int_or_none(tree.read("sys", "class", "net", netdev, "mtu")) if netdev else None
-        ports.append(Port(device, int(name), vendor, vendor_id, driver, pci, state, link_layer,
-                          netdev, netdevs, gid_index, gid, mtu))
+        ports.append(Port(device, int(name), vendor, vendor_id, driver, model, pci, state, link_layer,
+                          netdev, netdevs, gid_index, gid, gid_type, mtu, missing_verbs))
     return ports
 
 
-def exclusion_reason(port: Port, socket_ifname: str | None) -> str | None:
+def exclusion_reason(port: Port) -> str | None:
     """Why a port cannot be a rail, judged on the port alone; None if it can."""
     if port.vendor == UNKNOWN_VENDOR:
-        return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not ionic, mlx5 or bnxt"
+        return f"vendor {port.vendor_id or '?'} / driver {port.driver or '?'} is not {family_names()}"
+    if port.missing_verbs:
+        return f"{port.missing_verbs} is absent: visible in sysfs but not usable here"
     if port.state != "ACTIVE":
         return f"port state {port.state or 'unreadable'}"
     if port.link_layer not in LINK_LAYERS:
         return f"link layer {port.link_layer or 'unreadable'}"
-    if socket_ifname and socket_ifname in {port.netdev, *port.netdevs}:
-        return f"{socket_ifname} carries the default route (management NIC)"
     if port.gid_index is None:
         return "no routable GID (RoCE v2/v1 with an IPv4-mapped or global address)"
     return None
+
+
+def fabric_key(port: Port) -> tuple:
+    """What the rails of one fabric share: the link layer, and on Ethernet (RoCE) the MTU.
+
+    The subnet is not compared: rail-optimised fabrics give each rail a subnet of its own.
+    """
+    return (port.link_layer, None if port.link_layer == INFINIBAND else port.mtu)
+
+
+def fabric_name(key: tuple) -> str:
+    """'InfiniBand' or 'Ethernet MTU 9000'."""
+    link_layer, mtu = key
+    if link_layer == INFINIBAND:
+        return link_layer
+    return f"{link_layer} MTU {'unknown' if mtu is None else mtu}"
+
+
+def group_fabrics(ports: list[Port]) -> dict[tuple, list[Port]]:
+    """Ports by fabric_key, in the order first met (device name order).
+
+    A RoCE port whose MTU cannot be read joins the largest group of its link layer:
+    an unreadable file is no evidence of another fabric.
+    """
+    unknown = [p for p in ports if p.link_layer != INFINIBAND and p.mtu is None]
+    groups: dict[tuple, list[Port]] = {}
+    for port in ports:
+        if port not in unknown:
+            groups.setdefault(fabric_key(port), []).append(port)
+    for port in unknown:
+        same = [key for key in groups if key[0] == port.link_layer]
+        key = max(same, key=lambda k: len(groups[k])) if same else fabric_key(port)
+        groups.setdefault(key, []).append(port)
+    return groups
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def told_apart(port: Port, peers: list[Port]) -> str | None:
+    """How a port differs from its peers (the other rails of its link layer), or None.
+
+    By MTU, by model (PCI vendor:device), or by having no routable RoCE v2 GID where
+    they have one; values a port cannot read are no difference.
+    """
+    for what, mine, theirs in (("MTU", port.mtu, {p.mtu for p in peers}),
+                               ("model", port.model, {p.model for p in peers})):
+        known = sorted(value for value in theirs if value is not None)
+        if mine is not None and known and mine not in known:
+            return f"its {what} {mine} differs from the rails' {'/'.join(str(value) for value in known)}"
+    if port.gid_type != ROCE_V2 and any(p.gid_type == ROCE_V2 for p in peers):
+        return "it has no routable RoCE v2 GID, unlike the rails"
+    return None
+
+
+def exclude_default_route(ports: list[Port], socket_ifname: str | None) -> None:
+    """Exclude a rail whose netdev carries the default route, if other rails are there to use.
+
+    It goes when it is told apart from the other rails of its link layer (told_apart) or
+    when other rails of its fabric remain; the reason says which. Without such rails it
+    stays: a container's or pod's only interface carries the default route and is its
+    RDMA netdev too.
+    """
+    if not socket_ifname:
+        return
+    candidates = [p for p in ports if p.is_rail]
+    on_route = [p for p in candidates if socket_ifname in {p.netdev, *p.netdevs}]
+    fabrics = group_fabrics(candidates)
+    for port in on_route:
+        peers = [p for p in candidates if p.link_layer == port.link_layer and p not in on_route]
+        if not peers:
+            continue
+        difference = told_apart(port, peers)
+        if difference is None:
+            fabric = next(members for members in fabrics.values() if port in members)
+            others = len([p for p in fabric if p not in on_route])
+            difference = f"{_counted(others, 'other usable port')} of its fabric remain" + ("s" if others == 1 else "")
+        port.reason = f"{socket_ifname} carries the default route and {difference} (management NIC)"
+
+
+def choose_fabric(probe: Probe, ports: list[Port]) -> str | None:
+    """Keep the rails of one fabric, the one with the most ports (the compute fabric).
+
+    The others' ports get a reason; a tie is warned about and goes to the fabric met
+    first in device name order. Returns the chosen fabric's name, None without rails.
+    """
+    fabrics = group_fabrics([p for p in ports if p.is_rail])
+    if not fabrics:
+        return None
+    largest = max(len(members) for members in fabrics.values())
+    tied = [key for key, members in fabrics.items() if len(members) == largest]
+    chosen = tied[0]
+    if len(tied) > 1:
+        listed = "; ".join(f"{fabric_name(key)}: " + ", ".join(f"{p.device}:{p.number}" for p in fabrics[key])
+                           for key in tied)
+        probe.warn(f"fabrics tie at {_counted(largest, 'port')} each ({listed}); "
+                   f"using {fabric_name(chosen)}, the first in name order")
+    for key, members in fabrics.items():
+        for port in members if key != chosen else ():
+            port.reason = (f"on fabric {fabric_name(key)} ({_counted(len(members), 'port')}), "
+                           f"not the compute fabric {fabric_name(chosen)} ({_counted(largest, 'port')})")
+    return fabric_name(chosen)
+
+
+def select_rails(probe: Probe, ports: list[Port], socket_ifname: str | None) -> tuple[str, str | None]:
+    """Give every port that is not a rail its reason; return (rail family, rails' fabric or None).
+
+    In order: what the port alone says (exclusion_reason), the majority family, the
+    default route (exclude_default_route), one fabric (choose_fabric).
+    """
+    for port in ports:
+        port.reason = exclusion_reason(port)
+    family = rail_family(ports)
+    for port in ports:
+        if port.is_rail and port.vendor != family:
+            port.reason = f"family {port.vendor} is not the rail family {family}"
+    exclude_default_route(ports, socket_ifname)
+    return family, choose_fabric(probe, ports)
 
 
 def rail_family(ports: list[Port]) -> str:
@@ -376,16 +539,14 @@ def report_rail_problems(probe: Probe, ports: list[Port], rails: list[Port], fam
         probe.warn("no RDMA devices under sys/class/infiniband: family none, only the socket variables are set")
     elif not known:
         found = ", ".join(sorted({p.device for p in ports}, key=natural_key))
-        probe.warn(f"no ionic, mlx5 or bnxt RDMA device (found {found}): family none")
+        probe.warn(f"no {family_names()} RDMA device (found {found}): family none")
     elif not rails:
         probe.warn("every RDMA port was excluded, so there are no rails (see each device's reason)")
     families = Counter(vendor for _, vendor in {(p.device, p.vendor) for p in known})
     if len(families) > 1:
         listed = ", ".join(f"{name} {families[name]}" for name in sorted(families))
         probe.warn(f"mixed NIC vendors ({listed} devices); rails are the most common family, {family}")
-    if len({p.mtu for p in rails if p.mtu is not None}) > 1:
-        probe.warn("rails have different MTUs: " + ", ".join(f"{p.netdev}={p.mtu}" for p in rails))
-    if rails and not any(name.startswith("uverbs") for name in probe.tree.listdir("dev", "infiniband")):
+    if known and not any(name.startswith("uverbs") for name in probe.tree.listdir("dev", "infiniband")):
         probe.warn("no dev/infiniband/uverbs* devices: verbs are unusable here "
                    "(a container needs --device=/dev/infiniband)")
 
@@ -533,14 +694,6 @@ class QosTool:
         return QosReading(dscp, service_level)
 
 
-# One rail speaks for all: the tools are slow and the rails share one fabric policy.
-QOS_TOOLS = {
-    "ionic": QosTool("nicctl", lambda rail: ["show", "qos"], parse_nicctl_qos),
-    "mlx5": QosTool("mlnx_qos", lambda rail: ["-i", rail.netdev] if rail.netdev else None, parse_mlnx_qos),
-    "bnxt": QosTool("niccli", lambda rail: ["-dev", rail.pci, "getqos"] if rail.pci else None, parse_niccli_qos),
-}
-
-
 def _in_range(value: int | None, high: int) -> int | None:
     return value if value is not None and 0 <= value <= high else None
 
@@ -573,9 +726,6 @@ def read_bnxt_configfs_qos(probe: Probe, rail: Port) -> QosReading | None:
     return reading
 
 
-QOS_FILES = {"mlx5": ("sysfs", read_mlx5_sysfs_qos), "bnxt": ("configfs", read_bnxt_configfs_qos)}
-
-
 def override_qos(probe: Probe) -> QosReading | None:
     values = []
     for name, high in ((DSCP_OVERRIDE, 63), (SL_OVERRIDE, 7)):
@@ -601,11 +751,12 @@ def profile_qos(probe: Probe, profile: Mapping) -> QosReading | None:
 def detect_qos(probe: Probe, family: str, rails: list[Port], profile: Mapping) -> dict:
     """Each of DSCP and service level comes from the first source that knows it."""
     sources = [("override", lambda: override_qos(probe))]
-    if rails and family in QOS_TOOLS:
-        tool = QOS_TOOLS[family]
+    known = FAMILIES.get(family)
+    if rails and known and known.qos_tool:
+        tool = known.qos_tool
         sources.append((tool.command, lambda: tool.read(probe, rails[0])))
-    if rails and family in QOS_FILES:
-        name, read_files = QOS_FILES[family]
+    if rails and known and known.qos_files:
+        name, read_files = known.qos_files
         sources.append((name, lambda: read_files(probe, rails[0])))
     sources.append(("profile", lambda: profile_qos(probe, profile)))
     dscp = service_level = dscp_source = sl_source = None
@@ -638,6 +789,53 @@ def detect_qos(probe: Probe, family: str, rails: list[Port], profile: Mapping) -
     }
 
 
+# --- NIC families ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Family:
+    """How a NIC family is recognised and where its QoS is read.
+
+    `vendor_id` is the PCI vendor id as sysfs spells it (`device/vendor`), `driver` the
+    PCI driver (`device/driver` link's basename); the vendor id is asked first.
+    `qos_tool` reads the vendor's tool, `qos_files` is (source name, reader) for what
+    the driver exposes in files. Both are asked about one rail only: the tools are slow
+    and the rails share one fabric policy.
+    """
+
+    vendor_id: str
+    driver: str
+    qos_tool: QosTool | None = None
+    qos_files: tuple[str, Callable[[Probe, Port], QosReading | None]] | None = None
+
+
+# Every family envbuild knows, in the order messages list them. Adding one is one entry
+# here (plus a QoS parser); NIC_FAMILIES, the recipe schema's and the CLI's choices, follow.
+FAMILIES = {
+    "ionic": Family("0x1dd8", "ionic", QosTool("nicctl", lambda rail: ["show", "qos"], parse_nicctl_qos)),
+    "mlx5": Family("0x15b3", "mlx5_core",
+                   QosTool("mlnx_qos", lambda rail: ["-i", rail.netdev] if rail.netdev else None, parse_mlnx_qos),
+                   ("sysfs", read_mlx5_sysfs_qos)),
+    "bnxt": Family("0x14e4", "bnxt_en",
+                   QosTool("niccli", lambda rail: ["-dev", rail.pci, "getqos"] if rail.pci else None, parse_niccli_qos),
+                   ("configfs", read_bnxt_configfs_qos)),
+}
+# The families a recipe may name: each RDMA family, and none.
+NIC_FAMILIES = (*FAMILIES, NO_NIC)
+
+
+def family_of(vendor_id: str | None, driver: str | None) -> str:
+    """The family of a PCI function, by vendor id, else by driver; UNKNOWN_VENDOR if neither is known."""
+    by_vendor = (name for name, family in FAMILIES.items() if family.vendor_id == vendor_id)
+    by_driver = (name for name, family in FAMILIES.items() if family.driver == driver)
+    return next(by_vendor, None) or next(by_driver, None) or UNKNOWN_VENDOR
+
+
+def family_names() -> str:
+    """'ionic, mlx5 or bnxt', for messages."""
+    *others, last = FAMILIES
+    return f"{', '.join(others)} or {last}" if others else last
+
+
 # --- the result ------------------------------------------------------------------------
 
 def check_profile(probe: Probe, profile: Mapping, family: str, rails: list[Port]) -> None:
@@ -650,17 +848,29 @@ def check_profile(probe: Probe, profile: Mapping, family: str, rails: list[Port]
         probe.warn(f"cluster profile {name} expects {expected_rails} rails, but this node has {len(rails)}")
 
 
+def ucx_extra_devices(probe: Probe, profile: Mapping) -> list[str]:
+    """The profile's ucx_net_devices_extra (like ['lo']), or [] with a warning if it is not a list of names."""
+    value = profile.get(UCX_EXTRA, [])
+    if isinstance(value, list) and all(isinstance(name, str) and name for name in value):
+        return value
+    probe.warn(f"profile {UCX_EXTRA}={value!r} is not a list of device names; ignored")
+    return []
+
+
 def _env_source(qos_source: str | None) -> str:
     return qos_source if qos_source in ("override", "profile") else "detected"
 
 
 def build_env(rails: list[Port], gid_index: int | None, qos: dict, socket_ifname: str | None,
-              environ: Mapping[str, str], respect_env: bool):
+              ucx_extra: list[str], environ: Mapping[str, str], respect_env: bool):
     names = list(dict.fromkeys(port.device for port in rails))
+    # UCX_NET_DEVICES limits every UCX transport, tcp and loopback too: NIXL/RIXL need `lo`
+    # (ucx_extra) to reach themselves. Without rails it stays unset, and UCX uses everything.
+    device_ports = list(dict.fromkeys([f"{p.device}:{p.number}" for p in rails] + ucx_extra)) if rails else []
     values = {
         "devices": ",".join(names) or None,
         "exact_devices": "=" + ",".join(names) if names else None,  # '=': mlx5_1 must not match mlx5_10
-        "device_ports": ",".join(f"{p.device}:{p.number}" for p in rails) or None,
+        "device_ports": ",".join(device_ports) or None,
         "gid_index": None if gid_index is None else str(gid_index),
         "traffic_class": None if qos["traffic_class"] is None else str(qos["traffic_class"]),
         "service_level": None if qos["service_level"] is None else str(qos["service_level"]),
@@ -685,31 +895,33 @@ def detect(root: str = "/", environ: Mapping[str, str] | None = None, profile: M
            respect_env: bool = True, which: Callable = shutil.which, run: Callable = run_tool) -> dict:
     """Detect the node's RDMA rails, GID index and QoS, and the variables that follow.
 
-    `profile` is a cluster profile as a plain dict (name, nic_family, rail_count,
-    dscp, service_level; all optional): its expectations are checked, its QoS is
-    the fallback. `which(name, path=...)` finds vendor tools; `run(argv)` runs one
-    and returns its output or raises ToolFailure.
+    `profile` is a plain dict, every key optional: a cluster profile's name, nic_family,
+    rail_count, dscp and service_level (expectations become warnings, the QoS is the
+    fallback) and a recipe's ucx_net_devices_extra (netdevs UCX_NET_DEVICES lists after
+    the rails). `which(name, path=...)` finds vendor tools; `run(argv)` runs one and
+    returns its output or raises ToolFailure.
+
+    Returns family, rails (the number of rail ports), fabric (the rails' fabric name or
+    None), gid_index, devices (one dict per port with its role and, if excluded, the
+    reason), qos, socket_ifname, warnings, env and env_sources.
     """
     environ = os.environ if environ is None else environ
     profile = profile or {}
     probe = Probe(Tree(root), environ, which, run)
     socket_ifname = default_route_ifname(probe)
     ports = [port for device in probe.tree.listdir("sys", "class", "infiniband") for port in read_ports(probe, device)]
-    for port in ports:
-        port.reason = exclusion_reason(port, socket_ifname)
-    family = rail_family(ports)
-    for port in ports:
-        if port.is_rail and port.vendor != family:
-            port.reason = f"family {port.vendor} is not the rail family {family}"
+    family, fabric = select_rails(probe, ports, socket_ifname)
     rails = [port for port in ports if port.is_rail]
     report_rail_problems(probe, ports, rails, family)
     gid_index = common_gid_index(probe, rails)
     qos = detect_qos(probe, family, rails, profile)
     check_profile(probe, profile, family, rails)
-    env, env_sources = build_env(rails, gid_index, qos, socket_ifname, environ, respect_env)
+    env, env_sources = build_env(rails, gid_index, qos, socket_ifname, ucx_extra_devices(probe, profile),
+                                 environ, respect_env)
     return {
         "family": family,
         "rails": len(rails),
+        "fabric": fabric,
         "gid_index": gid_index,
         "devices": [port.as_json() for port in ports],
         "qos": qos,
@@ -789,20 +1001,65 @@ def load_profile_json(text: str | None):
     return profile, None
 
 
+def expectation_failure(result: dict, profile: Mapping, expect_rails: int | None) -> str | None:
+    """One line saying what was expected and what was found, or None when the node is as expected.
+
+    --expect-rails comes first, then the profile's rail_count; a profile that names an
+    RDMA family (not none) expects at least one rail.
+    """
+    found = result["rails"]
+    name = profile.get("name") or "(unnamed)"
+    rail_count = profile.get("rail_count")
+    if expect_rails is not None:
+        expected, source = expect_rails, "--expect-rails"
+    elif isinstance(rail_count, int) and not isinstance(rail_count, bool):
+        expected, source = rail_count, f"cluster profile {name}"
+    elif profile.get("nic_family") not in (None, "", NO_NIC) and found == 0:
+        return f"expected {profile['nic_family']} RDMA rails (cluster profile {name}), found 0"
+    else:
+        return None
+    return None if found == expected else f"expected {expected} rails ({source}), found {found}"
+
+
+def _rail_count(text: str) -> int:
+    if not _is_index(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rails (0 or more)")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line of `envbuild detect-nic` and `setup_deps.sh --detect-nic`.
+
+    Prints the result on stdout and returns 0; EXIT_MISMATCH (3), with one line on
+    stderr, when the rails are not what --expect-rails or the profile expects (the
+    result is still printed); EXIT_USAGE (2) for bad arguments or a missing --root.
+    """
     parser = argparse.ArgumentParser(
         prog="detect-nic", description="Detect RDMA rails, GID index and QoS; print the variables that follow.")
     parser.add_argument("--root", default="/", help="filesystem root every read goes through (default /)")
     parser.add_argument("--format", choices=FORMATS, default="env", help="output format (default env)")
-    parser.add_argument("--profile-json", help="cluster profile as a JSON object (expectations and QoS fallback)")
+    parser.add_argument("--profile-json",
+                        help="profile as a JSON object: the cluster's expectations and QoS fallback, the recipe's "
+                             f"{UCX_EXTRA}")
+    parser.add_argument("--expect-rails", type=_rail_count, metavar="N",
+                        help=f"exit {EXIT_MISMATCH} unless there are N rails (default: the profile's rail_count)")
     parser.add_argument("--no-respect-env", dest="respect_env", action="store_false",
                         help="print detected values even for variables already set in the environment")
     args = parser.parse_args(argv)
+    if not os.path.isdir(args.root):
+        what = "is not a directory" if os.path.exists(args.root) else "does not exist"
+        print(f"detect-nic: --root {args.root} {what}", file=sys.stderr)
+        return EXIT_USAGE
     profile, problem = load_profile_json(args.profile_json)
     result = detect(root=args.root, profile=profile, respect_env=args.respect_env)
     if problem:
         result["warnings"].insert(0, problem)
     sys.stdout.write(RENDERERS[args.format](result))
+    failure = expectation_failure(result, profile, args.expect_rails)
+    if failure:
+        sys.stdout.flush()
+        print(f"detect-nic: {failure}", file=sys.stderr)
+        return EXIT_MISMATCH
     return 0
 
 

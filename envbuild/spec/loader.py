@@ -209,7 +209,7 @@ class Library:
                                                         "a recipe lists components under `components:`")])
 
     def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
-        base_image, cluster_from, env = "", None, EnvSpec()
+        base_image, cluster_from, env, ucx_extra = "", None, EnvSpec(), ()
         listings: list[tuple[str, str, int]] = []
         for path, data in reversed(chain):  # the root of the chain first
             file = from_yaml(RecipeFile, data)
@@ -217,6 +217,8 @@ class Library:
             if file.cluster:
                 cluster_from = (file.cluster, path, data.line_of("cluster"))
             env = env.merged(file.env)
+            if file.nic.ucx_net_devices_extra is not None:
+                ucx_extra = file.nic.ucx_net_devices_extra
             items = data.get("components") or []
             for index, item in enumerate(items):
                 if item not in [n for n, _, _ in listings]:
@@ -246,6 +248,7 @@ class Library:
             chain=tuple(p.stem for p, _ in chain),
             component_lines=tuple(listings),
             key_lines=tuple(top.key_lines.items()),
+            ucx_net_devices_extra=ucx_extra,
         )
 
     def components_for(self, recipe: Recipe) -> dict[str, Component]:

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from envbuild.runtime.nic import UCX_EXTRA
 from envbuild.shell import ENV_REFERENCE
 from envbuild.spec import schema, sources
 from envbuild.spec.patches import PatchSpec, canonical_json
@@ -218,6 +219,18 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class NicNeeds:
+    """What a recipe's software needs of NIC detection (the recipe's `nic:` block); None: not said."""
+
+    ucx_net_devices_extra: tuple[str, ...] | None = yaml_key(
+        schema.list_of(schema.net_device), build=tuple,
+        doc="devices UCX_NET_DEVICES lists after the rails: lo for NIXL/RIXL, whose agent reaches itself through UCX")
+
+
+NIC_NEEDS = shape_of(NicNeeds, "what the recipe's software needs of NIC detection")
+
+
+@dataclass(frozen=True)
 class RecipeFile:
     """A `<recipe>.yaml` file as written; loader.Library combines its `extends` chain into a Recipe."""
 
@@ -231,6 +244,8 @@ class RecipeFile:
     components: tuple[str, ...] = yaml_key(schema.list_of(schema.component_name), default=(), build=tuple,
                                            doc="what to install; dependencies are added and ordered")
     env: EnvSpec = yaml_key(schema.ENV, default=EnvSpec(), build=EnvSpec.from_yaml, doc="environment of the recipe")
+    nic: NicNeeds = yaml_key(NIC_NEEDS, default=NicNeeds(), build=lambda data: from_yaml(NicNeeds, data),
+                             doc="what its software needs of NIC detection")
     notes: str = yaml_key(schema.text, default="", doc="for readers only")
 
 
@@ -248,9 +263,18 @@ class Recipe:
     chain: tuple[str, ...]
     component_lines: tuple[tuple[str, str, int], ...]  # (name, file, line) of each listing
     key_lines: tuple[tuple[str, int], ...] = ()
+    ucx_net_devices_extra: tuple[str, ...] = ()  # nic.ucx_net_devices_extra of the chain, the last that says
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)
+
+    def nic_profile(self) -> dict:
+        """What NIC detection takes as its profile (nic.detect's `profile`): the cluster
+        profile's fields and the recipe's nic settings, unset ones left out."""
+        profile = self.cluster.profile() if self.cluster is not None else {}
+        if self.ucx_net_devices_extra:
+            profile[UCX_EXTRA] = list(self.ucx_net_devices_extra)
+        return profile
 
     def with_base_image(self, image: str) -> Recipe:
         return dataclasses.replace(self, base_image=image)

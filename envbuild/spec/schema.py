@@ -30,6 +30,8 @@ PIP_OPTION_RE = re.compile(r"^--[a-z][a-z-]*(=[^\s]+)?$")
 # Characters a path may hold so that it stays one word everywhere it is written.
 PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+# A netdev (lo, eth0) or an RDMA device port (mlx5_0:1), as UCX_NET_DEVICES lists them.
+NET_DEVICE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:-]*$")
 UNKNOWN_CHECKSUM = "unknown"
 
 
@@ -383,6 +385,7 @@ env_name = string(ENV_NAME_RE, "a valid environment variable name")
 abs_path = string(PATH_RE, "an absolute path (starting with /, no spaces or shell characters)")
 apt_package = string(APT_RE, "a Debian package name")
 nic_family = string(choices=NIC_FAMILIES)
+net_device = string(NET_DEVICE_RE, "a device name as UCX_NET_DEVICES takes it (lo, eth0)")
 
 PIP_GROUP = Shape({
     "requirements": Field(list_of(requirement), required=True, doc="pip requirements installed together"),
