@@ -22,7 +22,6 @@ from typing import Callable
 
 from envbuild.net import DownloadFailed, file_sha256, last_line
 from envbuild.plan import Plan
-from envbuild.spec.sources import TarballSource
 
 MANIFEST_FORMAT = "envbuild-sources-v1"
 
@@ -61,11 +60,10 @@ def fetch(plan: Plan, into: Path, timeout: float = 60.0, python: str = sys.execu
         source = step.component.source
         if source is None:
             continue
-        if isinstance(source, TarballSource):
-            other = owners.setdefault(source.filename, source.url)
-            if other != source.url:
-                missing.append(f"{step.name}: {source.url} and {other} would both be downloads/{source.filename}")
-                continue
+        other = owners.setdefault(source.offline_path, source.url)
+        if other != source.url:
+            missing.append(f"{step.name}: {source.url} and {other} would both be {source.offline_path}")
+            continue
         try:
             section, entry = source.fetch(step.name, into, timeout, say)
             sections[section].append(entry)

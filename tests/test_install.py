@@ -75,7 +75,8 @@ def test_runtime_script_to_stdout_is_the_default_recipes_script(installed):
     ["diff", "mi355x-moriio", "mi355x-nixl"],
     ["patches", "show", "idle-kv-reaper"],
     ["schema", "component"],
-    ["detect-nic", "--cluster", "mia1", "--format", "json"],
+    ["detect-nic"],
+    ["detect-nic", "--format", "json"],
 ])
 def test_every_command_works_from_an_empty_directory(installed, args):
     result = run(installed, *args)

@@ -123,6 +123,11 @@ class Source:
 
     # --- offline sources ----------------------------------------------------------------
 
+    @property
+    def offline_path(self) -> str:
+        """Where `envbuild fetch` puts it in an offline source directory (relative)."""
+        raise NotImplementedError
+
     def fetch(self, component: str, into: Path, timeout: float, say: Say) -> tuple[str, dict]:
         """Collects the source into an offline source directory: (manifest section, entry).
 
@@ -162,6 +167,10 @@ class GitSource(Source):
     @property
     def offline_name(self) -> str:
         return offline_git_name(self.url)
+
+    @property
+    def offline_path(self) -> str:
+        return f"git/{self.offline_name}.git"
 
     def prelude(self) -> str:
         line = f"_eb_git {quote(self.url)} {quote(self.commit)} {int(self.submodules)} {quote(self.offline_name)}"
@@ -226,7 +235,7 @@ class GitSource(Source):
 
     def fetch(self, component: str, into: Path, timeout: float, say: Say) -> tuple[str, dict]:
         """Mirrors the repository (or updates the mirror)."""
-        relative = f"git/{self.offline_name}.git"
+        relative = self.offline_path
         mirror = into / relative
         entry = {"component": component, "url": self.url, "mirror": relative, "commit": self.commit or None,
                  "branch": self.branch or None}
@@ -287,6 +296,10 @@ class TarballSource(Source):
     def verified(self) -> bool:
         return self.sha256 != UNKNOWN_CHECKSUM
 
+    @property
+    def offline_path(self) -> str:
+        return f"downloads/{self.filename}"
+
     def prelude(self) -> str:
         return f"_eb_download {quote(self.url)} {quote(self.sha256)} {quote(self.filename)}"
 
@@ -327,7 +340,7 @@ class TarballSource(Source):
 
     def fetch(self, component: str, into: Path, timeout: float, say: Say) -> tuple[str, dict]:
         """Downloads to downloads/<file name>, checked against the sha256 when known."""
-        relative = f"downloads/{self.filename}"
+        relative = self.offline_path
         path = into / relative
         expected = self.sha256 if self.verified else None
         entry = {"component": component, "url": self.url, "file": relative, "verified": expected is not None}
