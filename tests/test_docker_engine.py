@@ -29,7 +29,6 @@ from envbuild.run.docker_engine import (
     base_image_present,
     build,
     connect,
-    context_file,
     image_exists,
     make_context_tar,
 )
@@ -345,27 +344,6 @@ def test_context_tar_is_deterministic_and_normalised():
         assert archive.getmember("steps/ucx/install.sh").mode == 0o755
         assert archive.getmember("steps/a.sh").mode == 0o600
         assert archive.extractfile("steps/ucx/install.sh").read() == b"#!/bin/sh\necho ucx\n"
-
-
-def test_context_tar_ignores_umask_and_mtime_of_source_files(tmp_path):
-    def write_sources(directory: Path, umask: int, mtime: int) -> dict[str, tuple[bytes, int]]:
-        previous = os.umask(umask)
-        try:
-            directory.mkdir()
-            (directory / "Dockerfile").write_text("FROM scratch\nCOPY install.sh /\n")
-            (directory / "install.sh").write_text("#!/bin/sh\necho hi\n")
-            os.chmod(directory / "install.sh", 0o777 & ~umask)
-        finally:
-            os.umask(previous)
-        for path in directory.iterdir():
-            os.utime(path, (mtime, mtime))
-        return {path.name: context_file(path) for path in directory.iterdir()}
-
-    relaxed = write_sources(tmp_path / "relaxed", 0o002, 1_000_000_000)
-    strict = write_sources(tmp_path / "strict", 0o077, 1_700_000_000)
-    assert relaxed["install.sh"][1] == strict["install.sh"][1] == 0o755
-    assert relaxed["Dockerfile"][1] == 0o644
-    assert make_context_tar(relaxed) == make_context_tar(strict)
 
 
 @pytest.mark.parametrize("bad_path", ["/etc/passwd", "../outside", "a//b", "a/./b", ""])

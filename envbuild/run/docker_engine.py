@@ -20,7 +20,6 @@ import errno
 import io
 import os
 import re
-import stat
 import sys
 import tarfile
 import time
@@ -214,18 +213,6 @@ def _repository(ref: str) -> str:
 
 
 # --- build context ------------------------------------------------------------
-
-
-def context_file(path: str | os.PathLike) -> tuple[bytes, int]:
-    """A file's content and mode for make_context_tar, mode normalised as git does.
-
-    Only "executable or not" survives, so the umask or checkout that produced the
-    file cannot change the context tar and break the layer cache.
-    """
-    with open(path, "rb") as handle:
-        content = handle.read()
-    mode = 0o755 if os.stat(path).st_mode & stat.S_IXUSR else 0o644
-    return content, mode
 
 
 def make_context_tar(files: Mapping[str, tuple[bytes, int]]) -> bytes:
