@@ -129,7 +129,7 @@ def validate(target, recipes_dir, cluster):
     problems = []
     for name in [target] if target else library.recipe_names():
         try:
-            plan = make_plan(library.root if not target else recipes_dir, name, cluster)
+            plan = make_plan(recipes_dir, name, cluster)
         except RecipeError as exc:
             problems.extend(exc.problems)
             continue
