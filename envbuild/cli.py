@@ -73,6 +73,7 @@ def make_plan(recipes_dir: Path | None, recipe: str | None, cluster: str | None 
 
 
 def write_output(text: str, output: str | None, mode: int = 0o644) -> None:
+    """Writes a command's result (outfile.write) and says where on stderr."""
     written = outfile.write(text, output, mode)
     if written is not None:
         click.echo(f"envbuild: wrote {written}", err=True)
@@ -239,6 +240,7 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_loc
 
 
 def dockerfile_name(plan: Plan) -> str:
+    """<recipe>.<cluster or NIC family>.Dockerfile, as dockerfiles/ names them."""
     cluster = plan.recipe.cluster
     suffix = cluster.name if cluster and cluster.name else plan.nic_family or "any-nic"
     return f"{plan.recipe.name}.{suffix}.Dockerfile"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Problem:
+    """One problem of a recipe file, printed as `file:line: key: message`."""
     file: str
     line: int | None
     key: str

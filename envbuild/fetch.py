@@ -28,6 +28,7 @@ MANIFEST_FORMAT = "envbuild-sources-v1"
 
 @dataclass
 class FetchResult:
+    """The MANIFEST.json written, and what could not be fetched."""
     manifest: dict
     missing: list[str] = field(default_factory=list)  # one line per source that could not be fetched
 

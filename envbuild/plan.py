@@ -25,6 +25,7 @@ RUNTIME_VARIABLES = ("HOME", "ENVBUILD_STATE_DIR", "ENVBUILD_NIC_FAMILY", "NODE_
 
 @dataclass(frozen=True)
 class Step:
+    """One component in the plan: its content hash and why it is there."""
     component: Component
     hash: str  # sha256 hex of the component's identity and its dependencies' hashes
     reason: str  # why it is in the plan: listed in the recipe, or needed by another
@@ -37,6 +38,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
+    """A recipe's components in install order (dependencies first), with the lock it was made with."""
     recipe: Recipe
     steps: tuple[Step, ...]
     lock: Lock | None = None
@@ -72,6 +74,7 @@ class Plan:
         return [s.name for s in self.steps if s.name in needed]
 
     def warnings(self) -> list[str]:
+        """One line each: unverified or unpinned sources, a lock that disagrees with the recipe."""
         found = lockfile.source_warnings([s.component for s in self.steps], self.lock)
         if self.lock_problems:
             found += lockfile.out_of_date(self.lock, self.recipe.name, self.lock_problems)

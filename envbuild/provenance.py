@@ -28,6 +28,7 @@ COMPONENT_LABEL = "io.envbuild.component."
 
 @dataclass
 class ComponentFacts:
+    """What a target says of one component."""
     name: str
     hash: str | None = None  # None: the target does not know it (a lock)
     source: str | None = None  # the pin; "" for a component without source, None when unknown
@@ -37,6 +38,7 @@ class ComponentFacts:
 
 @dataclass
 class Facts:
+    """What a recipe, lock, image or state directory says, per component (inspect prints it, diff compares)."""
     kind: str  # recipe, lock, image or state
     origin: str  # what was read: a recipe file, a lock file, an image reference, a directory
     recipe: str | None = None
@@ -57,6 +59,7 @@ class Facts:
 
 
 def from_plan(plan: Plan) -> Facts:
+    """A recipe's facts: each component's hash, pin and patch hashes as planned."""
     lock = plan.lock
     facts = Facts("recipe", plan.recipe.file, plan.recipe.name, plan.hash, lock.hash if lock else None,
                   {"base_image": plan.recipe.base_image, "lock": lock.display if lock else ""},
@@ -69,6 +72,7 @@ def from_plan(plan: Plan) -> Facts:
 
 
 def from_lock(lock: lockfile.Lock) -> Facts:
+    """A lock's facts: pins and patch hashes, no content hashes (a lock has none)."""
     base = lock.doc.get("base_image") or {}
     facts = Facts("lock", lock.display, lock.doc.get("recipe"), None, lock.hash,
                   {"base_image": base.get("ref") or "", "base_image_digest": base.get("digest") or ""})
@@ -82,6 +86,7 @@ def from_lock(lock: lockfile.Lock) -> Facts:
 
 
 def from_labels(ref: str, labels: dict[str, str]) -> Facts:
+    """An image's facts from its io.envbuild.* labels; EnvbuildError if envbuild did not build it."""
     if "io.envbuild.recipe" not in labels:
         raise EnvbuildError(f"image {ref} was not built by envbuild (no io.envbuild.recipe label)")
     details = {key: value for key, value in sorted(labels.items())
@@ -97,6 +102,7 @@ def from_labels(ref: str, labels: dict[str, str]) -> Facts:
 
 
 def from_state_dir(path: Path) -> Facts:
+    """A runtime script's state directory: its stamps and provenance records (envbuild.formats)."""
     stamps, provenance = path / "stamps", path / "provenance"
     if not stamps.is_dir() and not provenance.is_dir():
         raise EnvbuildError(f"{path} is not an envbuild state directory (no stamps/ or provenance/ in it)")
@@ -140,6 +146,7 @@ def from_state_dir(path: Path) -> Facts:
 
 
 def format_text(facts: Facts) -> str:
+    """The facts as `envbuild inspect` prints them, one indented block per component."""
     what = {"recipe": "recipe file", "lock": "lock file", "image": "image", "state": "state directory"}[facts.kind]
     lines = [f"{what} {facts.origin}"]
     if facts.recipe:
@@ -165,6 +172,7 @@ def format_text(facts: Facts) -> str:
 
 
 def format_json(facts: Facts) -> str:
+    """The facts as JSON: Facts.to_json(), sorted keys."""
     return json.dumps(facts.to_json(), indent=2, sort_keys=True) + "\n"
 
 
@@ -173,6 +181,7 @@ def format_json(facts: Facts) -> str:
 
 @dataclass(frozen=True)
 class Change:
+    """How one component differs between two targets."""
     component: str
     kind: str  # added, removed, changed pin, changed build, changed patch
     detail: str

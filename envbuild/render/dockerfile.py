@@ -16,6 +16,7 @@ from envbuild.shell import ENV_REFERENCE, quote
 
 @dataclass(frozen=True)
 class ImageLayer:
+    """One component's place in the Dockerfile: baked in or left to the script, and why."""
     name: str
     baked: bool
     note: str
@@ -108,6 +109,7 @@ def image_labels(plan: Plan) -> dict[str, str]:
 
 
 def render_dockerfile(plan: Plan) -> str:
+    """The Dockerfile `envbuild image` builds: engine layer, a layer per component, ENV, labels last."""
     layers = _image_layers(plan)
     unflavoured = [s.name for s, layer in zip(plan.steps, layers) if s.nic_specific and layer.baked and not plan.nic_family]
     if unflavoured:

@@ -162,6 +162,7 @@ def render_recipe_part(plan: Plan) -> str:
 
 
 def defined_functions(text: str) -> list[str]:
+    """The _eb_ functions a script defines: what a sourced run unsets before it returns."""
     return sorted(set(re.findall(r"^(_eb_\w+)\(\) \{", text, flags=re.M)))
 
 

@@ -19,6 +19,7 @@ from envbuild.run import docker_engine
 
 @dataclass(frozen=True)
 class Baked:
+    """The outcome of `bake`; seconds of wall time."""
     tag: str
     image_id: str  # sha256:... of the image; "" when an existing image was reused
     seconds: float
@@ -26,6 +27,7 @@ class Baked:
 
 
 def default_tag(plan: Plan) -> str:
+    """envbuild/<recipe>:<first 12 hex of the recipe hash>."""
     return f"envbuild/{plan.recipe.name}:{plan.hash[:12]}"
 
 

@@ -75,6 +75,7 @@ class Library:
     # --- names -----------------------------------------------------------------------
 
     def recipe_names(self) -> list[str]:
+        """Names of the recipe files (.yaml, .yml), sorted."""
         return list(_yaml_files(self.root))
 
     def component_names(self) -> list[str]:
@@ -133,6 +134,7 @@ class Library:
         return self._patches
 
     def component(self, name: str) -> Component:
+        """The component of components/<name>.yaml, validated, its patches selected (RecipeError)."""
         if name not in self._components:
             path = _yaml_files(self.root / "components").get(name, self.root / "components" / f"{name}.yaml")
             data = self._load(path, COMPONENT, name)
@@ -153,6 +155,7 @@ class Library:
         return self.cluster(name)
 
     def cluster(self, name: str) -> Cluster:
+        """The profile of clusters/<name>.yaml, validated (RecipeError)."""
         path = _yaml_files(self.root / "clusters").get(name, self.root / "clusters" / f"{name}.yaml")
         return from_yaml(Cluster, self._load(path, CLUSTER, name), file=display_path(path))
 

@@ -67,6 +67,7 @@ METADATA = schema.Shape({"patches": schema.Field(schema.list_of(PATCH), required
 
 @dataclass(frozen=True)
 class PatchSpec:
+    """A patch as its metadata file declares it, with its text read."""
     name: str
     kind: str
     dist: str

@@ -138,6 +138,7 @@ class Source:
 
 @dataclass(frozen=True)
 class GitSource(Source):
+    """A git repository at a commit (or, unpinned until locked, a branch)."""
     commit: str = ""  # "" when the recipe gives only a branch and no lock resolves it
     branch: str = ""
     submodules: bool = False
@@ -272,6 +273,7 @@ def _has_commit(mirror: Path, commit: str) -> bool:
 
 @dataclass(frozen=True)
 class TarballSource(Source):
+    """A download checked against its sha256; the step finds it at $EB_DOWNLOAD."""
     sha256: str = UNKNOWN_CHECKSUM
     kind: ClassVar[str] = "tarball"
     key: ClassVar[str] = "url"
@@ -369,6 +371,7 @@ class TarballSource(Source):
 
 @dataclass(frozen=True)
 class DebSource(TarballSource):
+    """A .deb download; checked with dpkg by default."""
     package: str = ""
     version: str = ""
     kind: ClassVar[str] = "deb"
