@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Each field of the provenance record, with the bash expression _eb_stamp writes for it
 # ($1 is the component, $now the install time).
 PROVENANCE_RECORD = (
@@ -46,9 +48,13 @@ def parse_patches(text: str) -> dict[str, str]:
     return patches
 
 
+# Where a stamp key's fields start: a space before NAME=. A prefix may hold spaces itself.
+_STAMP_FIELD = re.compile(r" (?=[A-Za-z_][A-Za-z0-9_]*=)")
+
+
 def parse_stamp(line: str) -> dict:
     """A stamp key as {"hash", "nic_family" (None unless NIC-specific), "prefixes": {VAR: path}}."""
-    words = line.split()
+    words = _STAMP_FIELD.split(line.strip()) if line.strip() else []
     if not words:
         return {"hash": None, "nic_family": None, "prefixes": {}}
     nic, prefixes = None, {}

@@ -27,12 +27,18 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?$")
 PIP_OPTION_RE = re.compile(r"^--[a-z][a-z-]*(=[^\s]+)?$")
-# Characters a path may hold so that it stays one word everywhere it is written.
-PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 # A netdev (lo, eth0) or an RDMA device port (mlx5_0:1), as UCX_NET_DEVICES lists them.
 NET_DEVICE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:-]*$")
 UNKNOWN_CHECKSUM = "unknown"
+SHOWN_LIMIT = 60  # characters of a value a message quotes; the rest is cut
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: repr, cut after SHOWN_LIMIT characters with its length said."""
+    if isinstance(value, str) and len(value) > SHOWN_LIMIT:
+        return f"{value[:SHOWN_LIMIT]!r}... ({len(value)} characters)"
+    return repr(value)
 
 
 class Checker:
@@ -140,10 +146,10 @@ class String(Check):
             checker.add(line, key, f"must be a string, not {_type_name(value)}")
             return False
         if self.choices and value not in self.choices:
-            checker.add(line, key, f"{value!r} is not one of: {', '.join(self.choices)}")
+            checker.add(line, key, f"{shown(value)} is not one of: {', '.join(self.choices)}")
             return False
         if self.pattern is not None and not self.pattern.match(value):
-            checker.add(line, key, f"{value!r} is not {self.what}")
+            checker.add(line, key, f"{shown(value)} is not {self.what}")
             return False
         return True
 
@@ -284,7 +290,10 @@ class Url(Check):
         bad_chars = any(c.isspace() or c in "'\"`$\\" for c in value)
         if parsed.scheme not in self.schemes or bad_chars or not (parsed.netloc or parsed.scheme == "file") \
                 or not parsed.path:
-            checker.add(line, key, f"{value!r} is not a valid {'/'.join(self.schemes)} URL")
+            hint = ""
+            if value.startswith("/") and "file" in self.schemes and not bad_chars:
+                hint = f"; a path on this machine is written as a file URL: file://{value}"
+            checker.add(line, key, f"{shown(value)} is not a valid {'/'.join(self.schemes)} URL{hint}")
             return False
         return True
 
@@ -301,7 +310,7 @@ class Sha256(Check):
         if value == UNKNOWN_CHECKSUM:
             return True
         if not isinstance(value, str) or not SHA256_RE.match(value):
-            checker.add(line, key, f"{value!r} is not a sha256 (64 lowercase hex digits) or {UNKNOWN_CHECKSUM!r}")
+            checker.add(line, key, f"{shown(value)} is not a sha256 (64 lowercase hex digits) or {UNKNOWN_CHECKSUM!r}")
             return False
         return True
 
@@ -320,7 +329,7 @@ class PipRequirement(Check):
         try:
             Requirement(value)
         except InvalidRequirement as exc:
-            checker.add(line, key, f"{value!r} is not a valid pip requirement: {str(exc).splitlines()[0]}")
+            checker.add(line, key, f"{shown(value)} is not a valid pip requirement: {str(exc).splitlines()[0]}")
             return False
         return True
 
@@ -380,9 +389,69 @@ class Custom(Check):
         return dict(self.schema)
 
 
+class AbsolutePath(Check):
+    """An install prefix: absolute; spaces and any letters are fine (the script and the
+    Dockerfile quote it), but not what cannot be carried where a prefix goes."""
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, str):
+            checker.add(line, key, f"must be an absolute path, not {_type_name(value)}")
+            return False
+        problem = None
+        if not value.startswith("/"):
+            problem = "is not an absolute path: it must start with /"
+        elif ":" in value:
+            problem = (f"holds ':' (character {value.index(':') + 1}), which a prefix cannot: prefixes go into "
+                       "PATH-like variables (PATH, LD_LIBRARY_PATH), where ':' separates entries")
+        elif any(_is_control(c) for c in value):
+            index = next(i for i, c in enumerate(value) if _is_control(c))
+            problem = (f"holds the control character U+{ord(value[index]):04X} (character {index + 1}), which a "
+                       "prefix cannot: the stamp holds it on one line")
+        elif value[-1].isspace():
+            problem = "ends with white space, which the stamp would lose when it is read back"
+        if problem:
+            checker.add(line, key, f"{shown(value)} {problem}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "pattern": "^/[^:\\x00-\\x1f\\x7f]*$"}
+
+
+def _is_control(character: str) -> bool:
+    return ord(character) < 0x20 or ord(character) == 0x7F
+
+
+class EnvValue(Check):
+    """One line in which variables are written as ${NAME} (the only expansion there is)."""
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, str):
+            checker.add(line, key, f"must be a string, not {_type_name(value)}")
+            return False
+        problem = None
+        if "\n" in value:
+            problem = "spans lines; a value is one line"
+        else:
+            stray = ENV_STRAY_DOLLAR.search(value)
+            if stray:
+                problem = (f"has '$' not followed by {{NAME}} (character {stray.start() + 1}): values are not run "
+                           "by a shell, and only references written as ${NAME} are expanded")
+        if problem:
+            checker.add(line, key, f"{shown(value)} {problem}")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        return {"type": "string", "pattern": ENV_VALUE_RE.pattern}
+
+
+ENV_VALUE_RE = re.compile(r"^(?:[^$\n]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$")
+ENV_STRAY_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
+
 component_name = string(NAME_RE, "a valid name (lowercase letters, digits and dashes)")
 env_name = string(ENV_NAME_RE, "a valid environment variable name")
-abs_path = string(PATH_RE, "an absolute path (starting with /, no spaces or shell characters)")
+abs_path = AbsolutePath()
 apt_package = string(APT_RE, "a Debian package name")
 nic_family = string(choices=NIC_FAMILIES)
 net_device = string(NET_DEVICE_RE, "a device name as UCX_NET_DEVICES takes it (lo, eth0)")
@@ -394,8 +463,7 @@ PIP_GROUP = Shape({
 })
 PIP = list_of(Either(requirement, PIP_GROUP))
 
-ENV_VALUE = string(re.compile(r"^(?:[^$\n]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$"),
-                   "one line where variables are written as ${NAME}")
+ENV_VALUE = EnvValue()
 ENV = Shape({
     "set": Field(mapping_of(env_name, ENV_VALUE), doc="variables to set, in order"),
     "path": Field(mapping_of(env_name, list_of(ENV_VALUE)),
