@@ -64,7 +64,7 @@ def test_the_script_shows_the_recipe_first_and_runs_only_from_its_last_line():
     first_component = lines.index("# ---- component git-pinned: A git source at a pinned commit, built with make. ----")
     assert first_component < 120
     assert first_component < lines.index("# ==== 2. engine ====")
-    assert lines[-1].startswith("if [[ ${BASH_SOURCE[0]} != \"$0\" ]]; then _eb_sourced;")
+    assert lines[-1].startswith("if [[ ${BASH_SOURCE[0]} != \"$0\" ]]; then _eb_sourced \"$@\";")
     assert lines[-1].endswith("_eb_main \"$@\"; fi")
     # Top-level statements outside functions: only assignments, declarations and registrations.
     assert not [line for line in lines[:-1] if re.match(r"^_eb_main\s", line)]

@@ -213,10 +213,10 @@ build: |
     assert "not-reached" not in result.stdout and "caller stopped at line 1" in result.stdout
 
 
-def test_check_mode_reports_and_exits_one_until_installed(test_recipe):
+def test_check_mode_reports_and_exits_three_until_installed(test_recipe):
     script = test_recipe.render()
     check = test_recipe.run(script, "--check")
-    assert check.returncode == 1
+    assert check.returncode == 3
     assert check.stdout.startswith("envbuild: node rank 0 (from the default; neither NODE_RANK nor SLURM_NODEID "
                                    "is set)\nenvbuild: libhello: missing\nenvbuild: greet: missing\n")
     assert "envbuild: 4 of 4 components to install" in check.stdout
@@ -231,7 +231,7 @@ def test_outdated_stamp_is_reported_as_outdated(test_recipe):
     script = test_recipe.render()
     assert test_recipe.run(script).returncode == 0
     check = test_recipe.run(script, "--check", HELLO_HOME=str(test_recipe.root / "elsewhere"))
-    assert check.returncode == 1
+    assert check.returncode == 3
     assert "envbuild: libhello: outdated\nenvbuild: greet: outdated\n" in check.stdout
 
 
@@ -254,12 +254,24 @@ def test_only_installs_one_component_and_needs_its_dependencies(test_recipe):
     assert test_recipe.builds() == ["libhello", "greet"]
 
 
-def test_unknown_option_and_component_are_refused(test_recipe):
+def test_usage_errors_exit_two(test_recipe):
     script = test_recipe.render()
-    assert "envbuild: error: unknown option '--bogus' (see --help)" in test_recipe.run(script, "--bogus").stderr
-    result = test_recipe.run(script, "--only", "nope")
-    assert result.returncode == 1
-    assert "envbuild: error: unknown component 'nope' (components: libhello greet dataset rank0-tool)" in result.stderr
+    cases = {
+        ("--bogus",): "envbuild: error: unknown option '--bogus' (see --help)\n",
+        ("--only",): "envbuild: error: --only needs a component name (see --help)\n",
+        ("--force", "nope"): "envbuild: error: unknown component 'nope' (components: libhello greet dataset rank0-tool)\n",
+    }
+    for args, message in cases.items():
+        result = test_recipe.run(script, *args)
+        assert (result.returncode, result.stderr, result.stdout) == (2, message, ""), args
+    relative = test_recipe.run(script, "--check", HELLO_HOME="opt/hello")
+    assert relative.returncode == 2
+    assert relative.stderr == (f"envbuild: error: HELLO_HOME='opt/hello' is not an absolute path (an install prefix; "
+                               f"the default is {test_recipe.root}/opt/hello)\n")
+    by_sh = subprocess.run(["sh", str(script)], env=test_recipe.env(), capture_output=True, text=True)
+    assert by_sh.returncode == 2
+    assert by_sh.stderr == "envbuild: error: this script runs under bash 4 or newer, not sh: bash setup_deps.sh\n"
+    assert test_recipe.builds() == []
 
 
 def test_env_prints_exports_that_eval_back(test_recipe):

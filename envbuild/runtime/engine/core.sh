@@ -25,10 +25,15 @@ _eb_elapsed() {
   printf -v _EB_ELAPSED '%d.%03d' $((us / 1000000)) $(((us / 1000) % 1000))
 }
 
+# Install prefixes the environment does not set get their defaults; one it sets must be absolute.
 _eb_prefix_defaults() {
   local var
   for var in "${!_EB_PREFIX_DEFAULT[@]}"; do
-    [[ -n ${!var:-} ]] || printf -v "$var" '%s' "${_EB_PREFIX_DEFAULT[$var]}"
+    if [[ -z ${!var:-} ]]; then
+      printf -v "$var" '%s' "${_EB_PREFIX_DEFAULT[$var]}"
+    elif [[ ${!var} != /* ]]; then
+      _eb_usage_error "$var='${!var}' is not an absolute path (an install prefix; the default is ${_EB_PREFIX_DEFAULT[$var]})"
+    fi
   done
 }
 

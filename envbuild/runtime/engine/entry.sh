@@ -1,8 +1,12 @@
 # Sourced (by a launcher such as server.sh), the install runs in a subshell so
 # that its `set -e` and failures never reach the caller; only the export lines
-# it prints come back.
+# it prints come back. Bash cannot tell `source setup_deps.sh --check` from a
+# launcher's own arguments, so they are read as options only when the first is one.
 _eb_sourced() {
-  local exports rc had_errexit='' stdout_fd
+  local exports rc had_errexit='' stdout_fd args=()
+  case ${1:-} in
+    -h | --help | --version | --check | --list | --env | -q | --quiet | --detect-nic | --only | --force) args=("$@") ;;
+  esac
   [[ $- != *e* ]] || had_errexit=1
   set +e
   exec {stdout_fd}>&1
@@ -11,7 +15,7 @@ _eb_sourced() {
     trap - ERR
     _EB_EXPORT_FD=3
     _eb_prefix_defaults
-    _eb_main 3>&1 1>&"$stdout_fd"
+    _eb_main "${args[@]}" 3>&1 1>&"$stdout_fd"
   )
   rc=$?
   exec {stdout_fd}>&-
@@ -24,4 +28,4 @@ _eb_sourced() {
 }
 
 # Called as a plain statement: inside `||` or `if`, bash would ignore set -e in every step.
-if [[ ${BASH_SOURCE[0]} != "$0" ]]; then _eb_sourced; eval "$_EB_TAIL"; else set -euo pipefail; _eb_prefix_defaults; _eb_main "$@"; fi
+if [[ ${BASH_SOURCE[0]} != "$0" ]]; then _eb_sourced "$@"; eval "$_EB_TAIL"; else set -euo pipefail; _eb_prefix_defaults; _eb_main "$@"; fi

@@ -153,35 +153,64 @@ _eb_report_failure() {
 
 _eb_usage() {
   cat <<EOF
-Usage: bash ${_EB_SELF##*/} [OPTION]...    or    source ${_EB_SELF##*/}
+Usage: bash ${_EB_SELF##*/} [OPTION]...    or    source ${_EB_SELF##*/} [OPTION]...
 
 Installs the components of recipe '$_EB_RECIPE' that are missing or outdated on
 this node, in dependency order, and exports their environment. A component whose
 stamp holds its current hash is skipped without running anything.
 
 Options:
-  --check           report what would be installed; exit 1 if anything is missing
+  --check           report what would be installed; exit 3 if anything would be
   --list            list the components with their hash, condition and dependencies
   --only NAME       install only NAME (repeatable); its dependencies must be present
   --force NAME      reinstall NAME and what depends on it (repeatable)
   --env             print the export lines of the environment, install nothing
   --detect-nic ...  print the node's RDMA NIC settings (--format env|json|text)
+  -q, --quiet       no progress lines; warnings and errors only
+  --version         the recipe, its hash and the envbuild that wrote this script
   -h, --help        show this help
+Sourced, the options work the same when the first argument is one of them
+(source ${_EB_SELF##*/} --check); other arguments are the caller's own and are
+not read. The environment of the installed components is exported into the
+calling shell.
 
-Environment:
-  ENVBUILD_STATE_DIR   stamps and logs (default $_EB_STATE_DEFAULT)
-  ENVBUILD_PYTHON      the Python used by pip steps and NIC detection (default python3)
-  ENVBUILD_NIC_FAMILY  @NIC_FAMILY_CHOICES@: skip NIC family detection
-  NODE_RANK            this node's rank, for rank conditions (default: SLURM_NODEID, else 0)
-  ${!_EB_PREFIX_DEFAULT[*]}  install prefixes
-When sourced, options are not read (the caller's arguments would be seen); the
-environment of the installed components is exported into the calling shell.
+Environment (every variable the script reads):
+  ENVBUILD_STATE_DIR     stamps, provenance and logs (default $_EB_STATE_DEFAULT)
+  ENVBUILD_PYTHON        the Python of pip steps, patches and NIC detection (default python3)
+  ENVBUILD_NIC_FAMILY    @NIC_FAMILY_CHOICES@: the NIC family; skips detection
+  ENVBUILD_ROOT          filesystem root NIC detection reads (default /)
+  ENVBUILD_NIC_DSCP      RoCE DSCP, over what the node's tools say
+  ENVBUILD_NIC_SL        InfiniBand service level, over what the node's tools say
+  ENVBUILD_JOBS          parallel build jobs, \$EB_JOBS in steps (default: nproc)
+  ENVBUILD_CACHE_DIR     shared build cache of the cluster (default: none)
+  ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default 3600)
+  ENVBUILD_SOURCE_DIR    offline sources written by envbuild fetch; nothing is downloaded
+  ENVBUILD_STEP_OUTPUT   stream: step output also on stdout (image builds)
+  NODE_RANK              this node's rank, for rank conditions (default: SLURM_NODEID, else 0)
+  SLURM_NODEID           the rank under srun when NODE_RANK is unset
+  TMPDIR                 where steps build (default /tmp)
+  ${!_EB_PREFIX_DEFAULT[*]}  install prefixes (absolute paths)
+
+Exit status: 0 done; 1 failed; 2 usage (a bad option, component or variable);
+3 --check found something to install; 130 interrupted (Ctrl-C), 143 terminated.
 EOF
+}
+
+_eb_version() {
+  printf '%s: recipe %s (hash %s), written by envbuild %s\n' "${_EB_SELF##*/}" "$_EB_RECIPE" "$_EB_RECIPE_HASH" "$_EB_VERSION"
+}
+
+# A command line (or environment) the script cannot work with: exit status 2.
+_eb_usage_error() {
+  printf 'envbuild: error: %s\n' "$*" >&2
+  exit 2
 }
 
 _eb_list() {
   local name
   _eb_say_node_rank
+  # Detection may fail here (no Python): the listing goes on without the family.
+  (_eb_say_nic_family) || :
   for name in "${_EB_ORDER[@]}"; do
     printf '%-22s %s  %-28s %s\n' "$name" "${_EB_HASH[$name]:0:12}" "${_EB_CONDITION[$name]}" "${_EB_DEPS[$name]:+needs ${_EB_DEPS[$name]// /,}}"
   done
@@ -199,6 +228,17 @@ _eb_say_node_rank() {
   done
 }
 
+# When components are built per NIC family: which family, where it came from, and which.
+_eb_say_nic_family() {
+  local name specific=()
+  for name in "${_EB_ORDER[@]}"; do
+    [[ ${_EB_NICSPEC[$name]} != 1 ]] || specific+=("$name")
+  done
+  ((${#specific[@]})) || return 0
+  _eb_nic_family
+  _eb_say "NIC family $_EB_NIC (from $_EB_NIC_FROM); built for it: ${specific[*]}"
+}
+
 _eb_say_all_present() {
   local skipped=''
   (($2 == 0)) || skipped=", $2 skipped"
@@ -206,7 +246,7 @@ _eb_say_all_present() {
 }
 
 _eb_known() {
-  [[ -n ${_EB_HASH[$1]:-} ]] || _eb_die "unknown component '$1' (components: ${_EB_ORDER[*]})"
+  [[ -n ${_EB_HASH[$1]:-} ]] || _eb_usage_error "unknown component '$1' (components: ${_EB_ORDER[*]})"
 }
 
 _eb_main() {
@@ -217,17 +257,19 @@ _eb_main() {
   while (($#)); do
     case $1 in
       -h | --help) _eb_usage; return 0 ;;
+      --version) _eb_version; return 0 ;;
       --check) mode=check ;;
       --list) _eb_list; return 0 ;;
       --env) mode=env _EB_QUIET=1 ;;
+      -q | --quiet) _EB_QUIET=1 ;;
       --detect-nic) shift; _eb_nic_detect "$@"; return ;;
       --only | --force)
-        (($# > 1)) || _eb_die "$1 needs a component name"
+        (($# > 1)) || _eb_usage_error "$1 needs a component name (see --help)"
         _eb_known "$2"
         if [[ $1 == --only ]]; then only[$2]=1; else force[$2]=1 fresh[$2]=1; fi
         shift
         ;;
-      *) _eb_die "unknown option '$1' (see --help)" ;;
+      *) _eb_usage_error "unknown option '$1' (see --help)" ;;
     esac
     shift
   done
@@ -236,6 +278,7 @@ _eb_main() {
     _EB_RUN_DIR=$_EB_STATE/run.$$
   elif [[ $mode == check ]]; then
     _eb_say_node_rank
+    _eb_say_nic_family
   fi
   for name in "${_EB_ORDER[@]}"; do
     if ((${#only[@]})) && [[ -z ${only[$name]:-} ]]; then
@@ -300,7 +343,7 @@ _eb_main() {
       _eb_elapsed "$started"
       if ((outstanding)); then
         _eb_say "$outstanding of $total components to install ($_EB_ELAPSED s)"
-        return 1
+        return 3
       fi
       _eb_say_all_present "$total" "$skipped"
       return 0

@@ -7,10 +7,17 @@
 # - Nothing in the engine depends on a recipe, so an image layer holding it
 #   survives any recipe change.
 
-if [ -z "${BASH_VERSION:-}" ] || ((BASH_VERSINFO[0] < 4)); then
-  echo "envbuild: error: setup_deps.sh needs bash 4 or newer" >&2
+# Run by sh (dash) or an old bash: say which, and exit as for a usage error. One
+# `if` at a time, so that sh never has to parse bash syntax before it exits.
+if [ -z "${BASH_VERSION:-}" ]; then
+  echo "envbuild: error: this script runs under bash 4 or newer, not sh: bash ${0##*/}" >&2
   # shellcheck disable=SC2317
-  return 1 2>/dev/null || exit 1
+  return 2 2>/dev/null || exit 2
+fi
+if ((BASH_VERSINFO[0] < 4)); then
+  echo "envbuild: error: this script needs bash 4 or newer; this is bash $BASH_VERSION" >&2
+  # shellcheck disable=SC2317
+  return 2 2>/dev/null || exit 2
 fi
 
 _EB_STATE_DEFAULT=/var/lib/envbuild
