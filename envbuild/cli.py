@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import sys
 from functools import reduce
 from pathlib import Path
 
+from typing import Callable
+
 import click
+import yaml
+from click.shell_completion import CompletionItem
 
 from envbuild import __version__, outfile
-from envbuild.errors import EnvbuildError, LockError, RecipeError
+from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT_USAGE, EnvbuildError, MismatchError, \
+    RecipeError, UsageError
 from envbuild.pipeline import load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
@@ -19,64 +25,151 @@ from envbuild.spec.loader import RECIPE_VARIABLE, RECIPES_VARIABLE, Library
 from envbuild.spec.yamlfile import display_path
 
 
+class Output:
+    """What a command prints besides its result, all on stderr: warnings (each distinct one
+    once per command) and progress; --quiet silences both. Results go to stdout."""
+
+    def __init__(self):
+        self.quiet = False
+        self._warned: set[str] = set()
+
+    def warn(self, text: str) -> None:
+        if text in self._warned:
+            return
+        self._warned.add(text)
+        if not self.quiet:
+            click.echo(f"envbuild: warning: {text}", err=True)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(f"envbuild: {text}", err=True)
+
+
+def output() -> Output:
+    """The current command's Output (one per invocation)."""
+    return click.get_current_context().find_root().ensure_object(Output)
+
+
+def emit_json(doc) -> None:
+    """A --format json result: one JSON document on stdout, keys sorted."""
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().ensure_object(Output).quiet = True
+
+
+class Command(click.Command):
+    """Every command takes --quiet."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--quiet", "-q"], is_flag=True, expose_value=False, callback=_quiet,
+                                        help="Print errors only: no warnings, no progress (results still go to stdout)."))
+
+
 class Group(click.Group):
     """Prints errors as plain lines on stderr with their exit code, never a traceback.
 
-    Recipe problems come one per line as `file:line: key: message`, like a compiler's.
+    Recipe problems come one per line as `file:line: key: message`, like a
+    compiler's, each distinct one once. Ctrl-C ends any command with status 130.
     """
+
+    command_class = Command
+    group_class = type  # subgroups are Groups too
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except RecipeError as exc:
-            for problem in exc.problems:
+            for problem in dict.fromkeys(exc.problems):
                 click.echo(str(problem), err=True)
             sys.exit(exc.exit_code)
         except EnvbuildError as exc:
-            for line in str(exc).splitlines() or [""]:
+            for line in dict.fromkeys(str(exc).splitlines() or [""]):
                 click.echo(f"envbuild: error: {line}", err=True)
             sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("\nenvbuild: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
+
+# --- completion of recipe, cluster and patch names ------------------------------------------
+
+
+def _library(ctx: click.Context) -> Library | None:
+    try:
+        return Library(ctx.params.get("recipes_dir"))
+    except RecipeError:
+        return None
+
+
+def _complete(names: Callable[[Library], list[str]], files: bool = False):
+    """A shell_complete function offering the names of a library (and files, for recipes given as paths)."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        if files and (incomplete.startswith((".", "/", "~")) or "/" in incomplete):
+            return [CompletionItem(incomplete, type="file")]
+        library = _library(ctx)
+        found = [CompletionItem(name) for name in names(library) if name.startswith(incomplete)] if library else []
+        return found + ([CompletionItem(incomplete, type="file")] if files else [])
+    return complete
+
+
+complete_recipe = _complete(Library.recipe_names, files=True)
+complete_cluster = _complete(Library.cluster_names)
+complete_patch = _complete(lambda library: sorted(library.patch_catalog()))
+
+# --- options -----------------------------------------------------------------------------------
 
 recipes_dir_option = click.option(
     "--recipes-dir", type=click.Path(path_type=Path), envvar=RECIPES_VARIABLE,
     help=f"Directory of recipes, components/ and clusters/ (default: the built-in recipes; or {RECIPES_VARIABLE}).",
 )
 recipe_option = click.option(
-    "--recipe", "-r", metavar="NAME|FILE", envvar=RECIPE_VARIABLE,
+    "--recipe", "-r", metavar="NAME|FILE", envvar=RECIPE_VARIABLE, shell_complete=complete_recipe,
     help=f"A recipe name in the recipes directory, or a recipe file (default: {RECIPE_VARIABLE}, else the "
          "one the recipes directory names in its `default` file; the built-in default is mi355x-moriio).")
-cluster_option = click.option("--cluster", metavar="PROFILE",
+cluster_option = click.option("--cluster", metavar="PROFILE", shell_complete=complete_cluster,
                               help="Cluster profile from clusters/ (NIC family, QoS fallbacks, env).")
 nic_family_option = click.option("--nic-family", type=click.Choice(NIC_FAMILIES),
                                  help="Build NIC-specific components (MoRI) for this family; overrides the profile's.")
 base_image_option = click.option("--base-image", metavar="IMAGE", help="Use this base image instead of the recipe's.")
 require_lock_option = click.option("--require-lock", is_flag=True,
                                    help="Refuse to render unless <recipes-dir>/<recipe>.lock exists and agrees with the recipe.")
+strict_option = click.option("--strict", is_flag=True,
+                             help="With --require-lock (implied): also refuse a lock in which anything is unverified "
+                                  "or unresolved, naming each.")
+
+
+def format_option(*choices: str, default: str = "text"):
+    return click.option("--format", "fmt", type=click.Choice(choices or ("text", "json")), default=default,
+                        show_default=True, help="text for people; json for programs (README: JSON output).")
 
 
 def plan_options(*extra):
     """The options every command that makes a plan takes, in one decorator."""
-    options = (recipe_option, recipes_dir_option, cluster_option, *extra)
+    options = (recipe_option, recipes_dir_option, cluster_option, nic_family_option, *extra)
     return lambda command: reduce(lambda decorated, option: option(decorated), reversed(options), command)
 
 
 def make_plan(recipes_dir: Path | None, recipe: str | None, cluster: str | None = None,
-              nic_family: str | None = None, base_image: str | None = None, require_lock: bool = False) -> Plan:
+              nic_family: str | None = None, base_image: str | None = None, require_lock: bool = False,
+              strict: bool = False) -> Plan:
     """The plan a command works on, its warnings printed on stderr."""
     plan = load_plan(recipes_dir, recipe, cluster, nic_family, base_image)
-    if require_lock:
-        plan.require_lock()
+    if require_lock or strict:
+        plan.require_lock(strict)
     for warning in plan.warnings():
-        click.echo(f"envbuild: warning: {warning}", err=True)
+        output().warn(warning)
     return plan
 
 
-def write_output(text: str, output: str | None, mode: int = 0o644) -> None:
-    """Writes a command's result (outfile.write) and says where on stderr."""
-    written = outfile.write(text, output, mode)
+def write_output(text: str, output_path: str | None, mode: int = 0o644) -> None:
+    """Writes a command's result (outfile.write) and says where on stderr (unless --quiet)."""
+    written = outfile.write(text, output_path, mode)
     if written is not None:
-        click.echo(f"envbuild: wrote {written}", err=True)
+        output().say(f"wrote {written}")
 
 
 output_option = click.option(
@@ -84,8 +177,11 @@ output_option = click.option(
     help="Write here instead of stdout ('-' is stdout). Written whole or not at all (temporary file and rename); "
          "a new file is executable, an existing one keeps its mode, a device such as /dev/null is written as is.")
 
+EXIT_STATUS_HELP = "\b\nExit status (the same for setup_deps.sh):\n" + "\n".join(
+    f"  {code:<4} {meaning}" for code, meaning in EXIT_STATUSES)
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS_HELP)
 @click.version_option(__version__, prog_name="envbuild")
 def main():
     """Declarative recipes for the GPU-cluster communication stack.
@@ -98,43 +194,61 @@ def main():
       envbuild runtime-script > setup_deps.sh
       envbuild image --recipe mi355x-moriio
       envbuild detect-nic
+
+    Every command takes --quiet (errors only); those that report take
+    --format json. Shell completion of commands, recipes and cluster profiles:
+
+    \b
+      eval "$(_ENVBUILD_COMPLETE=bash_source envbuild)"    # in ~/.bashrc
+      eval "$(_ENVBUILD_COMPLETE=zsh_source envbuild)"     # in ~/.zshrc
     """
 
 
 @main.command("list")
 @recipes_dir_option
-def list_recipes(recipes_dir):
+@format_option()
+def list_recipes(recipes_dir, fmt):
     """List the recipes, one line each; the default one is marked."""
     library = Library(recipes_dir)
     default = library.default_recipe()
+    rows = []
     for name in library.recipe_names():
         recipe = library.recipe(name)
-        mark = "  (default)" if name == default else ""
-        click.echo(f"{name:<20} {recipe.description.splitlines()[0]}{mark}")
+        rows.append({"name": name, "summary": recipe.description.splitlines()[0], "description": recipe.description,
+                     "file": recipe.file, "base_image": recipe.base_image, "default": name == default})
+    if fmt == "json":
+        emit_json({"recipes_dir": display_path(library.root), "default": default, "recipes": rows})
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<20} {row['summary']}" + ("  (default)" if row["default"] else ""))
 
 
 @main.command()
-@click.argument("target", required=False, metavar="[RECIPE|PATH]")
+@click.argument("target", required=False, metavar="[RECIPE|PATH]", shell_complete=complete_recipe)
 @recipes_dir_option
 @cluster_option
-def validate(target, recipes_dir, cluster):
+@nic_family_option
+@format_option()
+def validate(target, recipes_dir, cluster, nic_family, fmt):
     """Check recipes, components and cluster profiles; exit 2 on any problem.
 
     RECIPE is a recipe name or file; PATH a recipes directory. With no argument,
     the recipes directory is checked: every recipe, and every component and
-    cluster profile even if no recipe uses it. All problems are reported.
+    cluster profile even if no recipe uses it. All problems are reported, each once.
     """
     if target and Path(target).is_dir():
         recipes_dir, target = Path(target), None
     library = Library(recipes_dir)
-    problems = []
+    problems: list = []
+    valid = []
     for name in [target] if target else library.recipe_names():
         try:
-            plan = make_plan(recipes_dir, name, cluster)
+            plan = make_plan(recipes_dir, name, cluster, nic_family)
         except RecipeError as exc:
             problems.extend(exc.problems)
             continue
-        click.echo(f"{plan.recipe.name}: ok ({len(plan.steps)} components, hash {plan.hash[:12]})")
+        valid.append({"name": plan.recipe.name, "file": plan.recipe.file, "components": len(plan.steps),
+                      "hash": plan.hash})
     if not target:
         try:
             library.default_recipe()
@@ -146,17 +260,24 @@ def validate(target, recipes_dir, cluster):
                 try:
                     load(name)
                 except RecipeError as exc:
-                    problems.extend(p for p in exc.problems if p not in problems)
+                    problems.extend(exc.problems)
+    problems = list(dict.fromkeys(problems))
+    if fmt == "json":
+        emit_json({"ok": not problems, "recipes": valid, "problems": [dataclasses.asdict(p) for p in problems]})
+        if problems:
+            sys.exit(EXIT_USAGE)
+        return
+    for row in valid:
+        click.echo(f"{row['name']}: ok ({row['components']} components, hash {row['hash'][:12]})")
     if problems:
         raise RecipeError(problems)
 
 
 @main.command()
-@plan_options(require_lock_option)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def plan(recipe, recipes_dir, cluster, require_lock, fmt):
+@plan_options(require_lock_option, strict_option, format_option())
+def plan(recipe, recipes_dir, cluster, nic_family, require_lock, strict, fmt):
     """Show the install order, content hashes, conditions and reasons."""
-    the_plan = make_plan(recipes_dir, recipe, cluster, require_lock=require_lock)
+    the_plan = make_plan(recipes_dir, recipe, cluster, nic_family, require_lock=require_lock, strict=strict)
     rows = [
         {
             "name": s.name,
@@ -165,29 +286,33 @@ def plan(recipe, recipes_dir, cluster, require_lock, fmt):
             "condition": s.component.when.describe(),
             "nic_specific": s.nic_specific,
             "source": s.component.source.pin if s.component.source else None,
+            "pip": [{"requirements": list(g.requirements), "options": list(g.options), "locked": list(g.locked)}
+                    for g in s.component.pip],
             "reason": s.reason,
         }
         for s in the_plan.steps
     ]
     lock = the_plan.lock
+    recipe_ = the_plan.recipe
     if fmt == "json":
-        doc = {
-            "recipe": the_plan.recipe.name,
+        emit_json({
+            "recipe": recipe_.name,
             "hash": the_plan.hash,
-            "base_image": the_plan.recipe.base_image,
-            "cluster": the_plan.recipe.cluster.name if the_plan.recipe.cluster else None,
+            "base_image": recipe_.base_image,
+            "python": dataclasses.asdict(recipe_.python) if recipe_.python else None,
+            "cluster": recipe_.cluster.name if recipe_.cluster and recipe_.cluster.name else None,
             "nic_family": the_plan.nic_family or None,
             "lock": {"file": lock.display, "hash": lock.hash} if lock else None,
             "components": rows,
-        }
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        })
         return
-    recipe_ = the_plan.recipe
     click.echo(f"recipe {recipe_.name} (hash {the_plan.hash[:12]}) on {recipe_.base_image}")
     if lock:
         click.echo(f"lock {lock.display} (hash {lock.hash[:12]})")
-    if recipe_.cluster:
-        click.echo(f"cluster profile {recipe_.cluster.name}" + (f", NIC family {the_plan.nic_family}" if the_plan.nic_family else ""))
+    if recipe_.cluster and recipe_.cluster.name:
+        click.echo(f"cluster profile {recipe_.cluster.name}")
+    if the_plan.nic_family:
+        click.echo(f"NIC family {the_plan.nic_family}")
     for index, row in enumerate(rows, 1):
         flavour = ", built per NIC family" if row["nic_specific"] else ""
         click.echo(f"{index}. {row['name']:<20} {row['hash'][:12]}  when {row['condition']}{flavour}")
@@ -197,8 +322,8 @@ def plan(recipe, recipes_dir, cluster, require_lock, fmt):
 
 
 @main.command("runtime-script")
-@plan_options(nic_family_option, require_lock_option, output_option)
-def runtime_script(recipe, recipes_dir, cluster, nic_family, require_lock, output):
+@plan_options(require_lock_option, strict_option, output_option)
+def runtime_script(recipe, recipes_dir, cluster, nic_family, require_lock, strict, output):
     """Write the standalone, idempotent setup script for a recipe.
 
     The script needs only bash (and what the install steps themselves use).
@@ -210,15 +335,16 @@ def runtime_script(recipe, recipes_dir, cluster, nic_family, require_lock, outpu
     """
     from envbuild.render.script import render_script
 
-    write_output(render_script(make_plan(recipes_dir, recipe, cluster, nic_family, require_lock=require_lock)),
-                 output, 0o755)
+    plan = make_plan(recipes_dir, recipe, cluster, nic_family, require_lock=require_lock, strict=strict)
+    write_output(render_script(plan), output, 0o755)
 
 
 @main.command()
-@plan_options(nic_family_option, base_image_option, require_lock_option)
+@plan_options(base_image_option, require_lock_option, strict_option)
 @click.option("--check", "check_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Exit 1 if DIR/<recipe>.<cluster>.Dockerfile differs from what would be rendered.")
-def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, check_dir):
+              help="Exit 3 if DIR/<recipe>.<cluster or family>.Dockerfile is missing or differs from what would be "
+                   "rendered; the message gives the command that writes it.")
+def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, check_dir):
     """Print the Dockerfile that `envbuild image` builds.
 
     One layer per component in plan order, each running the same install step
@@ -227,16 +353,21 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_loc
     """
     from envbuild.render.dockerfile import render_dockerfile
 
-    plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
+    plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
     text = render_dockerfile(plan)
     if check_dir is None:
         click.echo(text, nl=False)
         return
     path = check_dir / dockerfile_name(plan)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        raise EnvbuildError(f"{path} is out of date; render it again with: envbuild dockerfile --recipe {plan.recipe.name}"
-                            + (f" --cluster {cluster}" if cluster else "") + f" > {path}")
-    click.echo(f"{path}: up to date")
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        click.echo(f"{path}: up to date")
+        return
+    options = {"--recipe": recipe or plan.recipe.name, "--recipes-dir": recipes_dir, "--cluster": cluster,
+               "--nic-family": nic_family, "--base-image": base_image}
+    command = shlex.join(["envbuild", "dockerfile"] + [word for option, value in options.items() if value
+                                                        for word in (option, str(value))])
+    state = "is out of date; render it again" if path.exists() else "does not exist; write it"
+    raise MismatchError(f"{path} {state} with: {command} > {shlex.quote(str(path))}")
 
 
 def dockerfile_name(plan: Plan) -> str:
@@ -247,7 +378,7 @@ def dockerfile_name(plan: Plan) -> str:
 
 
 @main.command()
-@plan_options(nic_family_option, base_image_option, require_lock_option)
+@plan_options(base_image_option, require_lock_option, strict_option)
 @click.option("--tag", "-t", help="Image tag (default: envbuild/<recipe>:<recipe hash prefix>).")
 @click.option("--no-cache", is_flag=True, help="Build every layer again, even if the tagged image exists.")
 @click.option("--pull/--no-pull", default=None,
@@ -258,8 +389,9 @@ def dockerfile_name(plan: Plan) -> str:
               help="Network of the RUN steps, as for `docker build --network` (e.g. host, none). "
                    "Default: the engine's bridge.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
-def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, tag, no_cache, pull, dry_run, network,
-          verbose):
+@format_option()
+def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, tag, no_cache, pull, dry_run,
+          network, verbose, fmt):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
     Each component gets its own layer, in plan order, running the same step as
@@ -270,7 +402,7 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, ta
     from envbuild.render.dockerfile import build_context
     from envbuild.run.image import bake, default_tag
 
-    plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock)
+    plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
     tag = tag or default_tag(plan)
     if dry_run:
         files = build_context(plan)
@@ -280,11 +412,13 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, ta
             click.echo(f"#   {mode:04o} {len(data):>8} {path}")
         return
     try:
-        baked = bake(plan, tag, no_cache=no_cache, pull=pull, network=network, verbose=verbose,
-                     say=lambda line: click.echo(f"envbuild: {line}", err=True))
+        baked = bake(plan, tag, no_cache=no_cache, pull=pull, network=network, verbose=verbose, say=output().say)
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
+    if fmt == "json":
+        emit_json(dataclasses.asdict(baked))
+        return
     if baked.reused:
         click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
         return
@@ -295,7 +429,7 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, ta
 @click.option("--root", default="/", show_default=True, metavar="DIR",
               help="Filesystem root every read goes through (sys/class/infiniband, sys/class/net, proc/net/route, "
                    "dev/infiniband, ...).")
-@click.option("--format", "fmt", type=click.Choice(["env", "json", "text"]), default="env", show_default=True)
+@format_option("env", "json", "text", default="env")
 @recipe_option
 @cluster_option
 @recipes_dir_option
@@ -347,30 +481,55 @@ def patches():
     """Inspect the source patches recipes apply (vLLM, RIXL)."""
 
 
-@patches.command("check")
-@recipe_option
+@patches.command("list")
 @recipes_dir_option
-@click.option("--site-packages", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Check the distributions in this directory (default: this Python's).")
-def patches_check(recipe, recipes_dir, site_packages):
+@format_option()
+def patches_list(recipes_dir, fmt):
+    """List the patches of the recipes directory: name, target distribution and versions, summary."""
+    catalog = Library(recipes_dir).patch_catalog()
+    rows = [{"name": spec.name, "dist": spec.dist, "specifier": spec.specifier, "optional": spec.optional,
+             "depends": list(spec.depends), "summary": spec.description.strip().splitlines()[0],
+             "file": display_path(spec.path)} for spec in catalog.values()]
+    if fmt == "json":
+        emit_json({"patches": rows})
+        return
+    width = max((len(row["name"]) for row in rows), default=0)
+    for row in rows:
+        click.echo(f"{row['name']:<{width}}  {row['dist']} {row['specifier'] or '(any version)'}  {row['summary']}")
+
+
+@patches.command("check")
+@plan_options()
+@click.option("--python", "python", envvar="ENVBUILD_PYTHON", default="python3", show_default=True, metavar="PY",
+              help="The Python whose installed distributions are checked (its sys.path), as the runtime script's "
+                   "ENVBUILD_PYTHON; default: ENVBUILD_PYTHON, else python3.")
+@click.option("--site-packages", type=click.Path(file_okay=False, exists=True, path_type=Path), metavar="DIR",
+              help="Check the distributions in DIR only (the applier still runs under --python).")
+@format_option()
+def patches_check(recipe, recipes_dir, cluster, nic_family, python, site_packages, fmt):
     """Report each patch of a recipe: applied, applicable, conflict, version mismatch.
 
-    Changes nothing. Exit 1 when applying would fail.
+    Changes nothing. Exit 3 when applying would fail.
     """
     from envbuild.spec import patches as patch_library
 
-    plan = load_plan(recipes_dir, recipe)
+    plan = make_plan(recipes_dir, recipe, cluster, nic_family)
     chosen = list({spec.name: spec for step in plan.steps for spec in step.component.patch_specs}.values())
-    if not chosen:
+    outcomes = patch_library.check(chosen, python, site_packages) if chosen else []
+    blocking = any(outcome.blocking for outcome in outcomes)
+    if fmt == "json":
+        emit_json({"recipe": plan.recipe.name, "python": python,
+                   "site_packages": str(site_packages) if site_packages else None, "ok": not blocking,
+                   "patches": [dict(dataclasses.asdict(o), blocking=o.blocking) for o in outcomes]})
+    elif not chosen:
         click.echo(f"recipe {plan.recipe.name} applies no patches")
-        return
-    outcomes = patch_library.check(chosen, site_packages)
-    click.echo(patch_library.format_check(outcomes), nl=False)
-    sys.exit(1 if any(outcome.blocking for outcome in outcomes) else 0)
+    else:
+        click.echo(patch_library.format_check(outcomes), nl=False)
+    sys.exit(EXIT_MISMATCH if blocking else 0)
 
 
 @patches.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_patch)
 @recipes_dir_option
 def patches_show(name, recipes_dir):
     """Print a patch with its metadata (target, versions, why it exists)."""
@@ -378,62 +537,89 @@ def patches_show(name, recipes_dir):
 
     catalog = Library(recipes_dir).patch_catalog()
     if name not in catalog:
-        raise EnvbuildError(f"no patch named {name!r}; known patches: {', '.join(sorted(catalog))}")
+        raise UsageError(f"no patch named {name!r}; known patches: {', '.join(sorted(catalog))}")
     click.echo(patch_library.show(catalog[name]), nl=False)
 
 
 @main.command()
-@recipe_option
-@recipes_dir_option
-@click.option("--check", is_flag=True, help="Change nothing: exit 1 when the lock and the recipe disagree.")
+@plan_options()
+@click.option("--check", is_flag=True, help="Change nothing: exit 3 when the lock and the recipe disagree.")
+@click.option("--strict", is_flag=True,
+              help="Fail, naming each, when anything is unverified or unresolved (nothing is written then); "
+                   "with --check, when the lock holds such values.")
 @click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS", help="Timeout of each download.")
-def lock(recipe, recipes_dir, check, timeout):
+@format_option()
+def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, fmt):
     """Resolve every source of a recipe into <recipes-dir>/<recipe>.lock.
 
     Git branches become commits (git ls-remote), pinned commits are fetched to
-    prove they exist, downloads are measured (sha256, size), the base image tag
-    becomes a digest when a registry answers. What cannot be reached is written
-    as unverified or unresolved with the reason, never guessed.
+    prove they exist, downloads are measured (sha256, size), pip requirements
+    are resolved for the recipe's Python (its python: block) with every
+    package's version and sha256, the base image tag becomes a digest when a
+    registry answers. What cannot be reached is written as unverified or
+    unresolved with the reason, never guessed.
 
     Once the lock exists, plan, runtime-script, dockerfile and image use it: it
-    fills `sha256: unknown` and branch-only git sources. --require-lock makes
-    them refuse a recipe whose lock is missing or out of date.
+    fills `sha256: unknown`, branch-only git sources and pip versions and
+    hashes (installed with --require-hashes). --require-lock makes them refuse
+    a recipe whose lock is missing or out of date; --strict, one whose lock
+    has anything unverified or unresolved.
     """
+    from envbuild import wheels
     from envbuild.resolve import resolve
     from envbuild.spec import lock as lockfile
-    from envbuild.spec.sources import UNRESOLVED, UNVERIFIED, Resolver
+    from envbuild.spec.sources import Resolver
 
     library, reference = open_library(recipes_dir, recipe)
     the_recipe = library.recipe(reference)
     path = lockfile.lock_path(Path(the_recipe.file).parent, the_recipe.name)
     shown = display_path(path)
     if check:
-        the_plan = load_plan(recipes_dir, recipe)
+        the_plan = load_plan(recipes_dir, recipe, cluster, nic_family)
         if the_plan.lock is None:
-            raise LockError(f"{shown} does not exist; write it with `envbuild lock --recipe {the_recipe.name}`")
+            raise MismatchError(f"{shown} does not exist; write it with `envbuild lock --recipe {the_recipe.name}`")
+        report = _lock_report(the_plan.lock, False, the_plan.lock_problems)
+        if fmt == "json":
+            emit_json(report)
+            sys.exit(EXIT_MISMATCH if the_plan.lock_problems else 1 if strict and report["unsettled"] else 0)
         if the_plan.lock_problems:
-            raise LockError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, the_plan.lock_problems)))
-        for note in the_plan.lock.unresolved():
-            click.echo(f"envbuild: note: {shown}: unresolved: {note}", err=True)
+            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, the_plan.lock_problems)))
+        if strict:
+            lockfile.refuse_unsettled(the_plan.lock, the_recipe.name)
+        for item in the_plan.lock.unsettled():
+            output().warn(f"{shown}: {item}")
         click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({len(the_plan.steps)} components)")
         return
     resolver = Resolver(timeout=timeout, image_digest=_image_digest)
-    doc = resolve(load_plan(recipes_dir, recipe, use_lock=False), resolver)
+    the_plan = load_plan(recipes_dir, recipe, cluster, nic_family, use_lock=False)
+    doc = resolve(the_plan, resolver)
     text = lockfile.dump(doc)
-    for name, entry in sorted(doc["components"].items()):
-        source = entry.get("source") or {}
-        if source.get("status") in (UNVERIFIED, UNRESOLVED):
-            click.echo(f"envbuild: warning: {name}: {source['status']}: {source['reason']}", err=True)
-    if doc["base_image"]["status"] == UNRESOLVED:
-        click.echo(f"envbuild: warning: base image {doc['base_image']['ref']}: unresolved: "
-                   f"{doc['base_image']['reason']}", err=True)
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        click.echo(f"envbuild: {shown} is up to date", err=True)
-        return
-    write_output(text, str(path))
+    written = lockfile.Lock(path, shown, yaml.safe_load(text))
+    if (doc.get("python") or {}).get("from") == wheels.FROM_HOST:
+        output().warn(wheels.host_warning(the_plan.recipe, wheels.target_of(the_plan.recipe)))
+    if strict:
+        lockfile.refuse_unsettled(written, the_recipe.name)
+    for item in written.unsettled():
+        output().warn(f"{shown}: {item}")
+    changed = not (path.exists() and path.read_text(encoding="utf-8") == text)
+    if changed:
+        outfile.write(text, str(path))
+    if fmt == "json":
+        emit_json(_lock_report(written, changed, ()))
+    else:
+        click.echo(f"{shown}: {'written' if changed else 'up to date'}")
+
+
+def _lock_report(lock, written: bool, disagreements) -> dict:
+    """The --format json document of `envbuild lock` (README: JSON output)."""
+    return {"recipe": lock.doc.get("recipe"), "lock": lock.display, "lock_hash": lock.hash, "written": written,
+            "agrees": not disagreements, "disagreements": list(disagreements),
+            "unsettled": [dataclasses.asdict(item) for item in lock.unsettled()]}
 
 
 def _image_digest(ref: str) -> tuple[str | None, str]:
+    if "@sha256:" in ref:
+        return ref.split("@", 1)[1], "the reference is a digest"
     from envbuild.run import docker_engine
 
     try:
@@ -444,23 +630,24 @@ def _image_digest(ref: str) -> tuple[str | None, str]:
 
 
 @main.command()
-@recipe_option
-@recipes_dir_option
+@plan_options()
 @click.option("--into", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="The source directory to fill (created if missing).")
 @click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS", help="Timeout of each download.")
-@click.option("--python", "python", default=sys.executable, show_default="this Python",
-              help="The Python whose pip downloads the pip requirements.")
+@click.option("--python", "python", default=sys.executable, show_default="this Python", metavar="PY",
+              help="The Python whose pip downloads the pip requirements (for the recipe's Python, its python: "
+                   "block, unless --pip-option says otherwise).")
 @click.option("--pip-option", "pip_options", multiple=True, metavar="OPTION",
-              help="Passed to `pip download`, e.g. --pip-option=--platform=manylinux2014_x86_64 "
-                   "--pip-option=--only-binary=:all: for another platform. Repeatable.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only problems and the summary.")
-def fetch(recipe, recipes_dir, into, timeout, python, pip_options, quiet):
+              help="Passed to `pip download`, e.g. --pip-option=--index-url=URL; --python-version, --platform, "
+                   "--implementation or --abi replace the recipe's Python. Repeatable.")
+@format_option()
+def fetch(recipe, recipes_dir, cluster, nic_family, into, timeout, python, pip_options, fmt):
     """Download every source of a recipe into DIR, for clusters without network.
 
     DIR/git/<name>-<hash>.git are bare mirrors of the git sources, DIR/downloads/
     the tarballs and .debs (checked against their sha256 from the recipe or its
-    lock), DIR/pip/ the wheels and sdists of the pip requirements, and
+    lock), DIR/pip/ the wheels and sdists of the pip requirements (the locked
+    packages when the lock has them) for the recipe's Python, and
     DIR/MANIFEST.json lists them all. Run it again to complete or refresh DIR:
     what is there and verified is kept. Then, on the cluster:
 
@@ -468,20 +655,24 @@ def fetch(recipe, recipes_dir, into, timeout, python, pip_options, quiet):
     """
     from envbuild import fetch as fetching
 
-    the_plan = make_plan(recipes_dir, recipe)
-    say = (lambda line: None) if quiet else (lambda line: click.echo(f"envbuild: {line}", err=True))
-    result = fetching.fetch(the_plan, into, timeout, python, tuple(pip_options), say)
+    the_plan = make_plan(recipes_dir, recipe, cluster, nic_family)
+    result = fetching.fetch(the_plan, into, timeout, python, tuple(pip_options), output().say)
+    for warning in result.warnings:
+        output().warn(warning)
     manifest = result.manifest
-    click.echo(f"envbuild: {into}: {len(manifest['git'])} git mirrors, {len(manifest['downloads'])} downloads, "
-               f"{len(manifest['pip'])} pip files; MANIFEST.json written", err=True)
+    if fmt == "json":
+        emit_json(manifest)
+    else:
+        click.echo(f"{into}: {len(manifest['git'])} git mirrors, {len(manifest['downloads'])} downloads, "
+                   f"{len(manifest['pip'])} pip files; MANIFEST.json written")
     if result.missing:
         raise EnvbuildError("\n".join(["some sources could not be fetched:"] + result.missing))
 
 
 @main.command()
-@click.argument("target", metavar="IMAGE|STATE_DIR|LOCK|RECIPE")
+@click.argument("target", metavar="IMAGE|STATE_DIR|LOCK|RECIPE", shell_complete=complete_recipe)
 @recipes_dir_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 def inspect(target, recipes_dir, fmt):
     """Show what an image or a state directory holds, component by component.
 
@@ -494,37 +685,37 @@ def inspect(target, recipes_dir, fmt):
 
     facts = provenance.read(target, recipes_dir)
     for warning in facts.warnings:
-        click.echo(f"envbuild: warning: {warning}", err=True)
+        output().warn(warning)
     click.echo(provenance.format_json(facts) if fmt == "json" else provenance.format_text(facts), nl=False)
 
 
 @main.command()
-@click.argument("a", metavar="A")
-@click.argument("b", metavar="B")
+@click.argument("a", metavar="A", shell_complete=complete_recipe)
+@click.argument("b", metavar="B", shell_complete=complete_recipe)
 @recipes_dir_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option()
 def diff(a, b, recipes_dir, fmt):
     """Compare two recipes, locks, images or state directories, component by component.
 
     Each of A and B is a recipe (name or file), a lock file (*.lock), a state
     directory or an image. Prints what B adds or removes, and the components
     whose pin, patches or build (content hash with the same pin) changed.
-    Exit 0 when they are equal, 1 when they differ, like diff.
+    Exit 0 when they are equal, 3 when they differ.
     """
     from envbuild import provenance
 
     first, second = provenance.read(a, recipes_dir), provenance.read(b, recipes_dir)
     for warning in first.warnings + second.warnings:
-        click.echo(f"envbuild: warning: {warning}", err=True)
+        output().warn(warning)
     changes = provenance.diff(first, second)
     if fmt == "json":
-        click.echo(json.dumps({"a": first.origin, "b": second.origin,
-                               "changes": [dataclasses.asdict(c) for c in changes]}, indent=2, sort_keys=True))
+        emit_json({"a": first.origin, "b": second.origin, "equal": not changes,
+                   "changes": [dataclasses.asdict(c) for c in changes]})
     elif changes:
         click.echo(f"--- {first.kind} {first.origin}\n+++ {second.kind} {second.origin}")
         for change in changes:
             click.echo(str(change))
-    sys.exit(1 if changes else 0)
+    sys.exit(EXIT_MISMATCH if changes else 0)
 
 
 @main.command()
@@ -541,4 +732,4 @@ def schema(kind):
     from envbuild.spec.schema import document
 
     shape = {"recipe": model.RECIPE, "component": model.COMPONENT, "cluster": model.CLUSTER}[kind]
-    click.echo(json.dumps(document(f"envbuild {kind}", shape), indent=2, sort_keys=True))
+    emit_json(document(f"envbuild {kind}", shape))

@@ -19,16 +19,32 @@ class Problem:
         return f"{where}:{key} {self.message}"
 
 
+# Exit statuses, the same for every command and for the runtime script (README, `envbuild --help`).
+EXIT_OK = 0  # done
+EXIT_FAILED = 1  # something failed (a download, a build, a refusal such as --require-lock)
+EXIT_USAGE = 2  # bad options or invalid input (recipe problems)
+EXIT_MISMATCH = 3  # a check found a difference (lock --check, dockerfile --check, patches check, diff, detect-nic)
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM ends a run as 143, as the shell reports it
+
+EXIT_STATUSES = (
+    (EXIT_OK, "done"),
+    (EXIT_FAILED, "failed (a download, a build, a refusal such as --require-lock)"),
+    (EXIT_USAGE, "usage or invalid input (a bad option, a recipe problem)"),
+    (EXIT_MISMATCH, "mismatch: a check found a difference (--check, diff, patches check, detect-nic rails)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); 143 for SIGTERM"),
+)
+
+
 class EnvbuildError(Exception):
     """An error the user can act on; the CLI prints it without a traceback."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 class RecipeError(EnvbuildError):
     """One or more problems in recipe files."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
@@ -39,7 +55,13 @@ class LockError(EnvbuildError):
     """A lock that cannot be read, or sources that contradict the recipe."""
 
 
+class MismatchError(EnvbuildError):
+    """A check found a difference: a stale lock or Dockerfile (exit 3)."""
+
+    exit_code = EXIT_MISMATCH
+
+
 class UsageError(EnvbuildError):
     """A command line that cannot work as given (a bad option value, a directory for a file)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE

@@ -80,9 +80,10 @@ class Plan:
             found += lockfile.out_of_date(self.lock, self.recipe.name, self.lock_problems)
         return found
 
-    def require_lock(self) -> None:
-        """Refuse a recipe without a lock, or whose lock disagrees with it (LockError)."""
-        lockfile.require(self.lock, self.lock_problems, self.recipe)
+    def require_lock(self, strict: bool = False) -> None:
+        """Refuse a recipe without a lock, or whose lock disagrees with it (LockError); `strict`
+        also refuses a lock with anything unverified or unresolved."""
+        lockfile.require(self.lock, self.lock_problems, self.recipe, strict)
 
 
 def _digest(doc) -> str:

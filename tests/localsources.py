@@ -15,6 +15,7 @@ import io
 import subprocess
 import tarfile
 import threading
+import zipfile
 from pathlib import Path
 
 GIT_BASE = "https://git.example.invalid/"
@@ -72,6 +73,52 @@ def make_tarball(files: dict[str, str], top: str) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def make_wheel(name: str, version: str, requires: tuple[str, ...] = (), value: str = "1") -> tuple[str, bytes]:
+    """A minimal pure-Python wheel (py3-none-any) of package `name`, whose module sets VALUE;
+    its file name and bytes (the same inputs give the same bytes)."""
+    dist = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {requirement}\n" for requirement in requires)
+    files = {
+        f"{name}/__init__.py": f"VALUE = {value!r}\nVERSION = {version!r}\n",
+        f"{dist}/METADATA": metadata,
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{path},,\n" for path in files) + f"{dist}/RECORD,,\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, text in {**files, f"{dist}/RECORD": record}.items():
+            archive.writestr(zipfile.ZipInfo(path, (2026, 1, 1, 0, 0, 0)), text)
+    return f"{name}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+class PackageIndex:
+    """A PEP 503 simple package index under a FileServer: <url>/simple/<name>/ lists each
+    published file of a project with its sha256, the files are under <url>/files/."""
+
+    def __init__(self, server: "FileServer"):
+        self.server = server
+        self.url = f"{server.url}/simple"
+        self.files: dict[str, dict[str, bytes]] = {}  # project -> file name -> bytes
+
+    def publish(self, name: str, version: str, requires: tuple[str, ...] = (), value: str = "1") -> str:
+        """Publishes a wheel of `name` `version`; returns its sha256."""
+        filename, data = make_wheel(name, version, requires, value)
+        self.replace(name, filename, data)
+        return sha256(data)
+
+    def replace(self, name: str, filename: str, data: bytes) -> None:
+        """Puts `data` under `filename` (a new file, or other bytes for a published one)."""
+        self.files.setdefault(name, {})[filename] = data
+        (self.server.root / "files").mkdir(exist_ok=True)
+        (self.server.root / "files" / filename).write_bytes(data)
+        page = self.server.root / "simple" / name / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        links = "".join(f'<a href="../../files/{file}#sha256={sha256(body)}">{file}</a>\n'
+                        for file, body in sorted(self.files[name].items()))
+        page.write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n")
 
 
 class FileServer:

@@ -7,6 +7,7 @@ Refresh after an intended change with:
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -44,15 +45,44 @@ def test_check_fails_on_a_stale_or_missing_dockerfile(tmp_path):
     recipe, cluster = PAIRS[0]
     name = f"{recipe}.{cluster}.Dockerfile"
     missing = check(recipe, cluster, tmp_path)
-    assert missing.exit_code == 1
-    assert f"envbuild: error: {tmp_path / name} is out of date; render it again with: " \
-           f"envbuild dockerfile --recipe {recipe} --cluster {cluster} > {tmp_path / name}" in missing.output
+    assert missing.exit_code == 3
+    recipes_dir = f" --recipes-dir {os.environ['ENVBUILD_RECIPES']}" if os.environ.get("ENVBUILD_RECIPES") else ""
+    assert missing.stderr.splitlines()[-1] == (f"envbuild: error: {tmp_path / name} does not exist; write it with: "
+                                               f"envbuild dockerfile --recipe {recipe}{recipes_dir} --cluster {cluster} "
+                                               f"> {tmp_path / name}")
 
     shutil.copy(DOCKERFILES / name, tmp_path / name)
     assert check(recipe, cluster, tmp_path).exit_code == 0
     stale = tmp_path / name
     stale.write_text(stale.read_text().replace("RUN ENVBUILD_COMPONENT=", "RUN  ENVBUILD_COMPONENT=", 1))
-    assert check(recipe, cluster, tmp_path).exit_code == 1
+    result = check(recipe, cluster, tmp_path)
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[-1].startswith(f"envbuild: error: {stale} is out of date; render it again with: ")
+
+
+def test_the_fix_command_works_as_printed(tmp_path):
+    """The command --check suggests, run by a shell as printed, writes what --check then accepts."""
+    directory = tmp_path / "docker files"
+    directory.mkdir()
+    args = ["dockerfile", "--recipe", "mi355x-moriio", "--nic-family", "ionic", "--base-image", "debian:bookworm"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ENVBUILD_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    first = subprocess.run([sys.executable, "-m", "envbuild", *args, "--check", str(directory)], env=env,
+                           capture_output=True, text=True)
+    assert first.returncode == 3
+    command = first.stderr.strip().split(" with: ", 1)[1]
+    assert command.startswith("envbuild dockerfile --recipe mi355x-moriio --nic-family ionic --base-image debian:bookworm")
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "envbuild").write_text(f"#!/bin/sh\nexec {sys.executable} -m envbuild \"$@\"\n")
+    (shim / "envbuild").chmod(0o755)
+    fixed = subprocess.run(["sh", "-c", command], env=dict(env, PATH=f"{shim}:{env['PATH']}"), capture_output=True,
+                           text=True)
+    assert fixed.returncode == 0, fixed.stderr
+    again = subprocess.run([sys.executable, "-m", "envbuild", *args, "--check", str(directory)], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"{directory / 'mi355x-moriio.ionic.Dockerfile'}: up to date\n"
 
 
 def test_check_does_not_depend_on_the_working_directory(tmp_path):

@@ -24,8 +24,9 @@ PATCH_A, PATCH_B = "b2" * 32, "c3" * 32
 def envbuild(*args: str, cwd: Path, recipes: Path | None = None, docker: bool = False) -> subprocess.CompletedProcess:
     """envbuild in a subprocess; no Docker engine unless `docker`."""
     extra = ["--recipes-dir", str(recipes)] if recipes else []
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("ENVBUILD_")}
     return subprocess.run([sys.executable, "-m", "envbuild", *args, *extra], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ) if docker else dict(os.environ, **NO_DOCKER))
+                          env=environment if docker else dict(environment, **NO_DOCKER))
 
 
 def write_state(state: Path, name: str, stamp: str, **facts: str) -> None:
@@ -100,7 +101,7 @@ def test_diff_state_directories(state, tmp_path):
     write_state(other, "patches", "07" * 32, patches=f"fix-a={PATCH_B}")  # one changed, one gone
     write_state(other, "etcd", "08" * 32, source="https://e/etcd.tar.gz#sha256=" + "09" * 32)
     result = envbuild("diff", str(state), str(other), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert result.stdout.splitlines() == [
         f"--- state {state}",
         f"+++ state {other}",
@@ -136,7 +137,7 @@ def test_diff_recipes_by_file(test_recipe, tmp_path):
     git = test_recipe.values()["git_base"]
 
     result = envbuild("diff", str(old / "testrecipe.yaml"), str(new / "testrecipe.yaml"), cwd=tmp_path)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 3, result.stderr
     assert result.stdout.splitlines()[2:] == [
         f"libhello: changed pin: {git}libhello.git@{test_recipe.libhello_commit} -> {git}libhello.git@{'ab' * 20}",
         f"greet: changed patch: greet-fix {patch_hashes[0]} -> {patch_hashes[1]}",
@@ -162,11 +163,11 @@ def test_diff_locks_and_a_recipe_against_its_lock(test_recipe, tmp_path):
     test_recipe.set_hello_version(2)
     test_recipe.write()
     stale = run("diff", "testrecipe", str(lock))
-    assert stale.returncode == 1
+    assert stale.returncode == 3
     assert "envbuild: warning: t/recipes/testrecipe.lock: component libhello: source.commit" in stale.stderr
     assert run("lock", "--recipe", "testrecipe").returncode == 0
     result = run("diff", str(old_lock), str(lock))
-    assert result.returncode == 1
+    assert result.returncode == 3
     git = test_recipe.values()["git_base"]
     assert result.stdout.splitlines() == [
         f"--- lock {old_lock}",
@@ -195,7 +196,7 @@ def test_inspect_and_diff_the_state_the_script_writes(test_recipe, tmp_path):
     test_recipe.set_hello_version(2)
     test_recipe.write()
     moved = envbuild("diff", str(test_recipe.state), "testrecipe", cwd=tmp_path, recipes=test_recipe.recipes)
-    assert moved.returncode == 1
+    assert moved.returncode == 3
     git = test_recipe.values()["git_base"]
     assert moved.stdout.splitlines()[2:] == [
         f"libhello: changed pin: {git}libhello.git@{old_commit} -> {git}libhello.git@{test_recipe.libhello_commit}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
 import itertools
 import json
 import os
@@ -18,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -29,7 +27,7 @@ from envbuild.spec.loader import Library
 from envbuild.spec.sources import offline_git_name
 from envbuild.pipeline import load_plan
 from envbuild.shell import quote
-from localsources import make_tarball, sha256
+from localsources import make_tarball, make_wheel, sha256
 from testrecipe import HttpRecipe, LocalRecipe
 
 NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
@@ -144,12 +142,14 @@ def test_lock_resolves_commits_branches_and_checksums_over_http(http_recipe):
     assert sources["rank0-tool"] is None
     assert doc["base_image"]["digest"] is None and doc["base_image"]["status"] == "unresolved"
     assert "no Docker engine answers on DOCKER_HOST=unix:///nonexistent/docker.sock" in doc["base_image"]["reason"]
-    for warning in ("gone: unresolved: download failed: HTTP 404", "far: unverified: pinned in the recipe",
+    for warning in ("component gone source: unresolved: download failed: HTTP 404",
+                    "component far source: unverified: pinned in the recipe",
                     "base image envbuild-test/base:latest: unresolved"):
-        assert f"envbuild: warning: {warning}" in result.stderr
+        assert f"envbuild: warning: recipes/testrecipe.lock: {warning}" in result.stderr
+    assert result.stdout == "recipes/testrecipe.lock: written\n"
 
     again = envbuild(http_recipe, "lock", "--recipe", "testrecipe")
-    assert again.returncode == 0 and "testrecipe.lock is up to date" in again.stderr
+    assert (again.returncode, again.stdout) == (0, "recipes/testrecipe.lock: up to date\n")
     assert (http_recipe.recipes / "testrecipe.lock").read_text() == text
 
 
@@ -255,7 +255,7 @@ def test_check_names_each_kind_of_disagreement(local_recipe, case):
     line = expected.format(server=local_recipe.server.url, libhello_commit=local_recipe.libhello_commit,
                            blob_sha256=local_recipe.blob_sha256, new_patch=hashlib.sha256(patch_text).hexdigest(),
                            old_patch=hashlib.sha256(PATCH.format(word="hello").encode()).hexdigest())
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 3, result.stderr
     assert f"envbuild: error: recipes/testrecipe.lock: {line}\n" in result.stderr
     assert result.stderr.endswith("envbuild: error: recipes/testrecipe.lock is out of date: "
                                   "`envbuild lock --recipe testrecipe` writes it again\n")
@@ -264,7 +264,7 @@ def test_check_names_each_kind_of_disagreement(local_recipe, case):
 
 def test_check_without_a_lock_fails(local_recipe):
     result = envbuild(local_recipe, "lock", "--recipe", "testrecipe", "--check")
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "envbuild: error: recipes/testrecipe.lock does not exist; write it with `envbuild lock --recipe testrecipe`" \
         in result.stderr
 
@@ -402,40 +402,28 @@ def test_builtin_locks_agree_and_resolve_nothing_they_could_not_reach():
 # --- envbuild fetch --------------------------------------------------------------------
 
 
-def _wheel(name: str, version: str) -> tuple[str, bytes]:
-    """A minimal pure-Python wheel."""
-    dist = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": "VALUE = 1\n",
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(f"{path},,\n" for path in files) + f"{dist}/RECORD,,\n"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, text in {**files, f"{dist}/RECORD": record}.items():
-            archive.writestr(zipfile.ZipInfo(path, (2026, 1, 1, 0, 0, 0)), text)
-    return f"{name}-{version}-py3-none-any.whl", buffer.getvalue()
-
-
 PIP_COMPONENT = """name: tinydep
 description: A pip requirement, from a find-links page on 127.0.0.1.
 pip:
-  - tinypkg==1.0
+  - requirements:
+      - tinypkg==1.0
+    options:
+      - --no-index
+      - --find-links={server}/wheels/
 check: |
   "$EB_PYTHON" -c 'import tinypkg'
 """
 
 
 def test_fetch_fills_the_offline_layout_and_keeps_what_is_verified(local_recipe):
-    wheel_name, wheel = _wheel("tinypkg", "1.0")
+    wheel_name, wheel = make_wheel("tinypkg", "1.0")
     (local_recipe.server.root / "wheels").mkdir()
     (local_recipe.server.root / "wheels" / wheel_name).write_bytes(wheel)
-    (local_recipe.recipes / "components" / "tinydep.yaml").write_text(PIP_COMPONENT)
+    (local_recipe.recipes / "components" / "tinydep.yaml").write_text(PIP_COMPONENT.format(server=local_recipe.server.url))
     _edit(local_recipe.recipes / "testrecipe.yaml", "  - libhello\n", "  - libhello\n  - tinydep\n")
     assert envbuild(local_recipe, "lock", "--recipe", "testrecipe").returncode == 0
     into = local_recipe.root / "sources"
-    pip_args = ["--pip-option=--no-index", f"--pip-option=--find-links={local_recipe.server.url}/wheels/"]
+    pip_args = []  # the component's own --no-index --find-links say where its packages are
     result = envbuild(local_recipe, "fetch", "--recipe", "testrecipe", "--into", str(into), *pip_args)
     assert result.returncode == 0, result.stderr
 

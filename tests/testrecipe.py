@@ -205,6 +205,8 @@ class LocalRecipe:
             "EB_TEST_BUILDS": str(self.builds_file),
             **git_redirect_env(self.repos),
         }
+        if "PYTHONPATH" in os.environ:  # envbuild run from this environment is the tree under test
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         (self.root / "tmp").mkdir(exist_ok=True)
         env.update(extra)
         return env

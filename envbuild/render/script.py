@@ -13,7 +13,7 @@ from envbuild.plan import Plan, Step
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.render.templating import jinja, recipe_source, summary
 from envbuild.shell import env_word, identifier, quote, words
-from envbuild.spec.model import EnvSpec
+from envbuild.spec.model import EnvSpec, PipGroup
 from envbuild.spec.patches import manifest_text
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
@@ -92,12 +92,20 @@ def _prelude(step: Step) -> list[str]:
     if c.apt:
         lines.append(f"_eb_apt {words(c.apt)}")
     for group in c.pip:
-        lines.append(f"_eb_pip {words(group.options + group.requirements)}")
+        lines.append(_pip_line(group))
     if c.patch_specs:
         lines.append(f"_eb_patch apply <(_eb_manifest_{identifier(step.name)})")
     if c.source is not None:
         lines.append(c.source.prelude())
     return lines
+
+
+def _pip_line(group: PipGroup) -> str:
+    """The _eb_pip call of a pip group; a locked group installs exactly its locked packages, hash-checked."""
+    if not group.locked:
+        return f"_eb_pip {words(group.options + group.requirements)}"
+    options = words(("--require-hashes", "--no-deps") + group.options)
+    return f"_eb_pip {options} -r <(printf '%s\\n' {words(group.locked)})"
 
 
 def _check(step: Step) -> str:

@@ -17,6 +17,9 @@ Commands
     --manifest FILE       JSON manifest (below)
     --site-packages DIR   find the distributions in DIR only (default: the
                           running interpreter's sys.path)
+    --json                check, verify: the outcomes as one JSON list of
+                          {name, status, message, optional, dist, version,
+                          files, blocking} on stdout
 
 Exit status: 0 every patch applied or already applied (or optional and
 skipped); 1 a patch conflicts, its distribution is missing or has the wrong
@@ -69,7 +72,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PROG = "envbuild-patch"
@@ -486,7 +489,7 @@ class Run:
         changes = patch.changes()
         dist = self._dist(patch.dist)
         if dist is None:
-            where = self.site_packages if self.site_packages is not None else "sys.path"
+            where = self.site_packages if self.site_packages is not None else f"the sys.path of {sys.executable}"
             return outcome(NOT_INSTALLED, f"distribution {patch.dist} is not installed (looked in {where})")
         version = dist.version
         files = tuple(path for path, _ in changes)
@@ -708,6 +711,8 @@ def main(argv):
     parser.add_argument("command", choices=("apply", "check", "verify"))
     parser.add_argument("--manifest", required=True, help="manifest of the patches, in order (see the docstring)")
     parser.add_argument("--site-packages", help="search the distributions in this directory only")
+    parser.add_argument("--json", action="store_true",
+                        help="check and verify: print the outcomes as one JSON list on stdout instead of lines")
     args = parser.parse_args(argv)
     site_packages = Path(args.site_packages) if args.site_packages else None
     applying = args.command == "apply"
@@ -727,6 +732,9 @@ def main(argv):
     if args.command == "verify":
         # Every patch must be in place (or optional and skipped), not merely applicable.
         failed = failed or any(outcome.status == APPLICABLE for outcome in outcomes)
+    if args.json and not applying:
+        print(json.dumps([dict(asdict(outcome), blocking=outcome.blocking) for outcome in outcomes]))
+        return EXIT_FAILED if failed else EXIT_OK
     for outcome in outcomes:
         stream = sys.stderr if outcome.blocking else sys.stdout
         print(_report_line(outcome, applying and not failed), file=stream)

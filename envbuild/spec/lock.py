@@ -3,19 +3,25 @@
 `envbuild lock` writes `<recipes dir>/<recipe>.lock` next to the recipe: every
 git source with the commit it resolves to (a branch resolved with
 `git ls-remote`, a pinned commit checked by fetching it), every download with
-the sha256 and size measured by downloading it, the base image's digest, and
+the sha256 and size measured by downloading it, every pip requirement group
+with the packages pip installs for it (dependencies included, versions and
+sha256s measured, for the base image's Python), the base image's digest, and
 the sha256 of every patch text. What cannot be reached is recorded as such,
 with the reason; nothing is ever guessed (resolving is `envbuild.resolve`).
 
 A lock only fills in what the recipe leaves open (`sha256: unknown`, a git
-source with a branch and no commit); anything the recipe states and the lock
-contradicts is a disagreement (`Lock.disagreements`), a warning of every
-command, refused by `--require-lock` (`require`) and `envbuild lock --check`.
+source with a branch and no commit, the versions and hashes of pip
+requirements); anything the recipe states and the lock contradicts is a
+disagreement (`Lock.disagreements`), a warning of every command, refused by
+`--require-lock` (`require`) and `envbuild lock --check`. `--strict` also
+refuses what the lock could not settle (`Lock.unsettled`).
 
 The document (`Lock.doc`, the YAML): `format`, `recipe`, `lock_hash`,
-`base_image: {ref, digest, status, reason}` and `components: {name: {source:
-<entry or null>, patches: {patch: sha256}}}`, source entries as
-`envbuild.spec.sources` describes them.
+`base_image: {ref, digest, status, reason}`, `python: {version, platform,
+from}` (from: `recipe`, or `host` when the recipe names no Python and the one
+running pip was used) and `components: {name: {source: <entry or null>,
+patches: {patch: sha256}, pip: [<group>, ...]}}`, source entries as
+`envbuild.spec.sources` describes them, pip groups as `envbuild.wheels` does.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import yaml
 
 from envbuild.errors import LockError
 from envbuild.spec.model import Component, Recipe
-from envbuild.spec.sources import UNRESOLVED
+from envbuild.spec.sources import UNRESOLVED, VERIFIED
 
 LOCK_FORMAT = "envbuild-lock-v1"
 SUFFIX = ".lock"
@@ -61,7 +67,8 @@ def header(recipe: str) -> str:
         f"# Written by `envbuild lock --recipe {recipe}`; `envbuild lock --recipe {recipe} --check`\n"
         "# compares it with the recipe. Commit it next to the recipe and do not edit it by hand.\n"
         "# status: verified = measured from the source; unverified = the recipe's pin, not\n"
-        "# checkable from where the lock was written; unresolved = unknown (see reason).\n"
+        "# checkable from where the lock was written (or pip packages resolved for another\n"
+        "# Python than the base image's); unresolved = unknown (see reason).\n"
         "# lock_hash: sha256 of the canonical JSON of everything else but the reasons.\n"
     )
 
@@ -71,6 +78,31 @@ def dump(doc: dict) -> str:
     doc = dict(doc, lock_hash=content_hash(doc))
     body = yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, allow_unicode=False, width=100000)
     return header(doc["recipe"]) + body
+
+
+def pip_lines(entry: dict) -> tuple[str, ...]:
+    """A locked pip group's packages as pip's --require-hashes lines `name==version --hash=sha256:...`."""
+    return tuple(f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}" for p in entry.get("packages") or ())
+
+
+def _pip_key(requirements, options) -> dict:
+    return {"requirements": list(requirements or ()), "options": list(options or ())}
+
+
+def _groups(groups: list[dict]) -> str:
+    return "; ".join(" ".join(g["options"] + g["requirements"]) for g in groups) or "none"
+
+
+@dataclass(frozen=True)
+class Unsettled:
+    """A value the lock could not settle: unverified or unresolved, and why."""
+
+    what: str  # "base image REF", "component NAME source", "component NAME pip group N"
+    status: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.status}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -97,28 +129,48 @@ class Lock:
         entry = self.components.get(name) or {}
         return entry.get("patches") or {}
 
-    def unresolved(self) -> list[str]:
-        """'component: reason' of each value the lock could not resolve."""
+    def pip(self, name: str) -> list[dict]:
+        entry = self.components.get(name) or {}
+        return entry.get("pip") or []
+
+    def unsettled(self) -> list[Unsettled]:
+        """Each value the lock could not verify or resolve, in the lock's order."""
         found = []
         base = self.doc.get("base_image") or {}
-        if base.get("status") == UNRESOLVED:
-            found.append(f"base image {base.get('ref')}: {base.get('reason')}")
+        if base.get("status") != VERIFIED:
+            found.append(Unsettled(f"base image {base.get('ref')}", base.get("status") or UNRESOLVED,
+                                   base.get("reason") or ""))
         for name in sorted(self.components):
             source = self.source(name)
-            if source and source.get("status") == UNRESOLVED:
-                found.append(f"{name}: {source.get('reason')}")
+            if source and source.get("status") != VERIFIED:
+                found.append(Unsettled(f"component {name} source", source.get("status") or UNRESOLVED,
+                                       source.get("reason") or ""))
+            for index, group in enumerate(self.pip(name), 1):
+                if group.get("status") != VERIFIED:
+                    found.append(Unsettled(f"component {name} pip group {index} ({' '.join(group.get('requirements') or ())})",
+                                           group.get("status") or UNRESOLVED, group.get("reason") or ""))
         return found
 
     # --- using the lock ---------------------------------------------------------
 
     def apply(self, component: Component) -> Component:
-        """The component with what the recipe leaves open filled in from the lock."""
+        """The component with what the recipe leaves open filled in from the lock: a download's
+        sha256, a branch's commit, and the packages of its pip groups (verified ones only, since
+        pins for another Python than the target's would not install there)."""
         entry = self.source(component.name)
         src = component.source
-        if not entry or src is None or entry.get("kind") != src.kind or entry.get("url") != src.url:
-            return component
-        filled = src.with_lock(entry)
-        return component if filled is src else dataclasses.replace(component, source=filled)
+        if entry and src is not None and entry.get("kind") == src.kind and entry.get("url") == src.url:
+            filled = src.with_lock(entry)
+            if filled is not src:
+                component = dataclasses.replace(component, source=filled)
+        locked = self.pip(component.name)
+        groups = tuple(
+            dataclasses.replace(group, locked=pip_lines(entry))
+            if entry.get("status") == VERIFIED and _pip_key(entry.get("requirements"), entry.get("options"))
+            == _pip_key(group.requirements, group.options) else group
+            for group, entry in zip(component.pip, locked)
+        ) if len(locked) == len(component.pip) else component.pip
+        return component if groups == component.pip else dataclasses.replace(component, pip=groups)
 
     def base_image(self, ref: str) -> str:
         """`ref` pinned to the locked digest (`name:tag@sha256:...`), when the lock has one for it."""
@@ -137,6 +189,13 @@ class Lock:
         locked_ref = (self.doc.get("base_image") or {}).get("ref")
         if locked_ref != recipe.base_image:
             found.append(f"base_image: the recipe has {recipe.base_image}, the lock has {locked_ref}")
+        if any(c.pip for c in components):
+            ours = recipe.python and {"version": recipe.python.version, "platform": recipe.python.platform}
+            locked_python = self.doc.get("python") or {}
+            theirs = ({"version": locked_python.get("version"), "platform": locked_python.get("platform")}
+                      if locked_python.get("from") == "recipe" else None)
+            if ours != theirs:
+                found.append(f"python: the recipe has {_python(ours)}, the lock has {_python(theirs)}")
         names = [c.name for c in components]
         for name in names:
             if name not in self.components:
@@ -161,12 +220,20 @@ class Lock:
             for key, ours, theirs in src.lock_fields(entry):
                 if ours != theirs:
                     found.append(f"source.{key}: the recipe has {ours or 'none'}, the lock has {theirs or 'none'}")
+        ours_pip = [_pip_key(g.requirements, g.options) for g in component.pip]
+        theirs_pip = [_pip_key(g.get("requirements"), g.get("options")) for g in self.pip(component.name)]
+        if ours_pip != theirs_pip:
+            found.append(f"pip: the recipe has {_groups(ours_pip)}, the lock has {_groups(theirs_pip)}")
         ours, theirs = dict(component.patch_hashes), self.patches(component.name)
         for name in sorted(set(ours) | set(theirs)):
             if ours.get(name) != theirs.get(name):
                 found.append(f"patches.{name}: the recipe's text has sha256 {ours.get(name) or 'none (not applied)'}, "
                              f"the lock has {theirs.get(name) or 'none (not applied)'}")
         return found
+
+
+def _python(target: dict | None) -> str:
+    return f"Python {target['version']} on {target['platform']}" if target else "no python block"
 
 
 def _kind(source) -> str:
@@ -218,8 +285,9 @@ def source_warnings(components: list[Component], lock: Lock | None) -> list[str]
     return found
 
 
-def require(lock: Lock | None, problems: list[str] | tuple[str, ...], recipe: Recipe) -> None:
-    """--require-lock: refuse a recipe without a lock, or whose lock disagrees with it (LockError)."""
+def require(lock: Lock | None, problems: list[str] | tuple[str, ...], recipe: Recipe, strict: bool = False) -> None:
+    """--require-lock: refuse a recipe without a lock, or whose lock disagrees with it (LockError);
+    with `strict`, also one whose lock has anything unverified or unresolved, each named."""
     if lock is None:
         path = lock_path(Path(recipe.file).parent, recipe.name)
         raise LockError(f"recipe {recipe.name} has no lock ({path}) and --require-lock was given; "
@@ -228,4 +296,14 @@ def require(lock: Lock | None, problems: list[str] | tuple[str, ...], recipe: Re
         raise LockError("\n".join([f"{lock.display}: {problem}" for problem in problems] + [
             f"{lock.display} disagrees with the recipe and --require-lock was given; "
             f"`envbuild lock --recipe {recipe.name}` writes it again"]))
+    if strict:
+        refuse_unsettled(lock, recipe.name)
 
+
+def refuse_unsettled(lock: Lock, recipe_name: str) -> None:
+    """--strict: a LockError naming each value of the lock that is unverified or unresolved."""
+    unsettled = lock.unsettled()
+    if unsettled:
+        raise LockError("\n".join([f"{lock.display}: {item}" for item in unsettled] + [
+            f"{lock.display}: {len(unsettled)} value{'s' if len(unsettled) > 1 else ''} unverified or unresolved and "
+            f"--strict was given; `envbuild lock --recipe {recipe_name}` resolves what it can reach"]))

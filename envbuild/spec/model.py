@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -64,6 +65,13 @@ def _strip(text: str) -> str:
 class PipGroup:
     requirements: tuple[str, ...]
     options: tuple[str, ...] = ()
+    # From the lock: every package pip installs for the requirements, as requirement
+    # lines `name==version --hash=sha256:...` (pip's --require-hashes form); () unlocked.
+    locked: tuple[str, ...] = ()
+
+    def identity(self) -> dict:
+        doc = {"requirements": list(self.requirements), "options": list(self.options)}
+        return dict(doc, locked=list(self.locked)) if self.locked else doc
 
 
 def _pip_groups(data: list) -> tuple[PipGroup, ...]:
@@ -177,7 +185,7 @@ class Component:
             "name": self.name,
             "source": self.source.identity() if self.source is not None else None,
             "apt": list(self.apt),
-            "pip": [{"requirements": list(g.requirements), "options": list(g.options)} for g in self.pip],
+            "pip": [group.identity() for group in self.pip],
             "depends": list(self.depends),
             "prefix": [list(p) for p in self.prefix],
             "build": self.build,
@@ -231,6 +239,24 @@ NIC_NEEDS = shape_of(NicNeeds, "what the recipe's software needs of NIC detectio
 
 
 @dataclass(frozen=True)
+class TargetPython:
+    """The base image's Python (a recipe's `python:` block): what `envbuild lock` and
+    `envbuild fetch` resolve and download pip requirements for."""
+
+    version: str = yaml_key(schema.string(re.compile(r"^3\.[0-9]{1,2}$"), "a Python version written X.Y, like '3.12'"),
+                            default="", required=True, doc="its version, X.Y in quotes ('3.12')")
+    platform: str = yaml_key(
+        schema.string(re.compile(r"^[a-z0-9_]+$"), "a wheel platform tag like manylinux_2_35_x86_64"), default="",
+        required=True, doc="its wheel platform tag, e.g. manylinux_2_35_x86_64 (glibc 2.35 on x86-64)")
+
+    def describe(self) -> str:
+        return f"Python {self.version} on {self.platform}"
+
+
+TARGET_PYTHON = shape_of(TargetPython, "the base image's Python, for which pip requirements are locked and fetched")
+
+
+@dataclass(frozen=True)
 class RecipeFile:
     """A `<recipe>.yaml` file as written; loader.Library combines its `extends` chain into a Recipe."""
 
@@ -246,6 +272,9 @@ class RecipeFile:
     env: EnvSpec = yaml_key(schema.ENV, default=EnvSpec(), build=EnvSpec.from_yaml, doc="environment of the recipe")
     nic: NicNeeds = yaml_key(NIC_NEEDS, default=NicNeeds(), build=lambda data: from_yaml(NicNeeds, data),
                              doc="what its software needs of NIC detection")
+    python: TargetPython | None = yaml_key(TARGET_PYTHON, build=lambda data: from_yaml(TargetPython, data),
+                                           doc="the base image's Python: what pip requirements are locked and "
+                                               "fetched for")
     notes: str = yaml_key(schema.text, default="", doc="for readers only")
 
 
@@ -264,6 +293,7 @@ class Recipe:
     component_lines: tuple[tuple[str, str, int], ...]  # (name, file, line) of each listing
     key_lines: tuple[tuple[str, int], ...] = ()
     ucx_net_devices_extra: tuple[str, ...] = ()  # nic.ucx_net_devices_extra of the chain, the last that says
+    python: TargetPython | None = None  # the base image's Python, the last of the chain that says
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import tempfile
 import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +32,8 @@ from typing import Any, Iterable, Sequence
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from envbuild.errors import Problem, RecipeError
+from envbuild.errors import EnvbuildError, Problem, RecipeError, UsageError
+from envbuild.net import last_line
 from envbuild.runtime import patchapply
 from envbuild.spec import schema
 from envbuild.spec.yamlfile import LocatedDict, display_path, load_mapping
@@ -256,15 +259,33 @@ def manifest_text(patches: Sequence[PatchSpec]) -> str:
     return patchapply.manifest_text([spec.for_applier() for spec in patches])
 
 
-def check(patches: Sequence[PatchSpec], site_packages: Path | None = None) -> list[patchapply.Outcome]:
-    """The state of each patch (in order, as `select` returns them) against the
-    installed distributions, found in `site_packages` or on sys.path; changes nothing.
+def check(patches: Sequence[PatchSpec], python: str, site_packages: Path | None = None) -> list[patchapply.Outcome]:
+    """The state of each patch (in order, as `select` returns them) against the distributions
+    `python` has installed (its sys.path, or `site_packages` only); changes nothing.
 
-    Each outcome's status is one of patchapply's APPLIED, APPLICABLE, CONFLICT,
-    VERSION_MISMATCH, NOT_INSTALLED or BLOCKED (a dependency is not applied);
-    `blocking` tells whether applying would fail on it.
+    The applier runs under `python` itself, as the runtime script runs it, so it
+    sees what that Python sees. Each outcome's status is one of patchapply's
+    APPLIED, APPLICABLE, CONFLICT, VERSION_MISMATCH, NOT_INSTALLED or BLOCKED (a
+    dependency is not applied); `blocking` tells whether applying would fail on
+    it. Raises UsageError when `python` cannot run, EnvbuildError when the applier fails.
     """
-    return patchapply.evaluate([spec.for_applier() for spec in patches], site_packages).outcomes
+    with tempfile.TemporaryDirectory(prefix="envbuild-patches.") as scratch:
+        manifest = Path(scratch) / "manifest"
+        manifest.write_text(manifest_text(patches), encoding="utf-8")
+        command = [python, "-I", patchapply.__file__, "check", "--manifest", str(manifest), "--json"]
+        if site_packages is not None:
+            command += ["--site-packages", str(site_packages)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            raise UsageError(f"cannot run the Python {python}: {exc.strerror}") from None
+    try:
+        rows = json.loads(result.stdout)
+    except ValueError:
+        raise EnvbuildError(f"the patch applier under {python} failed (exit {result.returncode}): "
+                            f"{last_line(result.stderr or result.stdout)}") from None
+    return [patchapply.Outcome(**dict({key: value for key, value in row.items() if key != "blocking"},
+                                      files=tuple(row["files"]))) for row in rows]
 
 
 def format_check(outcomes: Sequence[patchapply.Outcome]) -> str:
