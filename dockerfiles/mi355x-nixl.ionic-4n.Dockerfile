@@ -39,29 +39,29 @@ COPY envbuild/setup_deps.sh /opt/envbuild/setup_deps.sh
 ENV UCX_HOME="/usr/local/ucx" \
     RIXL_HOME="/usr/local/rixl" \
     ROCM_PATH="/opt/rocm" \
-    PATH="/usr/local/bin/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
+    PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
     LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
-      org.opencontainers.image.version="0e16803dfcbc" \
+      org.opencontainers.image.version="2f31a3da141f" \
       org.opencontainers.image.source="recipes/mi355x-nixl.yaml" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-nixl" \
-      io.envbuild.recipe-hash="0e16803dfcbce14fdb09eece718e0a249351988d24ddf7d9e9c78b289970b175" \
+      io.envbuild.recipe-hash="2f31a3da141fbca6e1879515c7eed3f17357e2a293786a9f7d7e5da44f376596" \
       io.envbuild.nic-family="ionic" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,vllm-router,nixl-patches" \
-      io.envbuild.lock-hash="40bf2115b2d3caec1861afa39d0003c24b9b8dc06c7031c4de604bf10830c40e" \
+      io.envbuild.lock-hash="292a1565ec7ffb62669c84ed3de95d524eee7365d7252ba874eb211fdeab7104" \
       io.envbuild.component.ucx.hash="6851aa137314b8ac768d643b5d56cdadc1e35eb5434d166152bcdb9c80b3211c" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
-      io.envbuild.component.rixl.hash="410cf58e257a329b6ab7d4edd290c0ba10ce658850d98833e8eb3c7411237a18" \
+      io.envbuild.component.rixl.hash="2567a5fefdf9e7f07564d82fd0c2f51398a87d75d17033ab08b1f2889e2eb7e2" \
       io.envbuild.component.rixl.source="https://github.com/ROCm/RIXL.git@f33a5599400eb8da47ecdad20111ccb35b41a709" \
-      io.envbuild.component.etcd.hash="f86fe7b1126db0c040a09620fd6a81ab2096ac8a1a92ab8dc89474d2dc9e6308" \
+      io.envbuild.component.etcd.hash="06682aabf48edf26f71d998bb6c9edc46874c43c9e7d99f21d1ed5cd09d1dfe1" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
       io.envbuild.component.libionic.hash="ddbdc4251d5aae476204fd6969a4eeb5a7557d262b4d46a118dd9a421cec5d0f" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
       io.envbuild.component.mori.hash="5798a32d54431551e4578c93b3a28f28c3bedd2b2047c4ca63e21c9e87d0ea66" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
-      io.envbuild.component.vllm-router.hash="7db2b92473639efd8fe4b03741a4543d70d7df8c03f042bd7230b5c0cf385cc4" \
+      io.envbuild.component.vllm-router.hash="a5b8d08aa27d69aae5a21086816acf8487a0fd0568b61991260a77d28154f053" \
       io.envbuild.component.vllm-router.source="" \
-      io.envbuild.component.nixl-patches.hash="b48f510e50b4cb52c55e7a14a02e22c484158df495f8deef564e92fd528becf7" \
+      io.envbuild.component.nixl-patches.hash="8aa13b2c79e7f157914b6e3b4f7ef2f38b0d01663ff9a36971b26b2b9b84feb9" \
       io.envbuild.component.nixl-patches.source="" \
       io.envbuild.component.nixl-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"
