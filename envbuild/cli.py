@@ -6,9 +6,9 @@ import dataclasses
 import json
 import shlex
 import sys
+import textwrap
 from functools import reduce
 from pathlib import Path
-
 from typing import Callable
 
 import click
@@ -239,7 +239,7 @@ def validate(target, recipes_dir, cluster, nic_family, fmt):
     if target and Path(target).is_dir():
         recipes_dir, target = Path(target), None
     library = Library(recipes_dir)
-    problems: list = []
+    problems = []
     valid = []
     for name in [target] if target else library.recipe_names():
         try:
@@ -422,7 +422,7 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     if baked.reused:
         click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
         return
-    click.echo(f"envbuild: built {tag} ({baked.image_id[:19]}) in {baked.seconds:.1f} s", err=True)
+    output().say(f"built {tag} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
 
 
 @main.command("detect-nic")
@@ -488,14 +488,17 @@ def patches_list(recipes_dir, fmt):
     """List the patches of the recipes directory: name, target distribution and versions, summary."""
     catalog = Library(recipes_dir).patch_catalog()
     rows = [{"name": spec.name, "dist": spec.dist, "specifier": spec.specifier, "optional": spec.optional,
-             "depends": list(spec.depends), "summary": spec.description.strip().splitlines()[0],
+             "depends": list(spec.depends),
+             "summary": textwrap.shorten(spec.description.strip().splitlines()[0], 72, placeholder="..."),
              "file": display_path(spec.path)} for spec in catalog.values()]
     if fmt == "json":
         emit_json({"patches": rows})
         return
-    width = max((len(row["name"]) for row in rows), default=0)
-    for row in rows:
-        click.echo(f"{row['name']:<{width}}  {row['dist']} {row['specifier'] or '(any version)'}  {row['summary']}")
+    targets = [f"{row['dist']} {row['specifier'] or '(any version)'}" for row in rows]
+    name_width = max((len(row["name"]) for row in rows), default=0)
+    target_width = max(map(len, targets), default=0)
+    for row, target in zip(rows, targets):
+        click.echo(f"{row['name']:<{name_width}}  {target:<{target_width}}  {row['summary']}")
 
 
 @patches.command("check")
