@@ -97,14 +97,14 @@ def test_every_patch_applies_then_a_second_run_changes_nothing(site, manifest):
 @pytest.mark.vllm
 def test_check_reports_without_changing_anything(site, manifest, vllm_specs):
     original = snapshot(site)
-    assert [o.status for o in patches.check(vllm_specs, site)] == [patchapply.APPLICABLE] * len(VLLM_PATCHES)
+    assert [o.status for o in patches.check(vllm_specs, sys.executable, site)] == [patchapply.APPLICABLE] * len(VLLM_PATCHES)
     result = run_applier("check", manifest, site)
     assert result.returncode == 0 and result.stdout.count(": applicable") == len(VLLM_PATCHES)
     assert snapshot(site) == original
     assert run_applier("apply", manifest, site).returncode == 0
-    report = patches.format_check(patches.check(vllm_specs, site))
+    report = patches.format_check(patches.check(vllm_specs, sys.executable, site))
     assert report.count(" applied ") == len(VLLM_PATCHES), report
-    missing = {o.name: o.status for o in patches.check(vllm_specs, site.parent / "empty")}
+    missing = {o.name: o.status for o in patches.check(vllm_specs, sys.executable, site.parent / "empty")}
     assert missing["scheduler-read-mode"] == patchapply.NOT_INSTALLED
     assert missing["idle-kv-reaper"] == patchapply.BLOCKED
 
