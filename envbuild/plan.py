@@ -55,6 +55,11 @@ class Plan:
             "env": [list(self.recipe.env.set), [[n, list(v)] for n, v in self.recipe.env.path]],
             "nic_family": self.nic_family,
         }
+        # Only when set, so that recipes without them keep their hashes.
+        if self.recipe.gpu_target:
+            doc["gpu_target"] = self.recipe.gpu_target
+        if self.recipe.python_protected:
+            doc["python_protected"] = list(self.recipe.python_protected)
         return _digest(doc)
 
     @property
@@ -91,13 +96,17 @@ def _digest(doc) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def component_hash(component: Component, dependency_hashes: Mapping[str, str]) -> str:
-    """sha256 hex of what defines the component's install and of its dependencies' hashes."""
-    return _digest({
+def component_hash(component: Component, dependency_hashes: Mapping[str, str], gpu_target: str = "") -> str:
+    """sha256 hex of what defines the component's install, of its dependencies' hashes and
+    of the recipe's GPU target (every step builds for it), when the recipe gives one."""
+    doc = {
         "format": HASH_FORMAT,
         "component": component.identity(),
         "dependencies": {name: dependency_hashes[name] for name in component.depends},
-    })
+    }
+    if gpu_target:
+        doc["gpu_target"] = gpu_target
+    return _digest(doc)
 
 
 def make_plan(recipe: Recipe, components: Mapping[str, Component], lock: Lock | None = None) -> Plan:
@@ -150,7 +159,7 @@ def make_plan(recipe: Recipe, components: Mapping[str, Component], lock: Lock | 
     steps = []
     for component in ordered:
         name = component.name
-        hashes[name] = component_hash(component, hashes)
+        hashes[name] = component_hash(component, hashes, recipe.gpu_target)
         nic_specific[name] = component.nic_specific or any(nic_specific[d] for d in component.depends)
         steps.append(Step(component, hashes[name], reasons[name], nic_specific[name]))
     return Plan(recipe, tuple(steps), lock, tuple(lock_problems))
@@ -174,5 +183,10 @@ def _check_prefixes_and_references(recipe: Recipe, components: list[Component]) 
     for file, line, env in owners_of_env:
         for ref in sorted(env.references() - defined):
             problems.append(Problem(file, line, "env", f"${{{ref}}} is not a prefix or variable the recipe defines"))
+    for component in components:
+        for ref in sorted(component.needs.references() - defined):
+            problems.append(Problem(component.file, component.line("needs"), "needs.files",
+                                    f"${{{ref}}} is not a prefix or variable the recipe defines; "
+                                    f"give it a default (${{{ref}:-/path}})"))
     if problems:
         raise RecipeError(problems)

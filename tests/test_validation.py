@@ -85,6 +85,6 @@ def test_validate_a_directory_reports_every_file_even_unused_ones(tmp_path):
     assert result.stdout.startswith("r: ok (1 components, hash ")
     assert result.stderr.splitlines() == [
         "components/orphan.yaml:3: bulid: unknown key; allowed keys: apt, build, check, depends, "
-        "description, env, name, nic_specific, notes, patches, pip, prefix, source, when",
+        "description, env, name, needs, nic_specific, notes, patches, pip, prefix, source, when",
         "clusters/c.yaml:4: qos.dscp: must be from 0 to 63, not 99",
     ]

@@ -212,7 +212,7 @@ class Library:
                                                         "a recipe lists components under `components:`")])
 
     def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
-        base_image, cluster_from, env, ucx_extra, python = "", None, EnvSpec(), (), None
+        base_image, cluster_from, env, ucx_extra, python, gpu_target = "", None, EnvSpec(), (), None, ""
         listings: list[tuple[str, str, int]] = []
         for path, data in reversed(chain):  # the root of the chain first
             file = from_yaml(RecipeFile, data)
@@ -223,6 +223,7 @@ class Library:
             if file.nic.ucx_net_devices_extra is not None:
                 ucx_extra = file.nic.ucx_net_devices_extra
             python = file.python or python
+            gpu_target = file.gpu_target or gpu_target
             items = data.get("components") or []
             for index, item in enumerate(items):
                 if item not in [n for n, _, _ in listings]:
@@ -254,6 +255,7 @@ class Library:
             key_lines=tuple(top.key_lines.items()),
             ucx_net_devices_extra=ucx_extra,
             python=python,
+            gpu_target=gpu_target,
         )
 
     def components_for(self, recipe: Recipe) -> dict[str, Component]:

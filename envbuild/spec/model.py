@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from envbuild.runtime.nic import UCX_EXTRA
-from envbuild.shell import ENV_REFERENCE
+from envbuild.shell import ENV_REFERENCE, PATH_REFERENCE
 from envbuild.spec import schema, sources
 from envbuild.spec.patches import PatchSpec, canonical_json
 from envbuild.spec.sources import Source
@@ -140,6 +140,35 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What a component's step takes from the base image (its `needs:` block).
+
+    The runtime script checks the needs of every component it is about to
+    install before it installs anything, and names what is missing.
+    """
+
+    commands: tuple[str, ...] = yaml_key(schema.list_of(schema.command_name), default=(), build=tuple,
+                                         doc="commands on PATH, e.g. hipify-perl or ninja")
+    files: tuple[str, ...] = yaml_key(
+        schema.list_of(schema.needed_path), default=(), build=tuple,
+        doc="files, e.g. ${ROCM_PATH:-/opt/rocm}/lib/libhiprtc.so (${NAME} or ${NAME:-/default} expand)")
+    python_headers: bool = yaml_key(schema.boolean, default=False,
+                                    doc="the C headers (Python.h) of $EB_PYTHON, Debian's python3-dev")
+
+    @property
+    def empty(self) -> bool:
+        return not (self.commands or self.files or self.python_headers)
+
+    def references(self) -> set[str]:
+        """Variables the files refer to without a default."""
+        return {match.group(1) for path in self.files for match in PATH_REFERENCE.finditer(path)
+                if ":-" not in match.group(0)}
+
+
+NEEDS = shape_of(Needs, "what the step takes from the base image, checked before anything is installed")
+
+
+@dataclass(frozen=True)
 class Component:
     """One thing installed on top of the base image (a `components/<name>.yaml` file)."""
 
@@ -163,6 +192,8 @@ class Component:
     when: Condition = yaml_key(schema.WHEN, default=Condition(), build=Condition.from_yaml,
                                doc="run-time condition; always when absent")
     nic_specific: bool = yaml_key(schema.boolean, default=False, doc="built per NIC family ($EB_NIC_FAMILY)")
+    needs: Needs = yaml_key(NEEDS, default=Needs(), build=lambda data: from_yaml(Needs, data),
+                            doc="what the step takes from the base image (commands, files, Python headers)")
     patches: tuple[str, ...] = yaml_key(schema.list_of(schema.string(schema.NAME_RE, "a patch name")), default=(),
                                         build=tuple, doc="patches (from patches/) it applies")
     notes: str = yaml_key(schema.text, default="", doc="for readers only")
@@ -180,7 +211,8 @@ class Component:
         return tuple((p.name, hashlib.sha256(p.text.encode()).hexdigest()) for p in self.patch_specs)
 
     def identity(self) -> dict:
-        """Everything that defines what gets installed (not how it is described)."""
+        """Everything that defines what gets installed (not how it is described, nor
+        what it needs of the base image, which only decides whether it can be)."""
         return {
             "name": self.name,
             "source": self.source.identity() if self.source is not None else None,
@@ -241,13 +273,18 @@ NIC_NEEDS = shape_of(NicNeeds, "what the recipe's software needs of NIC detectio
 @dataclass(frozen=True)
 class TargetPython:
     """The base image's Python (a recipe's `python:` block): what `envbuild lock` and
-    `envbuild fetch` resolve and download pip requirements for."""
+    `envbuild fetch` resolve and download pip requirements for, and what of it pip
+    steps may not replace."""
 
     version: str = yaml_key(schema.string(re.compile(r"^3\.[0-9]{1,2}$"), "a Python version written X.Y, like '3.12'"),
                             default="", required=True, doc="its version, X.Y in quotes ('3.12')")
     platform: str = yaml_key(
         schema.string(re.compile(r"^[a-z0-9_]+$"), "a wheel platform tag like manylinux_2_35_x86_64"), default="",
         required=True, doc="its wheel platform tag, e.g. manylinux_2_35_x86_64 (glibc 2.35 on x86-64)")
+    protected: tuple[str, ...] = yaml_key(
+        schema.list_of(schema.python_dist), default=(), build=tuple,
+        doc="distributions it has that pip steps may not replace: they and what they require, at their "
+            "installed versions, constrain every pip step")
 
     def describe(self) -> str:
         return f"Python {self.version} on {self.platform}"
@@ -275,6 +312,10 @@ class RecipeFile:
     python: TargetPython | None = yaml_key(TARGET_PYTHON, build=lambda data: from_yaml(TargetPython, data),
                                            doc="the base image's Python: what pip requirements are locked and "
                                                "fetched for")
+    gpu_target: str = yaml_key(
+        schema.gpu_arch, default="",
+        doc="the GPU architecture every build targets ($EB_GPU_TARGET and PYTORCH_ROCM_ARCH in steps), "
+            "whatever GPUs the build host has")
     notes: str = yaml_key(schema.text, default="", doc="for readers only")
 
 
@@ -294,9 +335,15 @@ class Recipe:
     key_lines: tuple[tuple[str, int], ...] = ()
     ucx_net_devices_extra: tuple[str, ...] = ()  # nic.ucx_net_devices_extra of the chain, the last that says
     python: TargetPython | None = None  # the base image's Python, the last of the chain that says
+    gpu_target: str = ""  # of the chain, the last that says
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)
+
+    @property
+    def python_protected(self) -> tuple[str, ...]:
+        """The distributions of the base image's Python that pip steps may not replace."""
+        return self.python.protected if self.python is not None else ()
 
     def nic_profile(self) -> dict:
         """What NIC detection takes as its profile (nic.detect's `profile`): the cluster

@@ -19,6 +19,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from envbuild.errors import Problem
 from envbuild.runtime.nic import NIC_FAMILIES
+from envbuild.shell import PATH_REFERENCE
 from envbuild.spec.yamlfile import LocatedDict, LocatedList
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -30,6 +31,12 @@ PIP_OPTION_RE = re.compile(r"^--[a-z][a-z-]*(=[^\s]+)?$")
 IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
 # A netdev (lo, eth0) or an RDMA device port (mlx5_0:1), as UCX_NET_DEVICES lists them.
 NET_DEVICE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:-]*$")
+GPU_ARCH_RE = re.compile(r"^gfx[0-9a-f]+$")
+# A Python distribution's name (PEP 508).
+DIST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+COMMAND_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+# An absolute path whose parts may be ${NAME} or ${NAME:-/default}.
+NEEDED_PATH_RE = re.compile(rf"^(?:/|{PATH_REFERENCE.pattern})(?:[A-Za-z0-9._/+@-]|{PATH_REFERENCE.pattern})*$")
 UNKNOWN_CHECKSUM = "unknown"
 SHOWN_LIMIT = 60  # characters of a value a message quotes; the rest is cut
 
@@ -455,6 +462,10 @@ abs_path = AbsolutePath()
 apt_package = string(APT_RE, "a Debian package name")
 nic_family = string(choices=NIC_FAMILIES)
 net_device = string(NET_DEVICE_RE, "a device name as UCX_NET_DEVICES takes it (lo, eth0)")
+gpu_arch = string(GPU_ARCH_RE, "a GPU architecture like gfx950")
+python_dist = string(DIST_RE, "a Python distribution name")
+command_name = string(COMMAND_RE, "a command name")
+needed_path = string(NEEDED_PATH_RE, "an absolute path, whose parts may be ${NAME} or ${NAME:-/default}")
 
 PIP_GROUP = Shape({
     "requirements": Field(list_of(requirement), required=True, doc="pip requirements installed together"),
