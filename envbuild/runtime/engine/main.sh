@@ -42,12 +42,16 @@ _eb_build() {
   cd "$_EB_WORK"
   "_eb_step_$id"
   cd /
-  "_eb_check_$id"
+  _eb_check_only
   [[ -z $capture ]] || _eb_capture "$capture"
 }
 
+# Checks run without pipefail: in `cmd | grep -q X` grep decides, even when it
+# stops reading early and cmd dies of SIGPIPE.
 _eb_check_only() {
+  set +o pipefail
   "_eb_check_${_EB_NAME//-/_}"
+  set -o pipefail
 }
 
 # Installs component $1 (stamp key in _EB_KEY): restored from the shared cache
@@ -141,11 +145,19 @@ _eb_install() {
   _eb_say "$name: installed in $_EB_ELAPSED s${capture:+ (stored in the shared cache)}"
 }
 
+# Names component $1, its log $2 and exit status $3, with the reason the step or
+# check gave (its last `envbuild: error:` line), then the log's last lines.
 _eb_report_failure() {
-  local lines=() first line
+  local lines=() first line reason='' index
   mapfile -t lines <"$2"
   first=$((${#lines[@]} > 25 ? ${#lines[@]} - 25 : 0))
-  printf 'envbuild: error: %s failed (exit %s) after %s s; log: %s\n' "$1" "$3" "$_EB_ELAPSED" "$2" >&2
+  for ((index = ${#lines[@]} - 1; index >= 0; index--)); do
+    if [[ ${lines[index]} == 'envbuild: error: '* ]]; then
+      reason=": ${lines[index]#envbuild: error: }"
+      break
+    fi
+  done
+  printf 'envbuild: error: %s failed (exit %s) after %s s%s; log: %s\n' "$1" "$3" "$_EB_ELAPSED" "$reason" "$2" >&2
   for line in "${lines[@]:first}"; do
     printf '  | %s\n' "$line" >&2
   done
