@@ -129,3 +129,30 @@ _eb_deb_installed() {
   status=$(dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null) || status=''
   [[ $status == "install ok installed $2" ]] || _eb_die "$1 $2 is not installed (dpkg says: ${status:-not known})"
 }
+
+# Makes provider library lib$1.so findable by the step's build (CMake's
+# find_library, the linker): builds such as MoRI's compile support for a
+# provider in only when its unversioned name is installed, and runtime
+# packages (libionic1) ship only lib$1.so.N. When only that is installed, it
+# is linked as lib$1.so in a directory of the step's own, on CMAKE_LIBRARY_PATH
+# and LIBRARY_PATH, so nothing outside the step changes. Fails when neither is
+# installed, instead of letting the build leave the support out.
+_eb_provider_library() {
+  local dir found='' dirs=("/usr/lib/$HOSTTYPE-linux-gnu" "/lib/$HOSTTYPE-linux-gnu" /usr/lib64 /usr/lib /usr/local/lib)
+  for dir in "${dirs[@]}"; do
+    [[ ! -e $dir/lib$1.so ]] || return 0
+  done
+  for dir in "${dirs[@]}"; do
+    for found in "$dir/lib$1.so."[0-9]*; do
+      [[ -e $found ]] && break 2
+      found=''
+    done
+  done
+  [[ -n $found ]] ||
+    _eb_die "$_EB_NAME needs lib$1.so or lib$1.so.N (in ${dirs[*]}) for NIC family ${EB_NIC_FAMILY:-?}: the base image, or a component before $_EB_NAME, must provide it"
+  mkdir -p "$_EB_WORK/provider-libs"
+  ln -sfn "$found" "$_EB_WORK/provider-libs/lib$1.so"
+  export CMAKE_LIBRARY_PATH=$_EB_WORK/provider-libs${CMAKE_LIBRARY_PATH:+:$CMAKE_LIBRARY_PATH}
+  export LIBRARY_PATH=$_EB_WORK/provider-libs${LIBRARY_PATH:+:$LIBRARY_PATH}
+  _eb_say "$_EB_NAME: $found is found as lib$1.so (linked in $_EB_WORK/provider-libs)"
+}
