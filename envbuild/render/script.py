@@ -12,16 +12,17 @@ from envbuild.formats import patches_field, provenance_writer_words
 from envbuild.plan import Plan, Step
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.render.templating import jinja, recipe_source, summary
-from envbuild.shell import env_word, identifier, quote, words
-from envbuild.spec.model import EnvSpec, PipGroup
+from envbuild.shell import PATH_REFERENCE, env_word, identifier, quote, words
+from envbuild.spec.model import Component, EnvSpec, PipGroup
 from envbuild.spec.patches import manifest_text
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
 ENGINE = RUNTIME / "engine"
 NIC_DETECTOR = RUNTIME / "nic.py"
 PATCH_APPLIER = RUNTIME / "patchapply.py"
+PIP_GUARD = RUNTIME / "pipguard.py"
 # The engine's source, by concern, in the order the script holds them.
-ENGINE_PARTS = ("core.sh", "steps.sh", "lock.sh", "cache.sh", "txn.sh", "main.sh")
+ENGINE_PARTS = ("core.sh", "steps.sh", "needs.sh", "lock.sh", "cache.sh", "txn.sh", "main.sh")
 MANIFEST_DELIMITER = "_EB_MANIFEST_"
 
 
@@ -47,8 +48,10 @@ def _engine_file(name: str) -> str:
 
 
 def _programs(nic_detector: bool) -> str:
-    """The embedded programs: the patch applier, and the NIC detector when wanted."""
-    text = _engine_file("programs.sh").replace("@PATCH_APPLIER@", _embedded(PATCH_APPLIER, "_EB_PATCH_APPLY_PY_"))
+    """The embedded programs: the patch applier, the pip guard, and the NIC detector when wanted."""
+    text = (_engine_file("programs.sh")
+            .replace("@PATCH_APPLIER@", _embedded(PATCH_APPLIER, "_EB_PATCH_APPLY_PY_"))
+            .replace("@PIP_GUARD@", _embedded(PIP_GUARD, "_EB_PIPGUARD_PY_")))
     if nic_detector:
         return text.replace("@NIC_DETECTOR@", _embedded(NIC_DETECTOR, "_EB_NIC_DETECT_PY_"))
     start = text.index("_eb_nic_detect() {")
@@ -120,10 +123,23 @@ def _check(step: Step) -> str:
     return "  :"
 
 
+def _needs(c: Component) -> list[str]:
+    """The engine calls that check what the component needs of the base image."""
+    lines = [f"_eb_need_command {quote(command)}" for command in c.needs.commands]
+    for path in c.needs.files:
+        word = env_word(path, PATH_REFERENCE)
+        # A path with variables is also named as written, so a message can say which to set.
+        lines.append(f"_eb_need_file {word}" + (f" {quote(path)}" if word != quote(path) else ""))
+    if c.needs.python_headers:
+        lines.append("_eb_need_python_headers")
+    return lines
+
+
 def render_fragment(plan: Plan, step: Step) -> str:
     """The component's registration, step, check, patches and env functions."""
     c = step.component
     closure = plan.closure(step.name)
+    uses_python = bool(c.pip) or "_eb_pip" in c.build
     manifest = manifest_text(c.patch_specs) if c.patch_specs else ""
     if MANIFEST_DELIMITER in manifest.splitlines():
         raise EnvbuildError(f"a patch of {step.name} holds the line {MANIFEST_DELIMITER}, which ends its heredoc")
@@ -137,7 +153,9 @@ def render_fragment(plan: Plan, step: Step) -> str:
         "prefix_vars": " ".join(sorted({var for name in closure for var, _ in plan.step(name).component.prefix})),
         "own_prefixes": " ".join(var for var, _ in c.prefix),
         "env_chain": " ".join(name for name in closure if not plan.step(name).component.env.empty),
-        "uses_python": "1" if c.pip or "_eb_pip" in c.build else "",
+        "uses_python": "1" if uses_python else "",
+        "gpu_target": plan.recipe.gpu_target,
+        "protected": " ".join(plan.recipe.python_protected) if uses_python else "",
         "source": c.source.pin if c.source else "",
         "patches": patches_field(c.patch_hashes),
     }
@@ -149,6 +167,7 @@ def render_fragment(plan: Plan, step: Step) -> str:
         fields=[(name, value) for name, value in fields.items() if value and (name, value) != ("condition", "always")],
         prelude=_prelude(step),
         check=_check(step),
+        needs=_needs(c),
         env_lines=env_lines(c.env),
         manifest=manifest,
     )
@@ -187,7 +206,7 @@ def render_script(plan: Plan) -> str:
         fragments=[render_fragment(plan, step) for step in plan.steps],
         engine="\n".join(_engine_file(part) for part in ENGINE_PARTS),
         programs=_programs(nic_detector),
-        program_names="patch applier" + (", NIC detector" if nic_detector else ""),
+        program_names="patch applier, pip guard" + (", NIC detector" if nic_detector else ""),
         entry="@ENTRY@",
     )
     entry = (ENGINE / "entry.sh").read_text(encoding="utf-8")

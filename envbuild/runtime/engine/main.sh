@@ -22,6 +22,13 @@ _eb_subshell() {
       exec {var}>&-
     done
     export EB_PYTHON=${ENVBUILD_PYTHON:-python3} EB_NIC_FAMILY=${_EB_NIC:-} EB_JOBS=${ENVBUILD_JOBS:-$(nproc)}
+    # Builds take from the recipe, never from the build host, what they would
+    # detect: the job budget for make, CMake, PyTorch extensions and Python's
+    # os.cpu_count() (3.13+; ninja reads no variable: steps pass -j "$EB_JOBS"),
+    # and the GPU target.
+    export MAKEFLAGS=-j$EB_JOBS CMAKE_BUILD_PARALLEL_LEVEL=$EB_JOBS MAX_JOBS=$EB_JOBS PYTHON_CPU_COUNT=$EB_JOBS
+    export EB_GPU_TARGET=${_EB_GPUTARGET[$name]}
+    [[ -z $EB_GPU_TARGET ]] || export PYTORCH_ROCM_ARCH=$EB_GPU_TARGET
     for var in ${_EB_PREFIXVARS[$name]}; do
       export "${var?}"
     done
@@ -327,6 +334,7 @@ _eb_main() {
     if [[ -z $locked ]]; then
       # Only installers take the lock; the no-op path above never does.
       locked=1
+      _eb_preflight
       mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs"
       if _eb_lock lock_fd "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
         _EB_OPEN_LOCKS+=" $lock_fd"

@@ -13,3 +13,10 @@ _eb_patch() {
   "${EB_PYTHON:-python3}" -I - "$1" --manifest "$2" <<'_EB_PATCH_APPLY_PY_'
 @PATCH_APPLIER@_EB_PATCH_APPLY_PY_
 }
+
+# Runs the pip guard (envbuild's pipguard.py): `_eb_pipguard constraints NAME...`
+# or `_eb_pipguard replaced CONSTRAINTS REPORT`.
+_eb_pipguard() {
+  "${EB_PYTHON:-python3}" - "$@" <<'_EB_PIPGUARD_PY_'
+@PIP_GUARD@_EB_PIPGUARD_PY_
+}

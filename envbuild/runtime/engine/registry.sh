@@ -36,11 +36,13 @@ _EB_CACHE=''
 _EB_CACHE_RO=''
 _EB_BASE_IMAGE=''
 declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() \
-  _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=() _EB_SOURCE=() _EB_PATCHES=() _EB_CONDITION=()
+  _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=() _EB_SOURCE=() _EB_PATCHES=() _EB_CONDITION=() \
+  _EB_GPUTARGET=() _EB_PROTECTED=()
 # Each field of a component's registration, and the array it goes to.
 declare -gA _EB_FIELDS=([hash]=_EB_HASH [depends]=_EB_DEPS [node_ranks]=_EB_RANKS [nics]=_EB_NICS
   [nic_specific]=_EB_NICSPEC [prefix_vars]=_EB_PREFIXVARS [env_chain]=_EB_ENVCHAIN [own_prefixes]=_EB_OWNPREFIXES
-  [uses_python]=_EB_USESPYTHON [source]=_EB_SOURCE [patches]=_EB_PATCHES [condition]=_EB_CONDITION)
+  [uses_python]=_EB_USESPYTHON [source]=_EB_SOURCE [patches]=_EB_PATCHES [condition]=_EB_CONDITION
+  [gpu_target]=_EB_GPUTARGET [protected]=_EB_PROTECTED)
 
 # Registers component $1 from field=value arguments (fields: _EB_FIELDS); a
 # field not given is empty (0 for the flags nic_specific and uses_python).

@@ -17,12 +17,44 @@ _eb_apt() {
 
 # _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
 # may install over distro packages and as root. With ENVBUILD_SOURCE_DIR, pip
-# takes packages from its pip/ directory only.
+# takes packages from its pip/ directory only. The base image's protected
+# distributions (the recipe's python_protected, with what they require, at
+# their installed versions) constrain the install, so it cannot replace them;
+# when it would, the step fails naming the package and both versions.
 _eb_pip() {
-  local offline=()
+  local offline=() constraints=() replaced=() option deps=1 reinstall='' status=0 guard=$_EB_WORK/pip-guard
   [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || offline=(--no-index --find-links "$ENVBUILD_SOURCE_DIR/pip")
+  if [[ -n ${_EB_PROTECTED[$_EB_NAME]:-} ]]; then
+    for option in "$@"; do
+      case $option in
+        --no-deps) deps='' ;;
+        --force-reinstall | --ignore-installed | -I) reinstall=$option ;;
+      esac
+    done
+    [[ -z $reinstall || -z $deps ]] ||
+      _eb_die "pip $reinstall would reinstall every dependency too, the base image's protected ones (python_protected: ${_EB_PROTECTED[$_EB_NAME]}) included; add --no-deps"
+    mkdir -p "$guard"
+    # shellcheck disable=SC2086 # the protected names are words
+    _eb_pipguard constraints ${_EB_PROTECTED[$_EB_NAME]} >"$guard/constraints.txt"
+    constraints=(-c "$guard/constraints.txt")
+  fi
+  _eb_pip_install "${offline[@]}" "${constraints[@]}" "$@" 2>&1 | tee "$guard.out" || status=$?
+  ((status != 0)) || return 0
+  # Say which protected distribution the install would replace: ask pip, without the constraints.
+  if ((${#constraints[@]})) && [[ $(<"$guard.out") == *ResolutionImpossible* ]] &&
+    _eb_pip_install --dry-run --quiet --report "$guard/report.json" "${offline[@]}" "$@" >/dev/null 2>&1; then
+    _eb_pipguard replaced "$guard/constraints.txt" "$guard/report.json" >"$guard/replaced.txt" || {
+      mapfile -t replaced <"$guard/replaced.txt"
+      printf -v option '; %s' "${replaced[@]}"
+      _eb_die "pip may not replace the base image's Python distributions: ${option#; }"
+    }
+  fi
+  return "$status"
+}
+
+_eb_pip_install() {
   PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    "$EB_PYTHON" -m pip install --no-input "${offline[@]}" "$@"
+    "$EB_PYTHON" -m pip install --no-input "$@"
 }
 
 # Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters

@@ -1,7 +1,9 @@
 # ---- component apt-and-pip: Debian packages, loose pip requirements and a pip group with options. ----
 _eb_component apt-and-pip \
-  hash=dd573cbf2923465c5a6599dda7364925b2e46fb80027e169bb7ac32018fc7d4d \
-  uses_python=1
+  hash=35906a2867c8e27cf924a194593c6b69a2d4211418b334eaeefdbcbfe46adfdb \
+  uses_python=1 \
+  gpu_target=gfx950 \
+  protected='torch vllm'
 _eb_step_apt_and_pip() {
   _eb_apt libfoo-dev bar=1.0-1
   _eb_pip quart 'pyzmq>=25'

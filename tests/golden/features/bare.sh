@@ -1,6 +1,7 @@
 # ---- component bare: Nothing to do but a check. ----
 _eb_component bare \
-  hash=949b7d7d513d78978d8169ca25bc833c24de24dc498048e5986ef8972eb6bdee
+  hash=61fa2aff076385d0850e12c1769e2ec13aa21ea53c9eb795a9de44e29b93cf51 \
+  gpu_target=gfx950
 _eb_step_bare() {
   :
 }

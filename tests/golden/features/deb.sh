@@ -1,6 +1,7 @@
 # ---- component deb: A .deb, checked by dpkg by default. ----
 _eb_component deb \
-  hash=c4f0156d58bf4c82b5804de44df2159100028dc27848e3e6e8e529faf8450e4e \
+  hash=9464983864e27f8b9c12883b6c82a5a4de03be9b91582edefe11cb35b727d7e0 \
+  gpu_target=gfx950 \
   source='https://downloads.example.invalid/pool/libthing1_1.2-3_amd64.deb#sha256=d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4'
 _eb_step_deb() {
   _eb_download https://downloads.example.invalid/pool/libthing1_1.2-3_amd64.deb d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4 libthing1_1.2-3_amd64.deb

@@ -1,6 +1,7 @@
 # ---- component git-submodules: A git source whose submodules are checked out too. ----
 _eb_component git-submodules \
-  hash=ece7cc0ab05237e99c09c622c464b6e0c91212472999e164f4dde124dd85666c \
+  hash=2ee248d4deff1a300d6df177caf678235eb61eb2df971ac51414da03c0f71c21 \
+  gpu_target=gfx950 \
   source=https://git.example.invalid/sub.git@b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2
 _eb_step_git_submodules() {
   _eb_git https://git.example.invalid/sub.git b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2 1 sub-b4f38d5af5bf

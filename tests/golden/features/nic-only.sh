@@ -1,8 +1,9 @@
 # ---- component nic-only: Only on ionic and bnxt nodes. ----
 _eb_component nic-only \
-  hash=5652ad7ddb2f0ff05658338e0c79a3bfbae0e27552c3c6449c5deab7e88e93d8 \
+  hash=bd0555d38ca3c0b02e8d27c3e5500dbf08497409939a0383d39c70cd9a209f3e \
   condition='NIC family in ionic,bnxt' \
-  nics='ionic bnxt'
+  nics='ionic bnxt' \
+  gpu_target=gfx950
 _eb_step_nic_only() {
 echo nic
 }

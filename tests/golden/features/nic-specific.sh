@@ -1,7 +1,8 @@
 # ---- component nic-specific: Built per NIC family. ----
 _eb_component nic-specific \
-  hash=4ad7f003b5d33599d2bf96abfa47112eae5b0c57460a6f372e51a16d86aadc2e \
-  nic_specific=1
+  hash=c056fd71f1e843d2b80151e353ecbeec4ef1718d7f6efb6f9d773a6bab67368c \
+  nic_specific=1 \
+  gpu_target=gfx950
 _eb_step_nic_specific() {
 echo "building for $EB_NIC_FAMILY"
 }

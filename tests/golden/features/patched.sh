@@ -1,6 +1,7 @@
 # ---- component patched: Applies a patch and its dependency. ----
 _eb_component patched \
-  hash=02853e05969a4bb0d209cbcba3faac35ede128007c090f1ab12d09ef4348711a \
+  hash=88dc81cc97bfc20c24d37d550841f316d74b7e27d6b5f2be8bd41b0b30785ef7 \
+  gpu_target=gfx950 \
   patches=first=ecff26122d82b88e1d1666384a99cbfd9ea5d96f3446706e670ebe971ef72a6f,second=aa1347b4debb33a0a0c2ae6bed4b376cc7d3908664f67d61553b37d90c51c592
 _eb_step_patched() {
   _eb_patch apply <(_eb_manifest_patched)

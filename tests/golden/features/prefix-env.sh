@@ -1,9 +1,10 @@
 # ---- component prefix-env: An install prefix and the environment that points at it. ----
 _eb_component prefix-env \
-  hash=eb1c4fde5c632f4941a10662fc629679e21f4fad37dbc94a9385fe2d5ab7dcc0 \
+  hash=13143bdd6018e8490431b666f859e10c1095a67ae0302de73c0b4afc45ba27b4 \
   prefix_vars=THING_HOME \
   own_prefixes=THING_HOME \
-  env_chain=prefix-env
+  env_chain=prefix-env \
+  gpu_target=gfx950
 _eb_prefix THING_HOME /opt/thing
 _eb_step_prefix_env() {
 mkdir -p "$THING_HOME/bin"

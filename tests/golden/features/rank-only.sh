@@ -1,8 +1,9 @@
 # ---- component rank-only: Only on the first two nodes. ----
 _eb_component rank-only \
-  hash=5375ea0fed77a5a333a69d50780b20f977b85b2e454418314466dfb4d8aed947 \
+  hash=6a02aa0fa9ebbcd7e26aa7276dd25a26dc31daa2fc71428e7c0081776288a30d \
   condition='NODE_RANK in 0,1' \
-  node_ranks='0 1'
+  node_ranks='0 1' \
+  gpu_target=gfx950
 _eb_step_rank_only() {
 echo rank
 }

@@ -1,6 +1,6 @@
 # ---- recipe features ----
 _EB_RECIPE=features
-_EB_RECIPE_HASH=bd49a2f0f6689552a03910f64eda871c13be9cb5d9468e63c6340d1074c069d9
+_EB_RECIPE_HASH=86b216d05523705b105d89342c541a8e126191abb1006a6ba1241d529f616bdd
 _EB_PROFILE=lab
 _EB_PROFILE_NIC=mlx5
 _EB_PROFILE_JSON='{"dscp": 26, "name": "lab", "nic_family": "mlx5", "rail_count": 2}'
