@@ -42,26 +42,26 @@ ENV UCX_HOME="/usr/local/ucx" \
     PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
     LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
-      org.opencontainers.image.version="dcd8e520b755" \
+      org.opencontainers.image.version="8fbfae4793cd" \
       org.opencontainers.image.source="recipes/mi355x-moriio.yaml" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-moriio" \
-      io.envbuild.recipe-hash="dcd8e520b75570ec17385a9b4b22c0c11d4b01d992f7b0b12bfc9b076bff5f7f" \
+      io.envbuild.recipe-hash="8fbfae4793cdbfea162bbbdf3a3fbba686b7a9bb139f85da80d214e9be580a91" \
       io.envbuild.nic-family="mlx5" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,moriio-proxy-deps,moriio-patches" \
-      io.envbuild.lock-hash="1be2d9ef61102e344629390fc5d0c7ff9a4f1dd0e8708f2c11f128255ba4f42f" \
-      io.envbuild.component.ucx.hash="6851aa137314b8ac768d643b5d56cdadc1e35eb5434d166152bcdb9c80b3211c" \
+      io.envbuild.lock-hash="2c19b6583195299a6f740ddacbe48306c6ec9c27ccf9b11182aa0d96fa6e0969" \
+      io.envbuild.component.ucx.hash="731e24bdedb2727e2816f9c0318d68d2b8459360e811413611d57d7b35b1f035" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
-      io.envbuild.component.rixl.hash="2567a5fefdf9e7f07564d82fd0c2f51398a87d75d17033ab08b1f2889e2eb7e2" \
+      io.envbuild.component.rixl.hash="07fc6fa5bacdd746e8c82c603993e2b385bb3bc73411630de82137f80fbe6a64" \
       io.envbuild.component.rixl.source="https://github.com/ROCm/RIXL.git@f33a5599400eb8da47ecdad20111ccb35b41a709" \
-      io.envbuild.component.etcd.hash="06682aabf48edf26f71d998bb6c9edc46874c43c9e7d99f21d1ed5cd09d1dfe1" \
+      io.envbuild.component.etcd.hash="52fc5521e0fc861ecd360a32fafd7b87ae92709c73d4f8501101bf0012e898d6" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
-      io.envbuild.component.libionic.hash="ddbdc4251d5aae476204fd6969a4eeb5a7557d262b4d46a118dd9a421cec5d0f" \
+      io.envbuild.component.libionic.hash="67d8992a2d5d5ee6fd2285f11149ba8519a23a47bc5344f6db9b0cecd19b32a3" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
-      io.envbuild.component.mori.hash="5798a32d54431551e4578c93b3a28f28c3bedd2b2047c4ca63e21c9e87d0ea66" \
+      io.envbuild.component.mori.hash="917f01f2bbed73b291f27fbb4d6e4014661f045cf53ebae37b7e7ed6ac82aac3" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
-      io.envbuild.component.moriio-proxy-deps.hash="854e09603ec7b98e723c58ad8d8627aa7d2ef815c62f65741d62a402aee35167" \
+      io.envbuild.component.moriio-proxy-deps.hash="841218736b4c92f6e77c7399a5506a2f9591e30d1faabb8c032fdc742550b9df" \
       io.envbuild.component.moriio-proxy-deps.source="" \
-      io.envbuild.component.moriio-patches.hash="313b3929579e30d88cd8330979c37fd2b1dfcffb6ad2a4ccc89e29543b5b395a" \
+      io.envbuild.component.moriio-patches.hash="2a07e39b16915a75938cde04d049233a4dd813beeacd09f693f1b4d74392daa9" \
       io.envbuild.component.moriio-patches.source="" \
       io.envbuild.component.moriio-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,moriio-save-kv-bounded-wait=b7ffa800ab194c0363cdac176d5dd3af6b4663722389254d224542c87b69d3f2,moriio-load-kv-bounded-wait=a113625daa7f8f286ac829c291eb10053a0b810a121c70392999cb3f4386893c,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,moriio-engine-timeouts=e7919884eb1674d2fd10d73ed0a1d2a7784a54c139d802d089ff658c71fa4af1,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"

@@ -42,26 +42,26 @@ ENV UCX_HOME="/usr/local/ucx" \
     PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
     LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
-      org.opencontainers.image.version="19c67835ee0e" \
+      org.opencontainers.image.version="e0a82a1ca930" \
       org.opencontainers.image.source="recipes/mi355x-nixl.yaml" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-nixl" \
-      io.envbuild.recipe-hash="19c67835ee0eaf2348654174f5b599c64be2cb7c9041adca9ff674d0bc676682" \
+      io.envbuild.recipe-hash="e0a82a1ca9304a60b960b4f1e292ab2a61e91c1a27b2b77219b8783af83f4bc8" \
       io.envbuild.nic-family="mlx5" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,vllm-router,nixl-patches" \
-      io.envbuild.lock-hash="292a1565ec7ffb62669c84ed3de95d524eee7365d7252ba874eb211fdeab7104" \
-      io.envbuild.component.ucx.hash="6851aa137314b8ac768d643b5d56cdadc1e35eb5434d166152bcdb9c80b3211c" \
+      io.envbuild.lock-hash="d240d9f837fbbadbae346bdf450f0c186f33d6105088356fd58ab79baaa1f6f3" \
+      io.envbuild.component.ucx.hash="731e24bdedb2727e2816f9c0318d68d2b8459360e811413611d57d7b35b1f035" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
-      io.envbuild.component.rixl.hash="2567a5fefdf9e7f07564d82fd0c2f51398a87d75d17033ab08b1f2889e2eb7e2" \
+      io.envbuild.component.rixl.hash="07fc6fa5bacdd746e8c82c603993e2b385bb3bc73411630de82137f80fbe6a64" \
       io.envbuild.component.rixl.source="https://github.com/ROCm/RIXL.git@f33a5599400eb8da47ecdad20111ccb35b41a709" \
-      io.envbuild.component.etcd.hash="06682aabf48edf26f71d998bb6c9edc46874c43c9e7d99f21d1ed5cd09d1dfe1" \
+      io.envbuild.component.etcd.hash="52fc5521e0fc861ecd360a32fafd7b87ae92709c73d4f8501101bf0012e898d6" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
-      io.envbuild.component.libionic.hash="ddbdc4251d5aae476204fd6969a4eeb5a7557d262b4d46a118dd9a421cec5d0f" \
+      io.envbuild.component.libionic.hash="67d8992a2d5d5ee6fd2285f11149ba8519a23a47bc5344f6db9b0cecd19b32a3" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
-      io.envbuild.component.mori.hash="5798a32d54431551e4578c93b3a28f28c3bedd2b2047c4ca63e21c9e87d0ea66" \
+      io.envbuild.component.mori.hash="917f01f2bbed73b291f27fbb4d6e4014661f045cf53ebae37b7e7ed6ac82aac3" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
-      io.envbuild.component.vllm-router.hash="a5b8d08aa27d69aae5a21086816acf8487a0fd0568b61991260a77d28154f053" \
+      io.envbuild.component.vllm-router.hash="abf7acd6563388018257eda0dfe678009e46bf192b792a453c915a30027908e3" \
       io.envbuild.component.vllm-router.source="" \
-      io.envbuild.component.nixl-patches.hash="8aa13b2c79e7f157914b6e3b4f7ef2f38b0d01663ff9a36971b26b2b9b84feb9" \
+      io.envbuild.component.nixl-patches.hash="632e8ca07dc3a7ea50d82e8010d1eeaf623832674b5a3890f59caee8ad852657" \
       io.envbuild.component.nixl-patches.source="" \
       io.envbuild.component.nixl-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"
