@@ -85,11 +85,13 @@ def rixl_repo(repos: Path) -> str:
 
 def rocm_tree(root: Path, gpus: Sequence[str] = ("gfx000", "gfx950")) -> Path:
     """An /opt/rocm-like tree at `root`, returned: bin/rocm_agent_enumerator printing `gpus`,
-    bin/hipify-perl, include/hip/hip_runtime.h, lib/libamdhip64.so and lib/libhiprtc.so."""
+    bin/hipify-perl, bin/hipcc, include/hip/hip_runtime.h, lib/libamdhip64.so and lib/libhiprtc.so."""
     write_tool(root / "bin", "rocm_agent_enumerator", "\n".join(gpus))
-    hipify = root / "bin" / "hipify-perl"
-    hipify.write_text('#!/bin/sh\n# Stand-in: the sources are HIP already.\nexec cat "$@"\n')
-    hipify.chmod(0o755)
+    for name, body in (("hipify-perl", '# Stand-in: the sources are HIP already.\nexec cat "$@"'),
+                       ("hipcc", '# Stand-in: the stand-ins compile C.\nexec gcc "$@"')):
+        tool = root / "bin" / name
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
     header = root / "include" / "hip" / "hip_runtime.h"
     header.parent.mkdir(parents=True)
     header.write_text("/* ROCm stand-in */\n#define HIP_VERSION_MAJOR 6\n")
