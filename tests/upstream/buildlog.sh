@@ -5,26 +5,26 @@
 # was compiled and reads N to see which job budget reached make or ninja.
 # Usage: buildlog.sh PROJECT COMPILER ARGS...
 
-# The -j the running build tool was given: make hands it down in MAKEFLAGS
-# (serial without it); ninja has it only on its command line (its default is
-# nproc+2, written "default").
+# The -j the build tool running this compile was given, read from the nearest
+# make or ninja among its ancestors: make hands it down in MAKEFLAGS (serial
+# without it); ninja has it only on its command line (its default is nproc+2,
+# written "default"). The environment alone proves nothing: a MAKEFLAGS
+# exported to a ninja build is not what ninja runs with.
 jobs() {
   local pid=$PPID name args stat
-  if [[ -n ${MAKEFLAGS+set} ]]; then
-    if [[ " $MAKEFLAGS " =~ \ -j([0-9]*)\  ]]; then
-      echo "${BASH_REMATCH[1]:-unlimited}"
-    else
-      echo 1
-    fi
-    return
-  fi
   while ((pid > 1)); do
     name=$(<"/proc/$pid/comm")
-    if [[ $name == ninja* ]]; then
-      mapfile -d '' args <"/proc/$pid/cmdline"
-      if [[ " ${args[*]} " =~ \ -j\ ?([0-9]+)\  ]]; then echo "${BASH_REMATCH[1]}"; else echo default; fi
-      return
-    fi
+    case $name in
+      ninja*)
+        mapfile -d '' args <"/proc/$pid/cmdline"
+        if [[ " ${args[*]} " =~ \ -j\ ?([0-9]+)\  ]]; then echo "${BASH_REMATCH[1]}"; else echo default; fi
+        return
+        ;;
+      make | gmake)
+        if [[ " ${MAKEFLAGS:-} " =~ \ -j([0-9]*)\  ]]; then echo "${BASH_REMATCH[1]:-unlimited}"; else echo 1; fi
+        return
+        ;;
+    esac
     # The name in stat may hold spaces; the parent pid is the second field after it.
     stat=$(<"/proc/$pid/stat")
     read -r _ pid _ <<<"${stat##*) }"
