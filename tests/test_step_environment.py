@@ -39,7 +39,10 @@ RECIPE = """name: steps
 description: Components that show what steps run with.
 base_image: debian:bookworm
 gpu_target: gfx950
-python_protected: [torch, servelib]
+python:
+  version: '3.11'
+  platform: manylinux_2_36_x86_64
+  protected: [torch, servelib]
 components: [{components}]
 """
 COMPONENTS = {
@@ -100,13 +103,24 @@ def steps(tmp_path, wheels):
         (recipes / "components" / f"{name}.yaml").write_text(f"name: {name}\ndescription: {name}.\n{body}\n")
     (recipes / "steps.yaml").write_text(RECIPE.format(components=", ".join(COMPONENTS)))
     script = tmp_path / "setup_deps.sh"
-    subprocess.run([sys.executable, "-m", "envbuild", "runtime-script", "--recipes-dir", str(recipes), "--recipe",
-                    "steps", "-o", str(script)], check=True, capture_output=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    render_env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock", **pip_env(),
+                      PIP_FIND_LINKS=str(wheels / "pip"))
+
+    def render(*, locked: bool = False) -> Path:
+        """The script, from the recipe with its pip groups locked (`envbuild lock`) or not."""
+        if locked:
+            subprocess.run([sys.executable, "-m", "envbuild", "lock", "--recipes-dir", str(recipes), "--recipe",
+                            "steps"], check=True, capture_output=True, env=render_env)
+        subprocess.run([sys.executable, "-m", "envbuild", "runtime-script", "--recipes-dir", str(recipes),
+                        "--recipe", "steps", "-o", str(script)], check=True, capture_output=True, env=render_env)
+        return script
+
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--find-links", str(wheels / "pip"), *BASE],
                    check=True, env=pip_env())
+    render()
     (tmp_path / "tmp").mkdir()
     env = dict(pip_env(), HOME=str(tmp_path), TMPDIR=str(tmp_path / "tmp"), ENVBUILD_STATE_DIR=str(tmp_path / "state"),
                ENVBUILD_PYTHON=str(python), ENVBUILD_SOURCE_DIR=str(wheels), EB_TEST_OUT=str(tmp_path / "out"))
@@ -121,7 +135,7 @@ def steps(tmp_path, wheels):
         found = json.loads(listing.stdout)
         return {name: found.get(name) for name in ("torch", "helper", "servelib", "needs-any-torch")}
 
-    return SimpleNamespace(run=run, installed=installed, root=tmp_path, env=env, script=script,
+    return SimpleNamespace(run=run, installed=installed, render=render, root=tmp_path, env=env, script=script,
                            out=tmp_path / "out", stamps=tmp_path / "state" / "stamps")
 
 
@@ -149,6 +163,18 @@ def test_pip_may_not_replace_a_protected_distribution(steps, name, reason):
     assert not steps.stamps.joinpath(name).exists()
 
 
+def test_a_locked_group_may_not_replace_a_protected_distribution_either(steps):
+    """Locked, a group installs exactly its locked packages (--require-hashes --no-deps
+    -r <(...)): torch 2.8.0 is one of needs-old-torch's."""
+    assert "_eb_pip --require-hashes --no-deps -r <(printf" in steps.render(locked=True).read_text()
+    result = steps.run("--only", "old-torch")
+    assert result.returncode == 1
+    assert failure(result, "old-torch") == ("pip may not replace the base image's Python distributions: "
+                                            "torch 2.9.0+rocm would become 2.8.0 (required by needs-old-torch 1.0; "
+                                            "protected)")
+    assert steps.installed() == BASE_VERSIONS
+
+
 def test_pip_installs_what_the_protected_versions_satisfy(steps):
     result = steps.run("--only", "any-torch")
     assert result.returncode == 0, result.stderr
@@ -160,7 +186,7 @@ def test_a_reinstall_of_every_dependency_is_refused_and_of_one_package_allowed(s
     assert result.returncode == 1
     assert failure(result, "forced") == (
         "pip --force-reinstall would reinstall every dependency too, the base image's protected ones "
-        "(python_protected: torch servelib) included; add --no-deps")
+        "(python.protected: torch servelib) included; add --no-deps")
     result = steps.run("--only", "forced-alone")
     assert result.returncode == 0, result.stderr
     assert steps.installed() == dict(BASE_VERSIONS, **{"needs-any-torch": "1.0"})

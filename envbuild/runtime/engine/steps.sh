@@ -18,25 +18,34 @@ _eb_apt() {
 # _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
 # may install over distro packages and as root. With ENVBUILD_SOURCE_DIR, pip
 # takes packages from its pip/ directory only. The base image's protected
-# distributions (the recipe's python_protected, with what they require, at
+# distributions (the recipe's python.protected, with what they require, at
 # their installed versions) constrain the install, so it cannot replace them;
 # when it would, the step fails naming the package and both versions.
 _eb_pip() {
-  local offline=() constraints=() replaced=() option deps=1 reinstall='' status=0 guard=$_EB_WORK/pip-guard
+  local offline=() constraints=() args=() replaced=() option previous='' deps=1 reinstall='' status=0
+  local guard=$_EB_WORK/pip-guard
   [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || offline=(--no-index --find-links "$ENVBUILD_SOURCE_DIR/pip")
   if [[ -n ${_EB_PROTECTED[$_EB_NAME]:-} ]]; then
+    mkdir -p "$guard"
     for option in "$@"; do
       case $option in
         --no-deps) deps='' ;;
         --force-reinstall | --ignore-installed | -I) reinstall=$option ;;
       esac
+      # A requirements file read from a pipe (-r <(...)) is kept: pip may have to read it twice.
+      if [[ ($previous == -r || $previous == --requirement) && -e $option && ! -f $option ]]; then
+        cat "$option" >"$guard/requirements.${#args[@]}.txt"
+        option=$guard/requirements.${#args[@]}.txt
+      fi
+      args+=("$option")
+      previous=$option
     done
     [[ -z $reinstall || -z $deps ]] ||
-      _eb_die "pip $reinstall would reinstall every dependency too, the base image's protected ones (python_protected: ${_EB_PROTECTED[$_EB_NAME]}) included; add --no-deps"
-    mkdir -p "$guard"
+      _eb_die "pip $reinstall would reinstall every dependency too, the base image's protected ones (python.protected: ${_EB_PROTECTED[$_EB_NAME]}) included; add --no-deps"
     # shellcheck disable=SC2086 # the protected names are words
     _eb_pipguard constraints ${_EB_PROTECTED[$_EB_NAME]} >"$guard/constraints.txt"
     constraints=(-c "$guard/constraints.txt")
+    set -- "${args[@]}"
   fi
   _eb_pip_install "${offline[@]}" "${constraints[@]}" "$@" 2>&1 | tee "$guard.out" || status=$?
   ((status != 0)) || return 0
