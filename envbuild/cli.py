@@ -300,6 +300,7 @@ def plan(recipe, recipes_dir, cluster, nic_family, require_lock, strict, fmt):
             "hash": the_plan.hash,
             "base_image": recipe_.base_image,
             "python": dataclasses.asdict(recipe_.python) if recipe_.python else None,
+            "gpu_target": recipe_.gpu_target or None,
             "cluster": recipe_.cluster.name if recipe_.cluster and recipe_.cluster.name else None,
             "nic_family": the_plan.nic_family or None,
             "lock": {"file": lock.display, "hash": lock.hash} if lock else None,

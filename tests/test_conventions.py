@@ -119,7 +119,9 @@ def test_list_and_validate_as_json(tmp_path):
 def test_plan_patches_and_diff_as_json(tmp_path):
     plan = json.loads(envbuild("plan", "--nic-family", "bnxt", "--format", "json").stdout)
     assert plan["nic_family"] == "bnxt" and plan["cluster"] is None
-    assert plan["python"] == {"version": "3.12", "platform": "manylinux_2_35_x86_64"}
+    assert plan["python"] == {"version": "3.12", "platform": "manylinux_2_35_x86_64", "protected": [
+        "torch", "torchvision", "torchaudio", "triton", "pytorch-triton-rocm", "vllm", "numpy"]}
+    assert plan["gpu_target"] == "gfx950"
     proxy = next(c for c in plan["components"] if c["name"] == "moriio-proxy-deps")
     assert [group["requirements"] for group in proxy["pip"]] == [["blinker"], ["quart", "aiohttp", "msgpack", "pyzmq"]]
     assert all(line.startswith(("blinker==", "quart==", "aiohttp==")) or "==" in line
