@@ -2,7 +2,7 @@
 
 The runtime script's `_eb_pip` runs this program (embedded; standard library
 only, Python 3.8+) with the recipe's protected distributions
-(`python_protected`):
+(its `python.protected`):
 
   pipguard.py constraints NAME...
       prints pip constraints, one `name==version  # why` line for each
