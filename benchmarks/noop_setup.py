@@ -14,13 +14,18 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from envbuild.spec.loader import Library
-from envbuild.pipeline import load_plan
-from envbuild.render.script import render_script
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from envbuild.formats import stamp_line  # noqa: E402
+from envbuild.pipeline import load_plan  # noqa: E402
+from envbuild.render.script import render_script  # noqa: E402
+from envbuild.spec.loader import Library  # noqa: E402
+from stamps import expected_stamp  # noqa: E402
 
 NIC_FAMILY = "ionic"
 SEED_CHECKS = """
@@ -59,7 +64,7 @@ def main() -> None:
         stamps = work / "state" / "stamps"
         stamps.mkdir(parents=True)
         for step in plan.steps:
-            (stamps / step.name).write_text(plan.stamp_key(step, NIC_FAMILY) + "\n")
+            (stamps / step.name).write_text(stamp_line(expected_stamp(plan, step, NIC_FAMILY)) + "\n")
         seed = work / "seed_checks.sh"
         seed.write_text(SEED_CHECKS)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "ENVBUILD_STATE_DIR": str(work / "state"),

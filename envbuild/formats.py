@@ -67,6 +67,13 @@ def parse_stamp(line: str) -> dict:
     return {"hash": words[0], "nic_family": nic, "prefixes": prefixes}
 
 
+def stamp_line(stamp: dict) -> str:
+    """The stamp key `parse_stamp` reads, from its dict: for writing stamps outside the engine
+    (benchmarks that pretend a component is installed)."""
+    words = [stamp["hash"]] + ([f"nic={stamp['nic_family']}"] if stamp.get("nic_family") else [])
+    return " ".join(words + [f"{name}={value}" for name, value in sorted(stamp["prefixes"].items())])
+
+
 def parse_provenance(text: str) -> dict[str, str]:
     """The `key=value` lines of a provenance record."""
     facts = {}
