@@ -598,3 +598,49 @@ def _remove_step_container(client: docker.DockerClient, container_id: str | None
         client.api.remove_container(container_id, force=True)
     except (docker.errors.DockerException, requests.RequestException):
         pass  # the engine may be removing it already as part of the cancel
+
+
+# --- running in an image --------------------------------------------------------
+
+
+def pull_image(client: docker.DockerClient, ref: str) -> None:
+    """Pull image `ref` (name[:tag] or name@sha256:...) from its registry; EnvbuildError, one line, when
+    the engine cannot (no such image, registry unreachable, a layer that fails half way)."""
+    repository, tag = docker.utils.parse_repository_tag(ref)
+    with _engine_errors(f"pull {ref}"):
+        try:
+            events = list(client.api.pull(repository, tag=tag or "latest", stream=True, decode=True))
+        except docker.errors.APIError as exc:
+            # The explanation is the registry's answer, without the engine's URL around it.
+            raise EnvbuildError(f"the Docker engine could not pull {ref}: {_first_line(exc.explanation or exc)}") \
+                from None
+    for event in events:
+        error = event.get("error") or (event.get("errorDetail") or {}).get("message")
+        if error:
+            raise EnvbuildError(f"the Docker engine could not pull {ref}: {_first_line(error)}")
+
+
+def run_in_image(client: docker.DockerClient, image: str, command: list[str],
+                 network_mode: str | None = None) -> tuple[int, str, str]:
+    """Run `command` (an argv, no shell; the image's entrypoint cleared) in a new container of `image`.
+
+    Returns its exit status, stdout and stderr (text, undecodable bytes replaced).
+    network_mode is as `docker run --network` takes it (None: the engine's default).
+    The container is removed afterwards, also on failure or Ctrl-C; an engine that
+    cannot create or start it raises EnvbuildError.
+    """
+    with _engine_errors(f"create a container of {image}"):
+        container = client.api.create_container(
+            image, command, entrypoint=[""], host_config=client.api.create_host_config(network_mode=network_mode))
+    try:
+        with _engine_errors(f"run a container of {image}"):
+            client.api.start(container["Id"])
+            status = client.api.wait(container["Id"])["StatusCode"]
+            stdout = client.api.logs(container["Id"], stdout=True, stderr=False)
+            stderr = client.api.logs(container["Id"], stdout=False, stderr=True)
+    finally:
+        try:
+            client.api.remove_container(container["Id"], force=True)
+        except (docker.errors.DockerException, requests.RequestException):
+            pass  # an engine gone mid-run has already been reported
+    return status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
