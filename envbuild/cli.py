@@ -286,8 +286,8 @@ def plan(recipe, recipes_dir, cluster, nic_family, require_lock, strict, fmt):
             "condition": s.component.when.describe(),
             "nic_specific": s.nic_specific,
             "source": s.component.source.pin if s.component.source else None,
-            "pip": [{"requirements": list(g.requirements), "options": list(g.options), "locked": list(g.locked)}
-                    for g in s.component.pip],
+            "pip": [{"requirements": list(g.requirements), "options": list(g.options), "locked": list(g.locked),
+                     "base": list(g.base)} for g in s.component.pip],
             "reason": s.reason,
         }
         for s in the_plan.steps
@@ -552,16 +552,25 @@ def patches_show(name, recipes_dir):
               help="Fail, naming each, when anything is unverified or unresolved (nothing is written then); "
                    "with --check, when the lock holds such values.")
 @click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS", help="Timeout of each download.")
+@click.option("--network", metavar="MODE",
+              help="Network of the base image's containers pip resolves in, as for `docker run --network` "
+                   "(e.g. host: 127.0.0.1 is this machine's). Default: the engine's.")
 @format_option()
-def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, fmt):
+def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, network, fmt):
     """Resolve every source of a recipe into <recipes-dir>/<recipe>.lock.
 
     Git branches become commits (git ls-remote), pinned commits are fetched to
     prove they exist, downloads are measured (sha256, size), pip requirements
-    are resolved for the recipe's Python (its python: block) with every
-    package's version and sha256, the base image tag becomes a digest when a
-    registry answers. What cannot be reached is written as unverified or
-    unresolved with the reason, never guessed.
+    are resolved by pip in a container of the base image (pulled if the
+    engine lacks it), against what its Python has installed, with every
+    package to install measured (version, sha256) and what is taken from the
+    image named with its version; without the image, for the recipe's Python
+    (its python: block) alone, unverified. The base image tag becomes a digest
+    when a registry answers. What cannot be reached is written as unverified
+    or unresolved with the reason, never guessed.
+
+    --check also compares what pip groups took from the base image with the
+    image the Docker engine has now, when it has it (never pulled).
 
     Once the lock exists, plan, runtime-script, dockerfile and image use it: it
     fills `sha256: unknown`, branch-only git sources and pip versions and
@@ -570,7 +579,7 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, fmt):
     has anything unverified or unresolved.
     """
     from envbuild import wheels
-    from envbuild.resolve import resolve
+    from envbuild.resolve import base_disagreements, open_base_image, resolve
     from envbuild.spec import lock as lockfile
     from envbuild.spec.sources import Resolver
 
@@ -582,12 +591,18 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, fmt):
         the_plan = load_plan(recipes_dir, recipe, cluster, nic_family)
         if the_plan.lock is None:
             raise MismatchError(f"{shown} does not exist; write it with `envbuild lock --recipe {the_recipe.name}`")
-        report = _lock_report(the_plan.lock, False, the_plan.lock_problems)
+        # What pip groups took from the base image, compared with the image the engine has (never pulled).
+        image_problems, why_not = base_disagreements(
+            the_plan.lock, lambda: open_base_image(the_plan.recipe.base_image, network, pull=False))
+        if why_not:
+            output().say(f"{shown}: pip groups not compared with the base image's installed packages: {why_not}")
+        problems = [*the_plan.lock_problems, *image_problems]
+        report = _lock_report(the_plan.lock, False, problems)
         if fmt == "json":
             emit_json(report)
-            sys.exit(EXIT_MISMATCH if the_plan.lock_problems else 1 if strict and report["unsettled"] else 0)
-        if the_plan.lock_problems:
-            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, the_plan.lock_problems)))
+            sys.exit(EXIT_MISMATCH if problems else 1 if strict and report["unsettled"] else 0)
+        if problems:
+            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, problems)))
         if strict:
             lockfile.refuse_unsettled(the_plan.lock, the_recipe.name)
         for item in the_plan.lock.unsettled():
@@ -596,7 +611,9 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, fmt):
         return
     resolver = Resolver(timeout=timeout, image_digest=_image_digest)
     the_plan = load_plan(recipes_dir, recipe, cluster, nic_family, use_lock=False)
-    doc = resolve(the_plan, resolver)
+    image = open_base_image(the_plan.recipe.base_image, network, output().say) \
+        if any(step.component.pip for step in the_plan.steps) else None
+    doc = resolve(the_plan, resolver, image)
     text = lockfile.dump(doc)
     written = lockfile.Lock(path, shown, yaml.safe_load(text))
     if (doc.get("python") or {}).get("from") == wheels.FROM_HOST:

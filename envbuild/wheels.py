@@ -1,19 +1,35 @@
 """pip requirements for the target's Python: resolving them for a lock, downloading them for fetch.
 
-The target is the recipe's base image Python (its `python: {version, platform}`
-block); pip is aimed at it with `--python-version`, `--platform`,
-`--implementation cp` and `--only-binary=:all:` (pip cannot build an sdist for
-another platform). A recipe that names no Python gets the running pip's own,
-which `envbuild lock` records as unverified and both commands warn about.
+A pip group is locked against the base image itself when the Docker engine has
+it (or can pull it): pip runs in a throwaway container of the image
+(`python3 -m pip install --dry-run --report`, through the runtime script's own
+pip guard, so under the same constraints as the install step: see
+envbuild/runtime/pipguard.py `report`), against what the image's Python has
+installed. Its report names only what would be installed; those files are then
+downloaded and measured here. What the group takes from the image instead
+(requirements the image already satisfies) is recorded with the versions it
+has, so an install on another image can say so.
+
+Without the image, the group is resolved by `pip download` for the recipe's
+Python (its `python: {version, platform}` block: `--python-version`,
+`--platform`, `--implementation cp`, `--only-binary=:all:`, since pip cannot
+build an sdist for another platform) as if nothing were installed, and is
+unverified: the image may have other versions of the same packages. A recipe
+that names no Python gets the running pip's own, which `envbuild lock` records
+as unverified and both commands warn about.
 
 A locked pip group (the lock's `components.<name>.pip[i]`) is
-`{requirements, options, packages: [{name, version, file, sha256}], status, reason}`:
-every package `pip download` fetched for the requirements and their
-dependencies, measured (envbuild.spec.lock.pip_lines gives pip's `--require-hashes` form).
+`{requirements, options, packages: [{name, version, file, sha256}],
+base: [{name, version}], status, reason}`: `packages` is what pip installs
+for the requirements (with their dependencies), measured; `base` what they
+need that the base image has, at its versions (only when locked against the
+image; envbuild.spec.lock.pip_lines gives pip's `--require-hashes` form,
+base_pins the `name==version` pins the install expects).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -21,13 +37,15 @@ import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
+from urllib.parse import unquote, urlsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename, \
     parse_wheel_filename
 
 from envbuild.errors import UsageError
-from envbuild.net import file_sha256, last_line
+from envbuild.net import DownloadFailed, fetch_url, file_sha256, last_line
 from envbuild.spec.model import PipGroup, Recipe
 from envbuild.spec.sources import UNRESOLVED, UNVERIFIED, VERIFIED
 
@@ -38,6 +56,10 @@ DOWNLOAD_OPTIONS = ("--index-url", "--extra-index-url", "--no-index", "--find-li
 # pip download options that choose the target themselves (given with --pip-option, they win).
 TARGET_OPTIONS = ("--python-version", "--platform", "--implementation", "--abi")
 FROM_RECIPE, FROM_HOST = "recipe", "host"
+# The Python a container of the base image is asked about: the runtime script's default (ENVBUILD_PYTHON).
+IMAGE_PYTHON = "python3"
+# The runtime script's pip guard; its `report` resolves a group in the image under the step's constraints.
+PIP_GUARD = Path(__file__).resolve().parent / "runtime" / "pipguard.py"
 
 
 @dataclass(frozen=True)
@@ -120,9 +142,31 @@ def download(python: str, into: Path, args: Sequence[str]) -> subprocess.Complet
     return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
 
-def resolve_group(group: PipGroup, target: Target, python: str = sys.executable) -> dict:
-    """The lock entry of a pip group: what pip downloads for it (with dependencies) for `target`, measured."""
+@dataclass(frozen=True)
+class BaseImage:
+    """The recipe's base image as `envbuild lock` has it: `run(argv)` runs a command in a throwaway
+    container of the image and returns (exit status, stdout, stderr); None when the image cannot
+    be had, and `why` says why not (one line)."""
+
+    ref: str
+    run: Callable[[list[str]], tuple[int, str, str]] | None
+    why: str = ""
+
+
+def guard_command(*args: str) -> list[str]:
+    """The argv that runs the runtime script's pip guard with `args` under the base image's Python."""
+    return [IMAGE_PYTHON, "-c", PIP_GUARD.read_text(encoding="utf-8"), *args]
+
+
+def resolve_group(group: PipGroup, target: Target, image: BaseImage, protected: Sequence[str] = (),
+                  python: str = sys.executable, timeout: float = 60.0) -> dict:
+    """The lock entry of a pip group: against the base image's installed packages when `image`
+    can be run (pip constrained by the `protected` distributions as the install step will be;
+    files downloaded with `timeout` seconds per connection or read), else what `python`'s pip
+    downloads for `target` as if nothing were installed (unverified)."""
     entry: dict = {"requirements": list(group.requirements), "options": list(group.options)}
+    if image.run is not None:
+        return {**entry, **_in_image(group, target, image, protected, timeout)}
     with tempfile.TemporaryDirectory(prefix="envbuild-lock-pip.") as scratch:
         result = download(python, Path(scratch), [*target.pip_options(), *download_options(group.options),
                                                   *group.requirements])
@@ -133,12 +177,111 @@ def resolve_group(group: PipGroup, target: Target, python: str = sys.executable)
             packages = sorted((_package(path) for path in Path(scratch).iterdir()), key=lambda p: p["name"])
         except ValueError as exc:
             return {**entry, "packages": None, "status": UNRESOLVED, "reason": str(exc)}
-    if target.from_ == FROM_RECIPE:
-        return {**entry, "packages": packages, "status": VERIFIED,
-                "reason": f"downloaded by pip for {target.describe()} and measured"}
-    return {**entry, "packages": packages, "status": UNVERIFIED,
-            "reason": f"downloaded by pip for {target.describe()}, the Python running pip here: the recipe does "
-                      "not name its base image's (python: {version, platform})"}
+    why = f"resolved without the base image's installed packages: {image.why}; downloaded by pip for " \
+          f"{target.describe()}"
+    if target.from_ != FROM_RECIPE:
+        why += ", the Python running pip here: the recipe does not name its base image's (python: {version, platform})"
+    return {**entry, "packages": packages, "status": UNVERIFIED, "reason": why}
+
+
+def _in_image(group: PipGroup, target: Target, image: BaseImage, protected: Sequence[str], timeout: float) -> dict:
+    """`packages`, `base`, `status` and `reason` of a group resolved by pip in a container of the image."""
+    where = f"a container of {image.ref}"
+    status, stdout, stderr = image.run(guard_command("report", *protected, "--", *group.options, *group.requirements))
+    if status != 0:
+        return {"packages": None, "status": UNRESOLVED,
+                "reason": f"pip install --dry-run in {where} failed: {pip_error(stderr or stdout)}"}
+    try:
+        report = json.loads(stdout)
+        items, environment = list(report["install"]), dict(report["environment"])
+    except (ValueError, KeyError, TypeError):
+        return {"packages": None, "status": UNRESOLVED,
+                "reason": f"the pip guard in {where} printed no installation report: {last_line(stdout or stderr)}"}
+    try:
+        packages = sorted((_measured(item, timeout) for item in items), key=lambda p: p["name"])
+    except (ValueError, DownloadFailed) as exc:
+        return {"packages": None, "status": UNRESOLVED, "reason": f"pip in {where} would install {exc}"}
+    base = _relied_on(group.requirements, report)
+    found = {"packages": packages, "base": base}
+    version = environment.get("python_version")
+    if target.from_ == FROM_RECIPE and version != target.version:
+        return {**found, "status": UNVERIFIED,
+                "reason": f"resolved in {where}, whose {IMAGE_PYTHON} is Python {version}, not the recipe's "
+                          f"{target.version} (python.version)"}
+    return {**found, "status": VERIFIED,
+            "reason": f"resolved by pip in {where} against its installed packages; files measured"}
+
+
+def pip_error(text: str) -> str:
+    """pip's failure in one line: its first ERROR line, with the conflict it names when it says one."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    if not errors:
+        return last_line(text)
+    if "The conflict is caused by:" not in lines:
+        return errors[0]
+    start = lines.index("The conflict is caused by:") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith(("To fix", "ERROR:"))), len(lines))
+    return f"{errors[0]} The conflict is caused by: {'; '.join(lines[start:end])}"
+
+
+def _measured(item: dict, timeout: float) -> dict:
+    """An item of pip's installation report as a locked package, its file downloaded and measured.
+
+    ValueError when it is no file of an index (a directory, a VCS checkout, a file inside the
+    image) or its sha256 is not the index's, DownloadFailed when it cannot be downloaded; both
+    say `name version from URL, ...` (what pip would install, and why it cannot be locked)."""
+    name, version = str(canonicalize_name(item["metadata"]["name"])), item["metadata"]["version"]
+    info = item.get("download_info") or {}
+    url = info.get("url") or ""
+    if "archive_info" not in info or urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"{name} {version} from {url or 'where pip does not say'}, which is no file of an index "
+                         "over http(s) and cannot be locked")
+    archive = info["archive_info"]
+    said = (archive.get("hashes") or {}).get("sha256")
+    if said is None and (archive.get("hash") or "").startswith("sha256="):
+        said = archive["hash"].split("=", 1)[1]
+    try:
+        digest, _ = fetch_url(url, None, timeout)
+    except DownloadFailed as exc:
+        raise DownloadFailed(f"{name} {version} from {url}, which envbuild cannot download: {exc}") from None
+    if said is not None and said != digest:
+        raise ValueError(f"{name} {version} from {url}, whose sha256 is {digest} here and {said} on the index")
+    return {"name": name, "version": version, "file": unquote(urlsplit(url).path.rsplit("/", 1)[-1]),
+            "sha256": digest}
+
+
+def _relied_on(requirements: Sequence[str], report: dict) -> list[dict]:
+    """What the group's requirements and the packages to install require directly (markers and
+    extras evaluated for the image's Python) that the image has, as `{name, version}` sorted by name."""
+    environment, installed = report["environment"], report["installed"]
+    to_install = {canonicalize_name(item["metadata"]["name"]): item for item in report["install"]}
+    extras: dict[str, set[str]] = {}
+    pending = [requirement for requirement in map(_requirement, requirements) if requirement is not None
+               and (requirement.marker is None or requirement.marker.evaluate(dict(environment, extra="")))]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        known = extras.get(name)
+        if known is not None and requirement.extras <= known:
+            continue
+        wanted = extras[name] = (known or set()) | requirement.extras
+        item = to_install.get(name)
+        for line in (item["metadata"].get("requires_dist") or ()) if item else ():
+            dependency = _requirement(line)
+            if dependency is not None and (dependency.marker is None or any(
+                    dependency.marker.evaluate(dict(environment, extra=extra)) for extra in {"", *wanted})):
+                pending.append(dependency)
+    return [{"name": name, "version": installed[name]} for name in sorted(extras)
+            if name not in to_install and name in installed]
+
+
+def _requirement(text: str) -> Requirement | None:
+    """A requirement string as packaging reads it; None for what is no named requirement (a path, a URL)."""
+    try:
+        return Requirement(text)
+    except InvalidRequirement:
+        return None
 
 
 def _package(path: Path) -> dict:

@@ -124,9 +124,8 @@ def test_plan_patches_and_diff_as_json(tmp_path):
     assert plan["gpu_target"] == "gfx950"
     proxy = next(c for c in plan["components"] if c["name"] == "moriio-proxy-deps")
     assert [group["requirements"] for group in proxy["pip"]] == [["blinker"], ["quart", "aiohttp", "msgpack", "pyzmq"]]
-    assert all(line.startswith(("blinker==", "quart==", "aiohttp==")) or "==" in line
-               for group in proxy["pip"] for line in group["locked"])
-    assert "--hash=sha256:" in proxy["pip"][1]["locked"][0]
+    # Their lock was made without the base image (it cannot be pulled here): unverified, not applied.
+    assert [(group["locked"], group["base"]) for group in proxy["pip"]] == [([], []), ([], [])]
 
     patches = json.loads(envbuild("patches", "list", "--format", "json").stdout)["patches"]
     assert {p["name"] for p in patches} >= {"idle-kv-reaper", "rixl-ucx-error-mode"}

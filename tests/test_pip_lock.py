@@ -1,9 +1,12 @@
-"""Strict locks and pip requirements: resolved for the recipe's Python, installed with --require-hashes.
+"""Strict locks and pip requirements without the base image: resolved for the recipe's Python,
+unverified; and fetch of a group locked against the test base image.
 
 The packages are tiny wheels served by a PEP 503 simple index on 127.0.0.1
 (localsources.PackageIndex); pip runs for real, with no configuration file
 (PIP_CONFIG_FILE=/dev/null) and no cache, so only that index answers. No
-Docker engine is asked: base images stay unresolved unless given by digest.
+Docker engine is asked but by the fetch test: base images stay unresolved
+unless given by digest. Groups locked against a base image, and installed
+from such a lock with --require-hashes: tests/test_pip_lock_image.py.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 PIP_ALONE = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
 PYTHON_BLOCK = "python:\n  version: '3.12'\n  platform: manylinux_2_35_x86_64\n"
 TARGET = "Python 3.12 on manylinux_2_35_x86_64"
+NO_ENGINE = ("no Docker engine answers on DOCKER_HOST=unix:///nonexistent/docker.sock (No such file or directory): "
+             "start dockerd (sudo systemctl start docker, or sudo dockerd &) or point DOCKER_HOST at a running engine")
+UNVERIFIED = f"resolved without the base image's installed packages: {NO_ENGINE}; downloaded by pip for {TARGET}"
 PYDEPS = """name: pydeps
 description: tinya from the local index; it needs tinyb.
 pip:
@@ -68,10 +74,11 @@ def set_base_image(recipe: LocalRecipe, image: str) -> None:
     path.write_text(path.read_text().replace("base_image: envbuild-test/base:latest", f"base_image: {image}"))
 
 
-def envbuild(recipe: LocalRecipe, *args: str) -> subprocess.CompletedProcess:
+def envbuild(recipe: LocalRecipe, *args: str, docker: bool = False) -> subprocess.CompletedProcess:
+    """The CLI on the recipe, without a Docker engine unless `docker`."""
+    env = dict(recipe.env(), **PIP_ALONE, **({} if docker else NO_DOCKER))
     return subprocess.run([sys.executable, "-m", "envbuild", *args, "--recipes-dir", str(recipe.recipes)],
-                          env=dict(recipe.env(), **NO_DOCKER, **PIP_ALONE), capture_output=True, text=True,
-                          cwd=recipe.root)
+                          env=env, capture_output=True, text=True, cwd=recipe.root)
 
 
 def run(recipe: LocalRecipe, script: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -88,7 +95,7 @@ def lock_doc(recipe: LocalRecipe) -> dict:
     return yaml.safe_load((recipe.recipes / "testrecipe.lock").read_text())
 
 
-def test_lock_pins_every_package_for_the_recipes_python_and_the_script_installs_exactly_those(recipe, index):
+def test_without_the_base_image_the_lock_pins_for_the_recipes_python_unverified(recipe, index):
     result = envbuild(recipe, "lock", "--recipe", "testrecipe")
     assert result.returncode == 0, result.stderr
     doc = lock_doc(recipe)
@@ -101,29 +108,11 @@ def test_lock_pins_every_package_for_the_recipes_python_and_the_script_installs_
             {"name": "tinya", "version": "1.0", "file": "tinya-1.0-py3-none-any.whl", "sha256": sha256(a)},
             {"name": "tinyb", "version": "2.0", "file": "tinyb-2.0-py3-none-any.whl", "sha256": sha256(b)},
         ],
-        "status": "verified",
-        "reason": f"downloaded by pip for {TARGET} and measured",
+        "status": "unverified",
+        "reason": f"resolved without the base image's installed packages: {NO_ENGINE}; downloaded by pip for {TARGET}",
     }]
-
-    script = recipe.render()
-    lines = [f"tinya==1.0 --hash=sha256:{sha256(a)}", f"tinyb==2.0 --hash=sha256:{sha256(b)}"]
-    assert (f"  _eb_pip --require-hashes --no-deps {quote('--index-url=' + index.url)} "
-            f"-r <(printf '%s\\n' {' '.join(quote(line) for line in lines)})\n") in script.read_text()
-
-    index.publish("tinyb", "3.0")  # a newer release the lock does not know
-    result = run(recipe, script)
-    assert result.returncode == 0, result.stderr + (recipe.state / "logs" / "pydeps.log").read_text()
-    assert (installed(recipe, "tinya"), installed(recipe, "tinyb")) == ("1.0", "2.0")
-
-    # The same file name with other bytes on the index: pip refuses it, nothing is installed.
-    subprocess.run([str(recipe.python), "-m", "pip", "uninstall", "-q", "-y", "tinyb"], check=True,
-                   env=dict(os.environ, **PIP_ALONE), capture_output=True)
-    index.replace("tinyb", "tinyb-2.0-py3-none-any.whl", b"not the wheel that was locked")
-    result = run(recipe, script, "--force", "pydeps")
-    assert result.returncode == 1
-    assert "envbuild: error: pydeps failed" in result.stderr
-    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in (recipe.state / "logs" / "pydeps.log").read_text()
-    assert installed(recipe, "tinyb") == "ModuleNotFoundError: No module named 'tinyb'"
+    # Not applied: the image may have other versions of them (tests/test_pip_lock_image.py locks against one).
+    assert f"  _eb_pip {quote('--index-url=' + index.url)} tinya\n" in recipe.render().read_text()
 
 
 def test_strict_lock_names_everything_unsettled_and_writes_nothing(recipe):
@@ -131,20 +120,29 @@ def test_strict_lock_names_everything_unsettled_and_writes_nothing(recipe):
     assert strict.returncode == 1
     assert not (recipe.recipes / "testrecipe.lock").exists()
     errors = [line for line in strict.stderr.splitlines() if line.startswith("envbuild: error: ")]
-    assert errors[0].startswith("envbuild: error: recipes/testrecipe.lock: base image envbuild-test/base:latest: "
-                                "unresolved: no Docker engine answers on DOCKER_HOST=unix:///nonexistent/docker.sock")
-    assert errors[1:] == ["envbuild: error: recipes/testrecipe.lock: 1 value unverified or unresolved and --strict "
-                          "was given; `envbuild lock --recipe testrecipe` resolves what it can reach"]
+    assert errors == [
+        f"envbuild: error: recipes/testrecipe.lock: base image envbuild-test/base:latest: unresolved: {NO_ENGINE}",
+        f"envbuild: error: recipes/testrecipe.lock: component pydeps pip group 1 (tinya): unverified: {UNVERIFIED}",
+        "envbuild: error: recipes/testrecipe.lock: 2 values unverified or unresolved and --strict was given; "
+        "`envbuild lock --recipe testrecipe` resolves what it can reach"]
 
-    # A base image given by digest needs no registry: everything is verified.
+    # A base image given by digest needs no registry, but pip needs the image itself.
     set_base_image(recipe, f"envbuild-test/base@{DIGEST}")
-    written = envbuild(recipe, "lock", "--recipe", "testrecipe", "--strict", "--format", "json")
+    strict = envbuild(recipe, "lock", "--recipe", "testrecipe", "--strict")
+    assert strict.returncode == 1
+    assert [line for line in strict.stderr.splitlines() if line.startswith("envbuild: error: ")][1:] == [
+        "envbuild: error: recipes/testrecipe.lock: 1 value unverified or unresolved and --strict was given; "
+        "`envbuild lock --recipe testrecipe` resolves what it can reach"]
+    written = envbuild(recipe, "lock", "--recipe", "testrecipe", "--format", "json")
     assert written.returncode == 0, written.stderr
     report = json.loads(written.stdout)
-    assert (report["written"], report["agrees"], report["unsettled"], report["disagreements"]) == (True, True, [], [])
+    assert (report["written"], report["agrees"], report["disagreements"]) == (True, True, [])
+    assert report["unsettled"] == [{"what": "component pydeps pip group 1 (tinya)", "status": "unverified",
+                                    "reason": UNVERIFIED}]
     assert report["lock_hash"] == lock_doc(recipe)["lock_hash"]
-    assert envbuild(recipe, "lock", "--recipe", "testrecipe", "--check", "--strict").returncode == 0
-    assert envbuild(recipe, "runtime-script", "--recipe", "testrecipe", "--strict", "-o", "-").returncode == 0
+    assert envbuild(recipe, "lock", "--recipe", "testrecipe", "--check").returncode == 0
+    assert envbuild(recipe, "lock", "--recipe", "testrecipe", "--check", "--strict").returncode == 1
+    assert envbuild(recipe, "runtime-script", "--recipe", "testrecipe", "--strict", "-o", "-").returncode == 1
 
 
 def test_without_the_recipes_python_pip_pins_are_unverified_and_strict_refuses_them(recipe, index):
@@ -157,7 +155,11 @@ def test_without_the_recipes_python_pip_pins_are_unverified_and_strict_refuses_t
             "Python (python: {version: 'X.Y', platform: TAG}); pip requirements are resolved for " + here) \
         in result.stderr
     group = lock_doc(recipe)["components"]["pydeps"]["pip"][0]
-    assert group["status"] == "unverified" and group["reason"].startswith(f"downloaded by pip for {here}")
+    assert group["status"] == "unverified"
+    assert group["reason"].startswith(f"resolved without the base image's installed packages: {NO_ENGINE}; "
+                                      f"downloaded by pip for {here}")
+    assert group["reason"].endswith(", the Python running pip here: the recipe does not name its base image's "
+                                    "(python: {version, platform})")
     assert lock_doc(recipe)["python"]["from"] == "host"
     # Not applied: pins for another Python may not install on the target.
     plain = envbuild(recipe, "runtime-script", "--recipe", "testrecipe", "-o", "-")
@@ -169,7 +171,8 @@ def test_without_the_recipes_python_pip_pins_are_unverified_and_strict_refuses_t
         assert refused.returncode == 1, args
         assert refused.stdout == ""
         assert (f"envbuild: error: recipes/testrecipe.lock: component pydeps pip group 1 (tinya): unverified: "
-                f"downloaded by pip for {here}") in refused.stderr
+                f"resolved without the base image's installed packages: {NO_ENGINE}; downloaded by pip for {here}") \
+            in refused.stderr
     check = envbuild(recipe, "lock", "--check", "--recipe", "testrecipe", "--format", "json")
     assert check.returncode == 0
     unsettled = json.loads(check.stdout)["unsettled"]
@@ -195,8 +198,15 @@ def test_a_requirement_pip_cannot_find_is_unresolved_with_pips_reason(recipe):
             f"{group['reason']}\n") in result.stderr
 
 
-def test_fetch_takes_the_locked_packages_for_the_recipes_python_and_installs_offline(recipe, index):
-    assert envbuild(recipe, "lock", "--recipe", "testrecipe").returncode == 0
+def test_fetch_takes_the_locked_packages_for_the_recipes_python_and_installs_offline(recipe, index, base_image):
+    """Locked against the test base image (its Python: 3.11 on glibc 2.36), which has neither package."""
+    set_base_image(recipe, base_image)
+    set_python(recipe, "python:\n  version: '3.11'\n  platform: manylinux_2_36_x86_64\n")
+    locked = envbuild(recipe, "lock", "--recipe", "testrecipe", "--network", "host", docker=True)
+    assert locked.returncode == 0, locked.stderr
+    group = lock_doc(recipe)["components"]["pydeps"]["pip"][0]
+    assert (group["status"], group["base"], [p["file"] for p in group["packages"]]) == (
+        "verified", [], ["tinya-1.0-py3-none-any.whl", "tinyb-2.0-py3-none-any.whl"])
     index.publish("tinyb", "3.0")
     into = recipe.root / "sources"
     fetched = envbuild(recipe, "fetch", "--recipe", "testrecipe", "--into", str(into), "--format", "json")

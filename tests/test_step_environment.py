@@ -9,6 +9,7 @@ for the base image's), served offline through ENVBUILD_SOURCE_DIR/pip.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -17,6 +18,9 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import yaml
+
+from envbuild.spec import lock as lockfile
 
 WHEELS = {  # (name, version): what it requires
     ("torch", "2.9.0+rocm"): [], ("torch", "2.8.0"): [],
@@ -163,16 +167,26 @@ def test_pip_may_not_replace_a_protected_distribution(steps, name, reason):
     assert not steps.stamps.joinpath(name).exists()
 
 
-def test_a_locked_group_may_not_replace_a_protected_distribution_either(steps):
-    """Locked, a group installs exactly its locked packages (--require-hashes --no-deps
-    -r <(...)): torch 2.8.0 is one of needs-old-torch's."""
-    assert "_eb_pip --require-hashes --no-deps -r <(printf" in steps.render(locked=True).read_text()
+def test_a_group_locked_against_another_base_image_stops_before_pip_saying_so(steps, wheels):
+    """The lock of old-torch as a base image with torch 2.8.0 gives it (verified: needs-old-torch
+    to install, torch taken from the image): here, with torch 2.9.0+rocm, the step stops."""
+    steps.render(locked=True)
+    path = steps.root / "recipes" / "steps.lock"
+    doc = yaml.safe_load(path.read_text())
+    wheel = wheels / "pip" / "needs_old_torch-1.0-py3-none-any.whl"
+    doc["components"]["old-torch"]["pip"][0].update(
+        packages=[{"name": "needs-old-torch", "version": "1.0", "file": wheel.name,
+                   "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}],
+        base=[{"name": "torch", "version": "2.8.0"}], status="verified", reason="resolved in another image")
+    path.write_text(lockfile.dump({key: value for key, value in doc.items() if key != "lock_hash"}))
+    text = steps.render().read_text()
+    assert "  _eb_pip_base torch==2.8.0\n  _eb_pip --require-hashes --no-deps -r <(printf" in text
     result = steps.run("--only", "old-torch")
     assert result.returncode == 1
-    assert failure(result, "old-torch") == ("pip may not replace the base image's Python distributions: "
-                                            "torch 2.9.0+rocm would become 2.8.0 (required by needs-old-torch 1.0; "
-                                            "protected)")
+    assert failure(result, "old-torch") == ("the lock was made for another base image, which had torch 2.8.0 "
+                                            "(2.9.0+rocm here); lock the recipe again against this one")
     assert steps.installed() == BASE_VERSIONS
+    assert not steps.stamps.joinpath("old-torch").exists()
 
 
 def test_pip_installs_what_the_protected_versions_satisfy(steps):

@@ -95,7 +95,7 @@ def _prelude(step: Step) -> list[str]:
     if c.apt:
         lines.append(f"_eb_apt {words(c.apt)}")
     for group in c.pip:
-        lines.append(_pip_line(group))
+        lines += _pip_lines(group)
     if c.patch_specs:
         lines.append(f"_eb_patch apply <(_eb_manifest_{identifier(step.name)})")
     if c.source is not None:
@@ -103,12 +103,16 @@ def _prelude(step: Step) -> list[str]:
     return lines
 
 
-def _pip_line(group: PipGroup) -> str:
-    """The _eb_pip call of a pip group; a locked group installs exactly its locked packages, hash-checked."""
-    if not group.locked:
-        return f"_eb_pip {words(group.options + group.requirements)}"
-    options = words(("--require-hashes", "--no-deps") + group.options)
-    return f"_eb_pip {options} -r <(printf '%s\\n' {words(group.locked)})"
+def _pip_lines(group: PipGroup) -> list[str]:
+    """The engine calls of a pip group. A locked group installs exactly its locked packages,
+    hash-checked, after checking that the base image has what the lock took from it."""
+    if not group.locked and not group.base:
+        return [f"_eb_pip {words(group.options + group.requirements)}"]
+    lines = [f"_eb_pip_base {words(group.base)}"] if group.base else []
+    if group.locked:
+        options = words(("--require-hashes", "--no-deps") + group.options)
+        lines.append(f"_eb_pip {options} -r <(printf '%s\\n' {words(group.locked)})")
+    return lines
 
 
 def _check(step: Step) -> str:

@@ -19,13 +19,30 @@ only, Python 3.8+) with the recipe's protected distributions
       (`torch 2.9.0+rocm would become 2.8.0 (required by foo 1.0; protected)`); exit 1 when
       there is one, 0 when there is none.
 
+  pipguard.py expect NAME==VERSION...
+      prints one line for each NAME this Python does not have at VERSION
+      (`torch 2.8.0 (2.9.0+rocm here)`, `torch 2.8.0 (not installed here)`):
+      what a locked pip group takes from the base image it was locked
+      against; exit 1 when there is one, 0 when there is none.
+
+  pipguard.py report NAME... -- PIP_INSTALL_ARGUMENTS...
+      what `pip install --dry-run PIP_INSTALL_ARGUMENTS` would install when
+      constrained as `constraints NAME...` says, as one JSON document on
+      stdout: {"install": [the items of pip's installation report],
+      "environment": {pip's marker environment}, "installed": {name:
+      version of every installed distribution}}; pip's own output goes to
+      stderr, and its exit status is this program's. `envbuild lock` runs it
+      in a container of the base image.
+
 Exit 2 on bad arguments.
 """
 
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 # PEP 440 versions (its appendix); anything else is pinned with === (arbitrary equality).
 VERSION = re.compile(
@@ -67,8 +84,8 @@ def required_names(dist):
     return names
 
 
-def constraints(names):
-    dists = installed()
+def constraint_lines(names, dists):
+    """The `name==version  # why` lines that pin `names` and what they require, as installed."""
     why = {}
     pending = [(canonical(name), "protected") for name in names]
     while pending:
@@ -77,10 +94,12 @@ def constraints(names):
             continue
         why[name] = reason
         pending += [(dep, "needed by " + name) for dep in required_names(dists[name])]
+    lines = []
     for name in sorted(why):
         version = dists[name].version
         operator = "==" if VERSION.match(version) else "==="
-        print("%s%s%s  # %s" % (name, operator, version, why[name]))
+        lines.append("%s%s%s  # %s" % (name, operator, version, why[name]))
+    return lines
 
 
 def replaced(constraints_path, report_path):
@@ -109,12 +128,51 @@ def replaced(constraints_path, report_path):
     return 1 if found else 0
 
 
+def expect(pins):
+    dists = installed()
+    found = 0
+    for pin in pins:
+        name, _, version = pin.partition("==")
+        dist = dists.get(canonical(name))
+        if dist is None or dist.version != version:
+            print("%s %s (%s here)" % (name, version, dist.version if dist else "not installed"))
+            found += 1
+    return 1 if found else 0
+
+
+def report(names, pip_args):
+    dists = installed()
+    # As the runtime script's _eb_pip_install runs pip: the image is ours to manage.
+    env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", PIP_BREAK_SYSTEM_PACKAGES="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    with tempfile.TemporaryDirectory(prefix="envbuild-pipguard.") as scratch:
+        pinned = os.path.join(scratch, "constraints.txt")
+        with open(pinned, "w") as out:
+            out.write("".join(line + "\n" for line in constraint_lines(names, dists)))
+        written = os.path.join(scratch, "report.json")
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-input",
+                   "--report", written, "-c", pinned] + pip_args
+        status = subprocess.call(command, env=env, stdout=sys.stderr)
+        if status != 0:
+            return status
+        with open(written) as document:
+            found = json.load(document)
+    print(json.dumps({"install": found.get("install", []), "environment": found.get("environment", {}),
+                      "installed": {name: dist.version for name, dist in sorted(dists.items())}}))
+    return 0
+
+
 def main(argv):
     if len(argv) >= 1 and argv[0] == "constraints":
-        constraints(argv[1:])
+        print("".join(line + "\n" for line in constraint_lines(argv[1:], installed())), end="")
         return 0
     if len(argv) == 3 and argv[0] == "replaced":
         return replaced(argv[1], argv[2])
+    if len(argv) >= 1 and argv[0] == "expect":
+        return expect(argv[1:])
+    if "--" in argv and argv[0] == "report":
+        split = argv.index("--")
+        return report(argv[1:split], argv[split + 1:])
     print(__doc__.split("\n\n")[1], file=sys.stderr)
     return 2
 

@@ -5,8 +5,10 @@ git source with the commit it resolves to (a branch resolved with
 `git ls-remote`, a pinned commit checked by fetching it), every download with
 the sha256 and size measured by downloading it, every pip requirement group
 with the packages pip installs for it (dependencies included, versions and
-sha256s measured, for the base image's Python), the base image's digest, and
-the sha256 of every patch text. What cannot be reached is recorded as such,
+sha256s measured; resolved in a container of the base image against what its
+Python has installed, with what the group takes from the image named at the
+versions it has there), the base image's digest, and the sha256 of every
+patch text. What cannot be reached is recorded as such,
 with the reason; nothing is ever guessed (resolving is `envbuild.resolve`).
 
 A lock only fills in what the recipe leaves open (`sha256: unknown`, a git
@@ -67,8 +69,8 @@ def header(recipe: str) -> str:
         f"# Written by `envbuild lock --recipe {recipe}`; `envbuild lock --recipe {recipe} --check`\n"
         "# compares it with the recipe. Commit it next to the recipe and do not edit it by hand.\n"
         "# status: verified = measured from the source; unverified = the recipe's pin, not\n"
-        "# checkable from where the lock was written (or pip packages resolved for another\n"
-        "# Python than the base image's); unresolved = unknown (see reason).\n"
+        "# checkable from where the lock was written (or pip packages resolved without the\n"
+        "# base image's installed packages); unresolved = unknown (see reason).\n"
         "# lock_hash: sha256 of the canonical JSON of everything else but the reasons.\n"
     )
 
@@ -83,6 +85,11 @@ def dump(doc: dict) -> str:
 def pip_lines(entry: dict) -> tuple[str, ...]:
     """A locked pip group's packages as pip's --require-hashes lines `name==version --hash=sha256:...`."""
     return tuple(f"{p['name']}=={p['version']} --hash=sha256:{p['sha256']}" for p in entry.get("packages") or ())
+
+
+def base_pins(entry: dict) -> tuple[str, ...]:
+    """What a locked pip group takes from the base image, as `name==version` at the versions it had there."""
+    return tuple(f"{p['name']}=={p['version']}" for p in entry.get("base") or ())
 
 
 def _pip_key(requirements, options) -> dict:
@@ -155,8 +162,9 @@ class Lock:
 
     def apply(self, component: Component) -> Component:
         """The component with what the recipe leaves open filled in from the lock: a download's
-        sha256, a branch's commit, and the packages of its pip groups (verified ones only, since
-        pins for another Python than the target's would not install there)."""
+        sha256, a branch's commit, and the packages of its pip groups with what they take from
+        the base image (verified ones only: pins resolved without the base image's installed
+        packages, or for another Python, would replace what the image has or not install there)."""
         entry = self.source(component.name)
         src = component.source
         if entry and src is not None and entry.get("kind") == src.kind and entry.get("url") == src.url:
@@ -165,7 +173,7 @@ class Lock:
                 component = dataclasses.replace(component, source=filled)
         locked = self.pip(component.name)
         groups = tuple(
-            dataclasses.replace(group, locked=pip_lines(entry))
+            dataclasses.replace(group, locked=pip_lines(entry), base=base_pins(entry))
             if entry.get("status") == VERIFIED and _pip_key(entry.get("requirements"), entry.get("options"))
             == _pip_key(group.requirements, group.options) else group
             for group, entry in zip(component.pip, locked)

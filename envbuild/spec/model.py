@@ -68,10 +68,14 @@ class PipGroup:
     # From the lock: every package pip installs for the requirements, as requirement
     # lines `name==version --hash=sha256:...` (pip's --require-hashes form); () unlocked.
     locked: tuple[str, ...] = ()
+    # From a lock made against the base image: what those packages take from the image
+    # instead, as `name==version` at the versions it had; the install expects them.
+    base: tuple[str, ...] = ()
 
     def identity(self) -> dict:
         doc = {"requirements": list(self.requirements), "options": list(self.options)}
-        return dict(doc, locked=list(self.locked)) if self.locked else doc
+        doc = dict(doc, locked=list(self.locked)) if self.locked else doc
+        return dict(doc, base=list(self.base)) if self.base else doc
 
 
 def _pip_groups(data: list) -> tuple[PipGroup, ...]:

@@ -14,8 +14,8 @@ _eb_patch() {
 @PATCH_APPLIER@_EB_PATCH_APPLY_PY_
 }
 
-# Runs the pip guard (envbuild's pipguard.py): `_eb_pipguard constraints NAME...`
-# or `_eb_pipguard replaced CONSTRAINTS REPORT`.
+# Runs the pip guard (envbuild's pipguard.py): `_eb_pipguard constraints NAME...`,
+# `_eb_pipguard replaced CONSTRAINTS REPORT` or `_eb_pipguard expect NAME==VERSION...`.
 _eb_pipguard() {
   "${EB_PYTHON:-python3}" - "$@" <<'_EB_PIPGUARD_PY_'
 @PIP_GUARD@_EB_PIPGUARD_PY_

@@ -61,6 +61,21 @@ _eb_pip() {
   return "$status"
 }
 
+# _eb_pip_base NAME==VERSION...: what a locked pip group takes from the base image,
+# at the versions the image it was locked against had. Other versions here mean the
+# lock was made for another base image: the step fails saying which, rather than
+# install packages resolved against what is not there.
+_eb_pip_base() {
+  local guard=$_EB_WORK/pip-guard differ=() status=0 line
+  mkdir -p "$guard"
+  _eb_pipguard expect "$@" >"$guard/base.txt" || status=$?
+  ((status != 0)) || return 0
+  mapfile -t differ <"$guard/base.txt"
+  ((${#differ[@]})) || _eb_die "the pip guard could not read the base image's Python distributions (exit $status)"
+  printf -v line ', %s' "${differ[@]}"
+  _eb_die "the lock was made for another base image, which had ${line#, }; lock the recipe again against this one"
+}
+
 _eb_pip_install() {
   PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     "$EB_PYTHON" -m pip install --no-input "$@"
