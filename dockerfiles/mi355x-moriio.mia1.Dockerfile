@@ -42,17 +42,17 @@ ENV UCX_HOME="/usr/local/ucx" \
     PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
     LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
-      org.opencontainers.image.version="8fbfae4793cd" \
+      org.opencontainers.image.version="9e2bddb32ec9" \
       org.opencontainers.image.source="recipes/mi355x-moriio.yaml" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-moriio" \
-      io.envbuild.recipe-hash="8fbfae4793cdbfea162bbbdf3a3fbba686b7a9bb139f85da80d214e9be580a91" \
+      io.envbuild.recipe-hash="9e2bddb32ec9e32fb066e9e78f5f2c5e8f01533e581eb527135132af6212a6d5" \
       io.envbuild.nic-family="mlx5" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,moriio-proxy-deps,moriio-patches" \
-      io.envbuild.lock-hash="2c19b6583195299a6f740ddacbe48306c6ec9c27ccf9b11182aa0d96fa6e0969" \
+      io.envbuild.lock-hash="d170ecdc80129bc0486e7333e41450a96dc8e0d47220031e9c5502a1dfec6a47" \
       io.envbuild.component.ucx.hash="731e24bdedb2727e2816f9c0318d68d2b8459360e811413611d57d7b35b1f035" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
-      io.envbuild.component.rixl.hash="07fc6fa5bacdd746e8c82c603993e2b385bb3bc73411630de82137f80fbe6a64" \
+      io.envbuild.component.rixl.hash="374c9816ca072d218500fef9b9ce60f2fe62ca72e5af732d2c88d552591ba831" \
       io.envbuild.component.rixl.source="https://github.com/ROCm/RIXL.git@f33a5599400eb8da47ecdad20111ccb35b41a709" \
       io.envbuild.component.etcd.hash="52fc5521e0fc861ecd360a32fafd7b87ae92709c73d4f8501101bf0012e898d6" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
@@ -60,8 +60,8 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
       io.envbuild.component.mori.hash="917f01f2bbed73b291f27fbb4d6e4014661f045cf53ebae37b7e7ed6ac82aac3" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
-      io.envbuild.component.moriio-proxy-deps.hash="841218736b4c92f6e77c7399a5506a2f9591e30d1faabb8c032fdc742550b9df" \
+      io.envbuild.component.moriio-proxy-deps.hash="7838a82548a0bb73a6496ab30b08e1fea1d2a7e8620064dacbb5dd9c7c2b131c" \
       io.envbuild.component.moriio-proxy-deps.source="" \
-      io.envbuild.component.moriio-patches.hash="2a07e39b16915a75938cde04d049233a4dd813beeacd09f693f1b4d74392daa9" \
+      io.envbuild.component.moriio-patches.hash="369926680025e1034f37bc577aec8814517f2f8907df39e5a5e9cdca3205a8dc" \
       io.envbuild.component.moriio-patches.source="" \
       io.envbuild.component.moriio-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,moriio-save-kv-bounded-wait=b7ffa800ab194c0363cdac176d5dd3af6b4663722389254d224542c87b69d3f2,moriio-load-kv-bounded-wait=a113625daa7f8f286ac829c291eb10053a0b810a121c70392999cb3f4386893c,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,moriio-engine-timeouts=e7919884eb1674d2fd10d73ed0a1d2a7784a54c139d802d089ff658c71fa4af1,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"

@@ -42,17 +42,17 @@ ENV UCX_HOME="/usr/local/ucx" \
     PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
     LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
-      org.opencontainers.image.version="7181e12bc758" \
+      org.opencontainers.image.version="b3cc1a5d67a6" \
       org.opencontainers.image.source="recipes/mi355x-nixl.yaml" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-nixl" \
-      io.envbuild.recipe-hash="7181e12bc758f614fd71cf19473d6cee1e45fdb757bb2c1912859fcb2af985b6" \
+      io.envbuild.recipe-hash="b3cc1a5d67a65591919e2dcdf5ca92b3cddc673154f354c3069b827b7c8cfd52" \
       io.envbuild.nic-family="ionic" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,vllm-router,nixl-patches" \
-      io.envbuild.lock-hash="d240d9f837fbbadbae346bdf450f0c186f33d6105088356fd58ab79baaa1f6f3" \
+      io.envbuild.lock-hash="93ac658540fe50eb708694382027b5cfd9025a461c1dad028ad89811f56dba5c" \
       io.envbuild.component.ucx.hash="731e24bdedb2727e2816f9c0318d68d2b8459360e811413611d57d7b35b1f035" \
       io.envbuild.component.ucx.source="https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4" \
-      io.envbuild.component.rixl.hash="07fc6fa5bacdd746e8c82c603993e2b385bb3bc73411630de82137f80fbe6a64" \
+      io.envbuild.component.rixl.hash="374c9816ca072d218500fef9b9ce60f2fe62ca72e5af732d2c88d552591ba831" \
       io.envbuild.component.rixl.source="https://github.com/ROCm/RIXL.git@f33a5599400eb8da47ecdad20111ccb35b41a709" \
       io.envbuild.component.etcd.hash="52fc5521e0fc861ecd360a32fafd7b87ae92709c73d4f8501101bf0012e898d6" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
@@ -60,8 +60,8 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
       io.envbuild.component.mori.hash="917f01f2bbed73b291f27fbb4d6e4014661f045cf53ebae37b7e7ed6ac82aac3" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
-      io.envbuild.component.vllm-router.hash="abf7acd6563388018257eda0dfe678009e46bf192b792a453c915a30027908e3" \
+      io.envbuild.component.vllm-router.hash="c6d2d1d991b00f1392ce6570f49b98f11ab92f771bb709283fdb9ab0ca99c3a6" \
       io.envbuild.component.vllm-router.source="" \
-      io.envbuild.component.nixl-patches.hash="632e8ca07dc3a7ea50d82e8010d1eeaf623832674b5a3890f59caee8ad852657" \
+      io.envbuild.component.nixl-patches.hash="036136c11fee3a42be677ab671e3e7168dad4c85229c22678e34ed9105c3bced" \
       io.envbuild.component.nixl-patches.source="" \
       io.envbuild.component.nixl-patches.patches="rixl-ucx-error-mode=3b74b20b886bbf8dad06f98b7718962610ff344bdc5c1fc694163c0be9c69180,moriep-fp8-compat=36ecffef7834b9c069c959c904acd9a8b11b84f2c26e8d9951ea3f0359cdba65,scheduler-read-mode=d4610e4dec822c34203af16d9ccf0fda53ba0159e1eecab7f3d2dbd2858e6a5d,idle-kv-reaper=95c8506a64afa0da5f5ac6a8927fb341e1030d6864576f81b616ca21a184e214"
