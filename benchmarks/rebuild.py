@@ -1,17 +1,23 @@
-"""Image rebuild after a pin bump: one layer per component vs one RUN for all components.
+"""Image rebuild after a pin bump: a stage per component vs one layer chain vs one RUN.
 
 A five-component recipe with local sources and real (small) builds is baked
-twice side by side: as `envbuild image` renders it (one RUN layer per
-component) and as a single-RUN Dockerfile running the very same steps. Then
-the pin of the middle component (greet, third of five) moves to a new commit
-and both are rebuilt. Printed: component layers rebuilt, components whose step
-ran again, and seconds, per variant, with the ratio.
+side by side in three layouts running the very same steps: as `envbuild image`
+renders it (components that write only their own prefixes build in stages of
+their own, copied into the image), as the earlier linear chain (one RUN layer
+per component in plan order, which envbuild rendered before) and as a single
+RUN for all. Then a pin moves and all three are rebuilt. Printed per layout:
+component RUN layers rebuilt, components whose step ran again, other layers
+made again (copies), and seconds.
 
-    libhello    C program, make, from git        (unchanged, stays cached)
-    dataset     tarball checked against sha256   (unchanged, stays cached)
-    greet       pip package from git             <- pin bumped
-    wordcount   C program, make, from git
-    rank0-tool  no source, NODE_RANK 0 only
+    libhello    C program, make, from git        own stage
+    dataset     tarball checked against sha256   own stage, nothing depends on it
+    greet       pip package from git, needs libhello   runs in the image
+    wordcount   C program, make, from git        own stage
+    rank0-tool  no source, NODE_RANK 0 only      own stage
+
+--bump dataset (default) is the case of issue #15: a component with no
+dependents early in the order (second of five); goal: 1 layer rebuilt.
+--bump greet moves the pip package instead (third of five).
 
 Sources are served from 127.0.0.1 (git over the dumb HTTP protocol), so the
 builds use the host's network (`docker build --network host`). Needs a Docker
@@ -43,15 +49,16 @@ sys.path.insert(0, str(TESTS))
 
 from docker_base import ImageSession, ensure_base_image  # noqa: E402
 from localsources import FileServer  # noqa: E402
+from localsources import make_tarball, sha256  # noqa: E402
 from testrecipe import COMPONENTS as COMPONENTS_TEXT, HttpRecipe  # noqa: E402
 
-from envbuild.run.docker_engine import BuildTranscript, build, connect, make_context_tar  # noqa: E402
+from envbuild.formats import IMAGE_EPOCH  # noqa: E402
+from envbuild.run.docker_engine import BuildTranscript, build, connect, make_context_tar, settle_image  # noqa: E402
 from envbuild.pipeline import load_plan  # noqa: E402
 from envbuild.plan import Plan  # noqa: E402
 from envbuild.render.dockerfile import build_context  # noqa: E402
 
 COMPONENTS = ["libhello", "dataset", "greet", "wordcount", "rank0-tool"]
-BUMPED = "greet"
 WORDCOUNT = """name: wordcount
 description: A second make-style C build from git.
 source:
@@ -120,16 +127,32 @@ def recipe_plan(recipe: HttpRecipe, base_image: str) -> Plan:
     return load_plan(recipe.recipes, "testrecipe", base_image=base_image)
 
 
-def single_run_dockerfile(layered: str) -> str:
-    """The same Dockerfile with every component's RUN folded into one RUN after one COPY of all fragments."""
-    lines = layered.splitlines()
+def linear_dockerfile(staged: str) -> str:
+    """The same build as the linear chain envbuild rendered before: every component's RUN in plan order in the image."""
+    lines = staged.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("FROM envbuild-base AS component-"))
+    image = next(i for i, line in enumerate(lines) if line == "FROM envbuild-base")
+    components = sorted({line.split()[1].rstrip("/") for line in lines if line.startswith("COPY envbuild/components/")})
+    chain = []
+    for directory in components:
+        name = directory.rsplit("/", 1)[-1].split("-", 1)[1]
+        run = next(line for line in lines if line.startswith(f"RUN ENVBUILD_COMPONENT={name} "))
+        chain += ["", f"COPY {directory}/ /", run.replace(" --stage ", " ")]
+    rest = [line for line in lines[image + 1:] if not line.startswith(("COPY --from=", "COPY envbuild/components/", "RUN "))]
+    return "\n".join(lines[:start] + ["FROM envbuild-base"] + chain + rest) + "\n"
+
+
+def single_run_dockerfile(staged: str) -> str:
+    """The linear chain with every component's COPY and RUN folded into one of each."""
+    lines = linear_dockerfile(staged).splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("COPY envbuild/components/"))
     last = max(i for i, line in enumerate(lines) if line.startswith("RUN ENVBUILD_COMPONENT="))
+    copies = [line.split()[1] for line in lines[first:last + 1] if line.startswith("COPY envbuild/components/")]
     runs = [line[len("RUN "):] for line in lines[first:last + 1] if line.startswith("RUN ENVBUILD_COMPONENT=")]
     assert len(runs) == len(COMPONENTS), runs
     folded = [
         "# every component in one layer, the same steps in the same order",
-        "COPY envbuild/components/ /opt/envbuild/lib/components/",
+        f"COPY {' '.join(copies)} /",
         "RUN ENVBUILD_COMPONENT=all-components true \\\n && " + " \\\n && ".join(runs),
     ]
     return "\n".join(lines[:first] + folded + lines[last + 1:]) + "\n"
@@ -137,13 +160,14 @@ def single_run_dockerfile(layered: str) -> str:
 
 @dataclass
 class Rebuild:
-    seconds: float
+    seconds: float  # build, then the reproducible config (as `envbuild image` does)
     layers_rebuilt: int  # component RUN layers that ran instead of coming from the cache
     component_layers: int
     components_run: list[str]  # components whose step ran
+    other_layers: int  # other instructions done again (copies, ENV, LABEL)
 
 
-def timed_build(client, session: ImageSession, files: dict, tag: str) -> Rebuild:
+def timed_build(client, session: ImageSession, files: dict, tag: str, base_image: str) -> Rebuild:
     transcript = BuildTranscript()
     output: list[str] = []
 
@@ -153,7 +177,8 @@ def timed_build(client, session: ImageSession, files: dict, tag: str) -> Rebuild
 
     started = time.monotonic()
     try:
-        build(client, make_context_tar(files), tag, labels=session.labels, on_event=on_event, network_mode="host")
+        built = build(client, make_context_tar(files), None, on_event=on_event, network_mode="host")
+        settle_image(client, built, base_image, [tag], IMAGE_EPOCH)
     finally:
         session.track(transcript)
     seconds = time.monotonic() - started
@@ -163,27 +188,42 @@ def timed_build(client, session: ImageSession, files: dict, tag: str) -> Rebuild
         layers_rebuilt=sum(not step.cached for step in component_steps),
         component_layers=len(component_steps),
         components_run=_INSTALLING.findall("".join(output)),
+        other_layers=sum(not s.cached and not s.is_from and not s.component for s in transcript.steps),
     )
 
 
 def variants(plan: Plan) -> dict[str, dict]:
-    layered = build_context(plan)
-    single = dict(layered)
-    single["Dockerfile"] = (single_run_dockerfile(layered["Dockerfile"][0].decode()).encode(), 0o644)
-    return {"per-component layers": layered, "single RUN": single}
+    staged = build_context(plan)
+    dockerfile = staged["Dockerfile"][0].decode()
+    return {
+        "stage per component": staged,
+        "linear chain (before)": dict(staged, Dockerfile=(linear_dockerfile(dockerfile).encode(), 0o644)),
+        "single RUN": dict(staged, Dockerfile=(single_run_dockerfile(dockerfile).encode(), 0o644)),
+    }
 
 
-def one_run(client, session: ImageSession, base_image: str, index: int, bulk: int) -> dict[str, tuple[Rebuild, Rebuild]]:
+def bump(recipe: HttpRecipe, name: str) -> None:
+    if name == "greet":
+        recipe.greet_commit = recipe.commit("greet", {"greet/news.py": "NEWS = 2\n"}, "greet: news")
+    else:
+        data = make_tarball({"README": "data 2\n"}, "dataset-1.0")
+        (recipe.server.root / "dataset-1.0.tar.gz").write_bytes(data)
+        recipe.dataset_sha256 = sha256(data)
+    recipe.write()
+
+
+def one_run(client, session: ImageSession, base_image: str, index: int, bulk: int,
+            bumped: str) -> dict[str, tuple[Rebuild, Rebuild]]:
     with tempfile.TemporaryDirectory(prefix="envbuild-rebuild-") as tmp:
         (Path(tmp) / "www").mkdir()
         server = FileServer(Path(tmp) / "www")
         try:
             recipe = make_recipe(Path(tmp) / "t", server, bulk)
-            cold = {name: timed_build(client, session, files, session.tag(f"run{index}-{slug(name)}"))
+            cold = {name: timed_build(client, session, files, session.tag(f"run{index}-{slug(name)}"), base_image)
                     for name, files in variants(recipe_plan(recipe, base_image)).items()}
-            recipe.greet_commit = recipe.commit("greet", {"greet/news.py": "NEWS = 2\n"}, "greet: news")
-            recipe.write()
-            warm = {name: timed_build(client, session, files, session.tag(f"run{index}-{slug(name)}-bumped"))
+            bump(recipe, bumped)
+            warm = {name: timed_build(client, session, files, session.tag(f"run{index}-{slug(name)}-bumped"),
+                                      base_image)
                     for name, files in variants(recipe_plan(recipe, base_image)).items()}
         finally:
             server.close()
@@ -199,6 +239,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="fresh recipes built and bumped (default 3)")
     parser.add_argument("--bulk", type=int, default=0, metavar="N",
                         help="make libhello and wordcount also compile N generated C functions (default 0)")
+    parser.add_argument("--bump", choices=["dataset", "greet"], default="dataset",
+                        help="the component whose pin moves (default dataset)")
     args = parser.parse_args()
     client = connect()
     base_image = ensure_base_image(client)
@@ -206,16 +248,16 @@ def main() -> None:
     results: list[dict[str, tuple[Rebuild, Rebuild]]] = []
     try:
         for index in range(args.runs):
-            results.append(one_run(client, session, base_image, index, args.bulk))
+            results.append(one_run(client, session, base_image, index, args.bulk, args.bump))
             print(f"run {index + 1}/{args.runs}: " + ", ".join(
                 f"{name} rebuild {warm.seconds:.1f} s" for name, (_, warm) in results[-1].items()), file=sys.stderr)
     finally:
         session.cleanup(client)
 
-    print(f"Rebuild after bumping the pin of {BUMPED} (component 3 of {len(COMPONENTS)}), "
-          f"median of {args.runs} run(s), base {base_image}"
+    print(f"Rebuild after bumping the pin of {args.bump} (component {COMPONENTS.index(args.bump) + 1} of "
+          f"{len(COMPONENTS)}), median of {args.runs} run(s), base {base_image}"
           + (f", C builds weighed with {args.bulk} generated functions" if args.bulk else ""))
-    print(f"{'variant':<22} {'component layers':>16} {'layers rebuilt':>15} {'steps re-run':>13} "
+    print(f"{'layout':<22} {'component RUNs':>14} {'RUNs rebuilt':>13} {'steps re-run':>13} {'other layers':>13} "
           f"{'cold build s':>13} {'rebuild s':>10}")
     medians = {}
     for name in results[0]:
@@ -223,12 +265,12 @@ def main() -> None:
         warm = [run[name][1] for run in results]
         medians[name] = statistics.median(w.seconds for w in warm)
         last = warm[-1]
-        print(f"{name:<22} {last.component_layers:>16} {last.layers_rebuilt:>15} "
-              f"{len(last.components_run):>13} {statistics.median(c.seconds for c in cold):>13.1f} "
-              f"{medians[name]:>10.1f}")
+        print(f"{name:<22} {last.component_layers:>14} {last.layers_rebuilt:>13} {len(last.components_run):>13} "
+              f"{last.other_layers:>13} {statistics.median(c.seconds for c in cold):>13.1f} {medians[name]:>10.1f}")
         print(f"{'':<22} re-run: {', '.join(last.components_run)}")
-    layered, single = medians["per-component layers"], medians["single RUN"]
-    print(f"rebuild time, single RUN / per-component layers: {single / layered:.2f}x")
+    staged = medians["stage per component"]
+    for name in list(medians)[1:]:
+        print(f"rebuild time, {name} / stage per component: {medians[name] / staged:.2f}x")
 
 
 if __name__ == "__main__":

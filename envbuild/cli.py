@@ -380,7 +380,8 @@ def dockerfile_name(plan: Plan) -> str:
 
 @main.command()
 @plan_options(base_image_option, require_lock_option, strict_option)
-@click.option("--tag", "-t", help="Image tag (default: envbuild/<recipe>:<recipe hash prefix>).")
+@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG",
+              help="Image tag; give it again for more tags (default: envbuild/<recipe>:<recipe hash prefix>).")
 @click.option("--no-cache", is_flag=True, help="Build every layer again, even if the tagged image exists.")
 @click.option("--pull/--no-pull", default=None,
               help="--pull refreshes the base image; --no-pull refuses to build when it is not local. "
@@ -391,7 +392,7 @@ def dockerfile_name(plan: Plan) -> str:
                    "Default: the engine's bridge.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
 @format_option()
-def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, tag, no_cache, pull, dry_run,
+def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, tags, no_cache, pull, dry_run,
           network, verbose, fmt):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
@@ -404,16 +405,16 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     from envbuild.run.image import bake, default_tag
 
     plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
-    tag = tag or default_tag(plan)
+    tags = list(tags) or [default_tag(plan)]
     if dry_run:
         files = build_context(plan)
         click.echo(files["Dockerfile"][0].decode(), nl=False)
-        click.echo(f"\n# build context of {tag}:")
+        click.echo(f"\n# build context of {', '.join(tags)}:")
         for path, (data, mode) in files.items():
             click.echo(f"#   {mode:04o} {len(data):>8} {path}")
         return
     try:
-        baked = bake(plan, tag, no_cache=no_cache, pull=pull, network=network, verbose=verbose, say=output().say)
+        baked = bake(plan, tags, no_cache=no_cache, pull=pull, network=network, verbose=verbose, say=output().say)
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
@@ -421,9 +422,9 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
         emit_json(dataclasses.asdict(baked))
         return
     if baked.reused:
-        click.echo(f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.")
+        click.echo(f"envbuild: {tags[0]} already exists (same recipe hash); reusing it. --no-cache builds it again.")
         return
-    output().say(f"built {tag} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
+    output().say(f"built {', '.join(tags)} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
 
 
 @main.command("detect-nic")

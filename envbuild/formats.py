@@ -82,3 +82,10 @@ def parse_provenance(text: str) -> dict[str, str]:
             key, _, value = line.partition("=")
             facts[key.strip()] = value
     return facts
+
+
+# The time every file an image build writes carries, and the image's creation
+# time, so that the same recipe on the same base gives the same image ID
+# (SOURCE_DATE_EPOCH for the steps). 1980-01-01: zip, and so wheels, cannot
+# store earlier times.
+IMAGE_EPOCH = 315532800

@@ -281,6 +281,18 @@ class ImageSession:
     def track(self, transcript: BuildTranscript) -> None:
         self._layer_ids.extend(transcript.new_layer_ids)
 
+    def adopt_new_images(self, client, before: set[str]) -> None:
+        """Removes at cleanup the images an `envbuild image` subprocess made since `before` (image ids).
+
+        Its stages and the untagged build result stay in the engine as the layer
+        cache, out of reach of tags and labels. Only envbuild's images are taken
+        (their history runs run-component.sh), so a concurrent suite's are left.
+        """
+        for image in client.images.list(all=True):
+            if image.id not in before and any(
+                    "run-component.sh" in entry["CreatedBy"] for entry in client.api.history(image.id)):
+                self._layer_ids.append(image.id)
+
     def cleanup(self, client) -> None:
         session_images = [
             image

@@ -25,10 +25,11 @@ import pytest
 
 from docker_base import ImageSession
 from envbuild.run.docker_engine import BuildFailed, BuildProgress, build, image_exists, make_context_tar
+from envbuild.run.image import bake
 from envbuild.pipeline import load_plan
 from envbuild.plan import Plan
 from envbuild.render.dockerfile import build_context, render_dockerfile
-from localsources import FileServer
+from localsources import FileServer, make_tarball, sha256
 from stamps import expected_stamp, stamp_of
 from testrecipe import BROKEN, HttpRecipe
 
@@ -53,6 +54,11 @@ env:
       - ${{IONIC_TOOL_HOME}}/bin
 """
 COMPONENTS = ["libhello", "greet", "dataset", "rank0-tool", "ionic-tool"]
+# greet installs with pip (site-packages, a shared place): it runs in the image
+# itself. The others write only their own prefixes: each builds in a stage of
+# its own, which the builder runs first.
+OWN_STAGE = ["libhello", "dataset", "rank0-tool", "ionic-tool"]
+BUILD_ORDER = OWN_STAGE + ["greet"]
 
 
 # --- helpers (fixtures engine, base_image, session: conftest.py) ---------------
@@ -93,16 +99,14 @@ class Built:
         return [s.component for s in self.progress.steps if s.component and s.cached == cached]
 
 
-def build_plan(engine, session: ImageSession, plan: Plan, tag: str) -> Built:
-    """build_context + docker_engine.build, as `envbuild image` does, on the host's network."""
+def build_plan(engine, session: ImageSession, plan: Plan, tag: str, no_cache: bool = False) -> Built:
+    """run.image.bake, as `envbuild image` does, on the host's network."""
     progress = RecordingProgress()
-    started = time.monotonic()
     try:
-        image_id = build(engine, make_context_tar(build_context(plan)), tag, labels=session.labels,
-                         on_event=progress, network_mode="host")
+        baked = bake(plan, [tag], no_cache=no_cache, network="host", progress=progress)
     finally:
         session.track(progress)
-    return Built(plan, tag, image_id, progress, time.monotonic() - started)
+    return Built(plan, tag, baked.image_id, progress, baked.seconds)
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +166,10 @@ def broken_recipe(recipe: HttpRecipe):
 
 @pytest.mark.docker
 def test_one_layer_per_component_each_built_once(baked):
-    assert baked.component_steps(cached=False) == COMPONENTS
+    assert baked.component_steps(cached=False) == BUILD_ORDER
     assert baked.component_steps(cached=True) == []
     shown = baked.progress.shown.getvalue().splitlines()
-    assert [line.split(" in ")[0] for line in shown if ": built" in line] == [f"{n}: built" for n in COMPONENTS]
+    assert [line.split(" in ")[0] for line in shown if ": built" in line] == [f"{n}: built" for n in BUILD_ORDER]
 
 
 @pytest.mark.docker
@@ -181,6 +185,8 @@ def test_components_are_installed_and_env_is_set(engine, session, baked):
         echo "TEST_RECIPE_ENV=$TEST_RECIPE_ENV"
         echo "PATH=$PATH"
         echo "builds:" $(cat /var/tmp/envbuild-test-builds.log)
+        test -e /envbuild-out || echo "no /envbuild-out"
+        ls -A /opt/envbuild/lib/components
     """)
     assert code == 0, err
     assert out.splitlines() == [
@@ -192,8 +198,12 @@ def test_components_are_installed_and_env_is_set(engine, session, baked):
         "ionic tool",
         "TEST_RECIPE_ENV=on",
         "PATH=/opt/ionic/bin:/opt/hello/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        f"builds: {' '.join(COMPONENTS)}",
+        # What the stages write outside their prefixes (this log in /var/tmp) stays in the stages.
+        "builds: greet",
+        "no /envbuild-out",
+        "01-libhello.sh", "02-greet.sh", "03-dataset.sh", "04-rank0-tool.sh", "05-ionic-tool.sh",
     ]
+
 
 
 @pytest.mark.docker
@@ -215,8 +225,9 @@ def test_runtime_script_in_the_image_installs_nothing(engine, session, baked):
     assert lines[8] == "envbuild: node rank 1 (from NODE_RANK)"
     assert "envbuild: rank0-tool: skipped (node rank 1 (from NODE_RANK); runs on NODE_RANK 0)" in lines[9:14]
     assert re.fullmatch(r"envbuild: all 4 components present, 1 skipped \(0\.\d{3} s\)", lines[14])
-    assert lines[15] == f"builds: {' '.join(COMPONENTS)}"  # no step ran again
-    assert sorted(lines[16:]) == sorted(f"{name}.log" for name in COMPONENTS)  # the build's logs, no more
+    assert lines[15] == "builds: greet"  # no step ran again
+    # The build's logs went to its output, not into a layer, and nothing was installed since.
+    assert lines[16:] == []
     assert err == ""
 
 
@@ -255,31 +266,64 @@ def test_runtime_script_env_equals_the_image_env(engine, session, base_image, ba
     assert added == set(exported)
 
 
-@pytest.mark.docker
-def test_pin_bump_rebuilds_that_layer_and_later_ones_only(engine, session, base_image, sources, baked):
-    old_commit = sources.greet_commit
-    sources.greet_commit = sources.commit("greet", {"greet/news.py": "NEWS = 2\n"}, "greet news")
-    sources.write()
+@contextlib.contextmanager
+def bumped_pin(recipe: HttpRecipe, name: str):
+    """Moves the pin of component `name` for the duration; yields (a command run in the image, what it prints)."""
+    saved = dict(vars(recipe))
+    tarball = recipe.server.root / "dataset-1.0.tar.gz"
+    old_tarball = tarball.read_bytes()
+    if name == "greet":
+        recipe.greet_commit = recipe.commit("greet", {"greet/news.py": "NEWS = 2\n"}, "greet news")
+        shows = ("python3 -c 'import greet.news; print(greet.news.NEWS)'", "2")
+    elif name == "libhello":
+        recipe.set_hello_version(2)
+        shows = ("hello", "hello 2")
+    else:
+        data = make_tarball({"README": "data 2\n"}, "dataset-1.0")
+        tarball.write_bytes(data)
+        recipe.dataset_sha256 = sha256(data)
+        shows = ("cat /opt/data/README", "data 2")
+    recipe.write()
     try:
-        bumped = build_plan(engine, session, image_plan(sources, base_image), session.tag("testrecipe-greet2"))
+        yield shows
     finally:
-        sources.greet_commit = old_commit
-        sources.write()
+        tarball.write_bytes(old_tarball)
+        vars(recipe).update(saved)
+        recipe.write()
 
-    assert bumped.component_steps(cached=True) == ["libhello"]
-    assert bumped.component_steps(cached=False) == COMPONENTS[1:]
-    steps = bumped.progress.steps
-    first_rebuilt = next(i for i, s in enumerate(steps) if not s.cached and not s.is_from)
-    assert steps[first_rebuilt].instruction == "COPY envbuild/components/02-greet.sh /opt/envbuild/lib/components/"
-    assert all(s.cached for s in steps[1:first_rebuilt])  # engine, libhello's fragment and layer
-    assert not any(s.cached for s in steps[first_rebuilt:])
-    assert "libhello: cached" in bumped.progress.shown.getvalue().splitlines()
+
+@pytest.mark.docker
+@pytest.mark.parametrize("bumped_name, rebuilt", [
+    ("dataset", ["dataset"]),  # its own stage, nothing depends on it
+    ("libhello", ["libhello", "greet"]),  # its own stage, and greet, which depends on it
+    ("greet", ["greet"]),  # runs in the image: what comes after it there are copies
+])
+def test_pin_bump_rebuilds_that_component_and_its_dependents_only(engine, session, base_image, sources, baked,
+                                                                   bumped_name, rebuilt):
+    with bumped_pin(sources, bumped_name) as (command, shows):
+        bumped = build_plan(engine, session, image_plan(sources, base_image), session.tag(f"bumped-{bumped_name}"))
+
+    assert bumped.component_steps(cached=False) == rebuilt
+    assert bumped.component_steps(cached=True) == [name for name in BUILD_ORDER if name not in rebuilt]
+    shown = bumped.progress.shown.getvalue().splitlines()
+    assert [line for line in shown if line.endswith(": cached")] == [
+        f"{name}: cached" for name in BUILD_ORDER if name not in rebuilt]
+    runs = [step for step in bumped.progress.rebuilt_steps if step.startswith("RUN ")]
+    assert [run.split()[1] for run in runs] == [f"ENVBUILD_COMPONENT={name}" for name in rebuilt]
+    if bumped_name == "dataset":
+        # After the stage, only copies: its own and those that come after it in the image.
+        assert [step for step in bumped.progress.rebuilt_steps if step.startswith("COPY")] == [
+            "COPY envbuild/components/03-dataset/ /",
+            "COPY --from=component-dataset /envbuild-out/ /",
+            "COPY --from=component-rank0-tool /envbuild-out/ /",
+            "COPY --from=component-ionic-tool /envbuild-out/ /",
+            "COPY envbuild/setup_deps/ /",
+        ]
 
     code, out, err = run_in(engine, session, bumped.tag,
-                            "python3 -c 'import greet.news; print(greet.news.NEWS)' && "
-                            "bash /opt/envbuild/setup_deps.sh --check >/dev/null && echo parity")
+                            f"{command} && bash /opt/envbuild/setup_deps.sh --check >/dev/null && echo parity")
     assert code == 0, err
-    assert out.split() == ["2", "parity"]
+    assert out.splitlines() == [shows, "parity"]
 
 
 @pytest.mark.docker
@@ -312,6 +356,37 @@ def test_failing_step_fails_the_build_naming_the_component(engine, session, base
     assert not image_exists(engine, session.tag("broken-cli"))
 
 
+STRAY = """name: stray
+description: Declares a prefix and writes outside it too.
+prefix:
+  STRAY_HOME: /opt/stray
+build: |
+  mkdir -p "$STRAY_HOME" /usr/local/share/stray
+  echo in > "$STRAY_HOME/in"
+  echo out > /usr/local/share/stray/out
+"""
+
+
+@pytest.mark.docker
+def test_an_own_stage_component_writing_outside_its_prefixes_fails_the_build(engine, session, base_image, sources):
+    """Only its prefixes would reach the image: the rest would be lost without a word."""
+    saved = list(sources.components)
+    sources.extra_components["stray"] = STRAY
+    sources.components[:] = ["stray"]
+    sources.write()
+    try:
+        with pytest.raises(BuildFailed) as failure:
+            build_plan(engine, session, image_plan(sources, base_image), session.tag("stray"))
+    finally:
+        sources.components[:] = saved
+        del sources.extra_components["stray"]
+        sources.write()
+        (sources.recipes / "components" / "stray.yaml").unlink()
+    assert failure.value.component == "stray"
+    assert "envbuild: error: stray wrote outside its prefixes (STRAY_HOME): /usr/local/share/stray/out; an image " \
+           "builds it in a stage of its own, from which only its prefixes reach the image" in failure.value.output_tail
+
+
 # --- the CLI ------------------------------------------------------------------
 
 
@@ -322,11 +397,12 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     assert first.returncode == 0, first.stderr
     assert f"envbuild: building {tag} from {base_image} (5 components)" in first.stderr
     # Same recipe, same rendering: every component layer is the library build's.
-    assert [f"{name}: cached" for name in COMPONENTS] == [
+    assert [f"{name}: cached" for name in BUILD_ORDER] == [
         line for line in first.stderr.splitlines() if line.endswith(": cached")
     ]
     assert re.search(rf"^envbuild: built {re.escape(tag)} \(sha256:[0-9a-f]{{12}}\) in [\d.]+ s$", first.stderr, re.M)
     first_id = engine.api.inspect_image(tag)["Id"]
+    assert first_id == baked.image_id
 
     again = envbuild_cli(*image_args(sources, base_image, "--tag", tag))
     assert again.returncode == 0, again.stderr
@@ -334,13 +410,11 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     assert "building" not in again.stderr
     assert engine.api.inspect_image(tag)["Id"] == first_id
 
+    before = {image.id for image in engine.images.list(all=True)}
     try:
         rebuilt = envbuild_cli(*image_args(sources, base_image, "--tag", tag, "--no-cache", "--verbose"))
     finally:
-        # The rebuild takes the tag; the first image, untagged, would escape the session's cleanup.
-        with contextlib.suppress(Exception):
-            if not engine.api.inspect_image(first_id)["RepoTags"]:
-                engine.api.remove_image(first_id)
+        session.adopt_new_images(engine, before)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "cached" not in rebuilt.stderr
     # --verbose shows what the steps print (make's install line), live from the engine's stream.
@@ -348,7 +422,8 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     for name in COMPONENTS:
         assert f"building {name}...\n" in rebuilt.stderr
         assert re.search(rf"^{name}: built in [\d.]+s$", rebuilt.stderr, re.M)
-    assert engine.api.inspect_image(tag)["Id"] != first_id
+    # Reproducible: every step ran again, and the image is the same, to the byte of its config.
+    assert engine.api.inspect_image(tag)["Id"] == first_id
 
 
 @pytest.mark.docker
@@ -404,16 +479,20 @@ def test_unreachable_engine_is_one_line_and_dry_run_needs_no_engine(sources, com
     dockerfile = render_dockerfile(plan)
     assert result.stdout.startswith(dockerfile)
     # A NIC-conditional component is baked for the image's family, which the build is told.
-    assert ("# envbuild component: ionic-tool (baked in for NIC family ionic; at run time setup_deps.sh "
-            "skips it unless the NIC family is ionic)\n") in dockerfile
+    assert ("# envbuild component: ionic-tool (built in stage component-ionic-tool; baked in for NIC family ionic; "
+            "at run time setup_deps.sh skips it unless the NIC family is ionic)\n") in dockerfile
     assert "RUN ENVBUILD_COMPONENT=ionic-tool ENVBUILD_NIC_FAMILY=ionic bash " in dockerfile
     listing = result.stdout[len(dockerfile):].splitlines()
     assert listing[:2] == ["", f"# build context of envbuild/testrecipe:{plan.hash[:12]}:"]
     files = build_context(plan)
     assert listing[2:] == [f"#   {mode:04o} {len(data):>8} {path}" for path, (data, mode) in files.items()]
-    assert [path.rsplit("/", 1)[-1] for path in files] == [
-        "Dockerfile", "01-libhello.sh", "02-greet.sh", "03-dataset.sh", "04-rank0-tool.sh", "05-ionic-tool.sh",
-        "engine.sh", "run-component.sh", "setup_deps.sh",
+    assert list(files) == [
+        "Dockerfile",
+        *(f"envbuild/components/{n:02d}-{name}/opt/envbuild/lib/components/{n:02d}-{name}.sh"
+          for n, name in enumerate(COMPONENTS, 1)),
+        "envbuild/engine/opt/envbuild/lib/engine.sh",
+        "envbuild/engine/opt/envbuild/lib/run-component.sh",
+        "envbuild/setup_deps/opt/envbuild/setup_deps.sh",
     ]
 
 

@@ -1,4 +1,16 @@
-"""The Dockerfile renderer: a pure function from a plan to a Dockerfile and its build context."""
+"""The Dockerfile renderer: a pure function from a plan to a Dockerfile and its build context.
+
+Layout (steps as data, one template): `envbuild-base` is the base image plus
+the engine and the apt packages of every component (the most stable layers).
+A component that writes only its own prefixes gets a stage of its own, FROM
+envbuild-base plus the outputs of its dependencies; run-component.sh --stage
+moves what it installed (prefixes, stamp, provenance, fragment) under
+/envbuild-out, which the image copies in. So a pin bump rebuilds that stage,
+the stages of its dependents and a copy, not every later layer. Components
+that write shared places (site-packages, dpkg, patched files) run in plan
+order in the image itself, each after the copies of what it needs; the copies
+nothing in that chain needs come last.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +18,48 @@ from dataclasses import dataclass
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
-from envbuild.plan import Plan
-from envbuild.formats import patches_field
-from envbuild.render.script import RUNTIME, engine_text, render_fragment, render_script
+from envbuild.formats import IMAGE_EPOCH, patches_field
+from envbuild.plan import Plan, Step
+from envbuild.render.script import RUNTIME, engine_text, render_fragment, render_script, uses_python
 from envbuild.render.templating import jinja, recipe_source, summary
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.shell import ENV_REFERENCE, quote
+from envbuild.spec.sources import DebSource
+
+BASE_STAGE = "envbuild-base"
+# Where an own-stage component's outputs wait, at their image paths, to be copied in.
+STAGE_OUTPUT = "/envbuild-out/"
+RUN_COMPONENT = "/opt/envbuild/lib/run-component.sh"
 
 
 @dataclass(frozen=True)
 class ImageLayer:
-    """One component's place in the Dockerfile: baked in or left to the script, and why."""
+    """How one component reaches the image: baked in (in a stage of its own or not) or left to the script."""
+
     name: str
     baked: bool
     note: str
-    context_path: str
-    run: str
+    context_dir: str  # copied to /: holds the component's fragment at its image path
+    run: str  # the RUN instruction's command
+    own_stage: bool  # built in a stage of its own, its outputs copied into the image
+
+    @property
+    def stage(self) -> str:
+        return f"component-{self.name}"
+
+    @property
+    def fragment_path(self) -> str:
+        return f"{self.context_dir}/opt/envbuild/lib/components/{self.context_dir.rsplit('/', 1)[-1]}.sh"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One FROM block of the Dockerfile: its name ("" for the image), what it starts from, its lines."""
+
+    name: str
+    base: str
+    comment: str
+    lines: tuple[str, ...]
 
 
 def docker_quote(value: str) -> str:
@@ -30,9 +68,21 @@ def docker_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def _writes_only_own_prefixes(step: Step) -> bool:
+    """Whether a component's install stays inside its own prefixes, as far as the recipe tells.
+
+    pip (site-packages), a .deb (dpkg's database) and patches (files of other
+    components) write shared places; apt packages are installed in envbuild-base
+    beforehand. run-component.sh --stage refuses a build that writes elsewhere.
+    """
+    c = step.component
+    return bool(c.prefix) and not uses_python(c) and not isinstance(c.source, DebSource) and not c.patches
+
+
 def _image_layers(plan: Plan) -> list[ImageLayer]:
     family = plan.nic_family
-    layers = []
+    layers: list[ImageLayer] = []
+    own_stage: set[str] = set()
     for index, step in enumerate(plan.steps, 1):
         when = step.component.when
         assignments = {"ENVBUILD_COMPONENT": step.name}
@@ -51,10 +101,70 @@ def _image_layers(plan: Plan) -> list[ImageLayer]:
             assignments["ENVBUILD_NIC_FAMILY"] = family
         if step.nic_specific:
             note = note or f"built for NIC family {family}; setup_deps.sh rebuilds it on other NICs"
+        alone = baked and _writes_only_own_prefixes(step) and all(d in own_stage for d in step.component.depends)
+        if alone:
+            own_stage.add(step.name)
         run = " ".join(f"{k}={quote(v)}" for k, v in assignments.items())
-        run += f" bash /opt/envbuild/lib/run-component.sh {quote(step.name)}"
-        layers.append(ImageLayer(step.name, baked, note, f"envbuild/components/{index:02d}-{step.name}.sh", run))
+        run += f" bash {RUN_COMPONENT}{' --stage' if alone else ''} {quote(step.name)}"
+        layers.append(ImageLayer(step.name, baked, note, f"envbuild/components/{index:02d}-{step.name}", run, alone))
     return layers
+
+
+def _apt_packages(plan: Plan, layers: list[ImageLayer]) -> list[str]:
+    """The apt packages of every baked component, first mention first."""
+    baked = {layer.name for layer in layers if layer.baked}
+    return list(dict.fromkeys(p for s in plan.steps if s.name in baked for p in s.component.apt))
+
+
+def _component_lines(layer: ImageLayer) -> list[str]:
+    return [f"COPY {layer.context_dir}/ /", f"RUN {layer.run}"]
+
+
+def _header(layer: ImageLayer, note: str) -> list[str]:
+    note = "; ".join(filter(None, (note, layer.note)))
+    return ["", f"# envbuild component: {layer.name}{f' ({note})' if note else ''}"]
+
+
+def _copy_lines(layer: ImageLayer) -> list[str]:
+    return _header(layer, f"built in stage {layer.stage}") + [f"COPY --from={layer.stage} {STAGE_OUTPUT} /"]
+
+
+def _stages(plan: Plan, layers: list[ImageLayer]) -> list[Stage]:
+    by_name = {layer.name: layer for layer in layers}
+    base_lines = ["# The engine depends on envbuild's version only, never on the recipe.", "COPY envbuild/engine/ /"]
+    packages = _apt_packages(plan, layers)
+    if packages:
+        base_lines += ["", "# The apt packages of every component, before any of them: they change least.",
+                       f"RUN bash {RUN_COMPONENT} --apt {' '.join(quote(p) for p in packages)}"]
+    stages = [Stage(BASE_STAGE, plan.recipe.base_image, "The base image and what every component needs.",
+                    tuple(base_lines))]
+
+    def own_stage_closure(name: str) -> list[ImageLayer]:
+        return [by_name[n] for n in plan.closure(name) if by_name[n].own_stage]
+
+    for layer in layers:
+        if layer.own_stage:
+            copies = [line for dep in own_stage_closure(layer.name)[:-1] for line in _copy_lines(dep)]
+            comment = _header(layer, "writes only its own prefixes: built alone, copied into the image")[1][2:]
+            lines = copies[1:] + [""] + _component_lines(layer) if copies else _component_lines(layer)
+            stages.append(Stage(layer.stage, BASE_STAGE, comment, tuple(lines)))
+    image: list[str] = []
+    copied: set[str] = set()
+
+    def copy_in(names: list[ImageLayer]) -> None:
+        for dep in names:
+            if dep.name not in copied:
+                copied.add(dep.name)
+                image.extend(_copy_lines(dep))
+
+    for layer in layers:
+        if not layer.baked:
+            image += _header(layer, "")
+        elif not layer.own_stage:
+            copy_in(own_stage_closure(layer.name))
+            image += _header(layer, "") + _component_lines(layer)
+    copy_in([layer for layer in layers if layer.own_stage])
+    return stages + [Stage("", BASE_STAGE, "The image: the components in plan order.", tuple(image[1:]))]
 
 
 def _dockerfile_env(plan: Plan, layers: list[ImageLayer]) -> list[str]:
@@ -86,11 +196,13 @@ def _dockerfile_env(plan: Plan, layers: list[ImageLayer]) -> list[str]:
 
 
 def image_labels(plan: Plan) -> dict[str, str]:
-    """Deterministic labels; the build adds the volatile `created` one."""
+    """The image's labels, all from the plan: no build time, so equal plans give equal images.
+
+    No org.opencontainers.image.source: that label is a URL, and a recipe names none.
+    """
     labels = {
         "org.opencontainers.image.title": f"envbuild/{plan.recipe.name}",
         "org.opencontainers.image.version": plan.hash[:12],
-        "org.opencontainers.image.source": recipe_source(plan),
         "org.opencontainers.image.base.name": plan.recipe.base_image,
         "io.envbuild.recipe": plan.recipe.name,
         "io.envbuild.recipe-hash": plan.hash,
@@ -122,21 +234,27 @@ def render_dockerfile(plan: Plan) -> str:
         version=__version__,
         source=recipe_source(plan),
         summary=summary(plan.recipe.description),
-        layers=layers,
+        stages=_stages(plan, layers),
         env=_dockerfile_env(plan, layers),
         labels=[f"{key}={docker_quote(value)}" for key, value in image_labels(plan).items()],
     )
 
 
 def build_context(plan: Plan) -> dict[str, tuple[bytes, int]]:
-    """Every file the Dockerfile copies, by context path, with its mode."""
+    """Every file the Dockerfile copies, by context path, with its mode.
+
+    Each COPY takes a directory holding its files at their image paths: the
+    builder then gives the image's directories the context's fixed times,
+    where a COPY of files would stamp them with the time of the build.
+    """
+    run_component = (RUNTIME / "run-component.sh").read_text(encoding="utf-8").replace("@IMAGE_EPOCH@", str(IMAGE_EPOCH))
     files = {
         "Dockerfile": (render_dockerfile(plan).encode(), 0o644),
-        "envbuild/engine.sh": (engine_text().encode(), 0o644),
-        "envbuild/run-component.sh": ((RUNTIME / "run-component.sh").read_bytes(), 0o755),
-        "envbuild/setup_deps.sh": (render_script(plan).encode(), 0o755),
+        "envbuild/engine/opt/envbuild/lib/engine.sh": (engine_text().encode(), 0o644),
+        f"envbuild/engine{RUN_COMPONENT}": (run_component.encode(), 0o755),
+        "envbuild/setup_deps/opt/envbuild/setup_deps.sh": (render_script(plan).encode(), 0o755),
     }
     for layer, step in zip(_image_layers(plan), plan.steps):
         if layer.baked:
-            files[layer.context_path] = (render_fragment(plan, step).encode(), 0o644)
+            files[layer.fragment_path] = (render_fragment(plan, step).encode(), 0o644)
     return dict(sorted(files.items()))

@@ -68,6 +68,11 @@ _eb_nic_detect() {
 """
 
 
+def uses_python(component: Component) -> bool:
+    """Whether the component installs into Python's site-packages (pip groups or _eb_pip in its build)."""
+    return bool(component.pip) or "_eb_pip" in component.build
+
+
 def engine_text() -> str:
     """The whole recipe-independent engine, both programs embedded: what an image's layer holds."""
     return _engine_file("registry.sh") + "".join("\n" + _engine_file(part) for part in ENGINE_PARTS) \
@@ -143,7 +148,7 @@ def render_fragment(plan: Plan, step: Step) -> str:
     """The component's registration, step, check, patches and env functions."""
     c = step.component
     closure = plan.closure(step.name)
-    uses_python = bool(c.pip) or "_eb_pip" in c.build
+    python = uses_python(c)
     manifest = manifest_text(c.patch_specs) if c.patch_specs else ""
     if MANIFEST_DELIMITER in manifest.splitlines():
         raise EnvbuildError(f"a patch of {step.name} holds the line {MANIFEST_DELIMITER}, which ends its heredoc")
@@ -157,9 +162,9 @@ def render_fragment(plan: Plan, step: Step) -> str:
         "prefix_vars": " ".join(sorted({var for name in closure for var, _ in plan.step(name).component.prefix})),
         "own_prefixes": " ".join(var for var, _ in c.prefix),
         "env_chain": " ".join(name for name in closure if not plan.step(name).component.env.empty),
-        "uses_python": "1" if uses_python else "",
+        "uses_python": "1" if python else "",
         "gpu_target": plan.recipe.gpu_target,
-        "protected": " ".join(plan.recipe.python_protected) if uses_python else "",
+        "protected": " ".join(plan.recipe.python_protected) if python else "",
         "source": c.source.pin if c.source else "",
         "patches": patches_field(c.patch_hashes),
     }

@@ -17,17 +17,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import hashlib
 import io
+import json
 import os
 import re
 import sys
 import tarfile
 import time
 from contextlib import contextmanager
-from typing import Callable, Generator, Iterator, Mapping, TextIO
+from typing import Callable, Generator, Iterator, Mapping, Sequence, TextIO
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 
 from envbuild.errors import EnvbuildError
@@ -161,6 +164,16 @@ def image_labels(client: docker.DockerClient, tag: str) -> dict[str, str] | None
     return config.get("Labels") or {}
 
 
+def tag_image(client: docker.DockerClient, image: str, tags: Sequence[str]) -> str:
+    """Gives image `image` every tag in `tags`; returns its id (sha256:...)."""
+    with _engine_errors(f"tag image {image}"):
+        image_id = client.api.inspect_image(image)["Id"]
+        for tag in tags:
+            repository, name = docker.utils.parse_repository_tag(tag)
+            client.api.tag(image_id, repository, name or "latest")
+    return image_id
+
+
 def base_image_present(client: docker.DockerClient, ref: str) -> bool:
     """Whether `FROM ref` can build without pulling."""
     # scratch is the builder's empty image, never stored in the engine.
@@ -210,6 +223,74 @@ def _repository(ref: str) -> str:
     if len(parts) == 1 or not ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         name = "docker.io/" + (name if len(parts) > 1 else f"library/{name}")
     return name
+
+
+_EMPTY_HISTORY = re.compile(r"#\(nop\) +(?!(COPY|ADD) )")
+
+
+def settle_image(client: docker.DockerClient, image_id: str, base: str, tags: list[str], epoch: int) -> str:
+    """Gives image `image_id` its reproducible config and `tags`; returns the new image id (sha256:...).
+
+    The classic builder writes the time of the build into the image config (its
+    `created`, and each history entry's), so equal layers still make a new image
+    ID. Here the config is written again with `epoch` for those times and without
+    the builder's parent link, and loaded as an image whose layers the engine has
+    already: a tar of the config and a manifest, no layer moved. The base image's
+    history (of image `base`) keeps its own times. Raises EnvbuildError when the
+    engine refuses.
+    """
+    with _engine_errors(f"inspect the built image {image_id[:19]}"):
+        built = client.api.inspect_image(image_id)
+        history = list(reversed(client.api.history(image_id)))
+        inherited = 0 if base == "scratch" else len(client.api.history(base))
+    diff_ids = built["RootFS"]["Layers"]
+
+    def utc(seconds: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+    entries = [
+        {"created": utc(entry["Created"] if index < inherited else epoch), "created_by": entry["CreatedBy"],
+         **({"comment": entry["Comment"]} if entry["Comment"] else {})}
+        for index, entry in enumerate(history)
+    ]
+    _mark_empty_layers(entries, history, len(diff_ids))
+    config = {
+        "architecture": built["Architecture"],
+        "os": built["Os"],
+        "config": {**built["Config"], "Image": ""},
+        "created": utc(epoch),
+        "history": entries,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    if built.get("Variant"):
+        config["variant"] = built["Variant"]
+    raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    manifest = [{"Config": f"{digest}.json", "RepoTags": tags, "Layers": [f"{i}/layer.tar" for i in range(len(diff_ids))]}]
+    archive = make_context_tar({f"{digest}.json": (raw, 0o644), "manifest.json": (json.dumps(manifest).encode(), 0o644)})
+    with _engine_errors("store the reproducible image config"):
+        for event in client.api.load_image(archive):
+            if "error" in event:
+                raise EnvbuildError(f"the Docker engine could not store the reproducible image config: {event['error']}")
+    return f"sha256:{digest}"
+
+
+def _mark_empty_layers(entries: list[dict], history: list[dict], layers: int) -> None:
+    """Sets `empty_layer` on the history entries that made no layer, as the original config had it.
+
+    The engine's history API leaves that flag out: builder instructions that only
+    change the config are `#(nop)` other than COPY/ADD; failing that, the entries
+    of no size. Raises EnvbuildError when neither accounts for the image's layers.
+    """
+    for empty in ([bool(_EMPTY_HISTORY.search(h["CreatedBy"])) for h in history],
+                  [h["Size"] == 0 for h in history]):
+        if empty.count(False) == layers:
+            for entry, flag in zip(entries, empty):
+                if flag:
+                    entry["empty_layer"] = True
+            return
+    raise EnvbuildError(f"cannot tell which of the image's {len(history)} history entries made its {layers} layers; "
+                        "its config cannot be written again")
 
 
 # --- build context ------------------------------------------------------------
@@ -506,14 +587,14 @@ class BuildProgress(BuildTranscript):
 def build(
     client: docker.DockerClient,
     context_tar: bytes,
-    tag: str,
+    tag: str | None,
     labels: dict[str, str] | None = None,
     nocache: bool = False,
     pull: bool = False,
     on_event: EventHandler | None = None,
     network_mode: str | None = None,
 ) -> str:
-    """Build the context's Dockerfile into `tag`; return the image id (sha256:...).
+    """Build the context's Dockerfile into `tag` (None: untagged); return the image id (sha256:...).
 
     network_mode is the RUN steps' network, as `docker build --network` takes it
     (e.g. "host": 127.0.0.1 inside a step is the machine's loopback); None is the
@@ -564,7 +645,7 @@ def build(
         raise BuildFailed(transcript.error, transcript.current_step)
     if transcript.image_id is None:
         raise BuildFailed("the engine ended the build without reporting an image")
-    with _engine_errors(f"inspect the built image {tag}"):
+    with _engine_errors(f"inspect the built image {tag or transcript.image_id}"):
         return client.api.inspect_image(transcript.image_id)["Id"]
 
 

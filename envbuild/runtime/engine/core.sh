@@ -6,9 +6,10 @@ _eb_warn() { printf 'envbuild: warning: %s\n' "$*" >&2; }
 
 _eb_die() { printf 'envbuild: error: %s\n' "$*" >&2; exit 1; }
 
-# The current UTC time as 2026-01-31T12:00:00Z, into the variable named $1.
+# The current UTC time as 2026-01-31T12:00:00Z, into the variable named $1;
+# SOURCE_DATE_EPOCH instead when set (reproducible builds: image layers).
 _eb_utc_now() {
-  TZ=UTC printf -v "$1" '%(%Y-%m-%dT%H:%M:%SZ)T' -1
+  TZ=UTC printf -v "$1" '%(%Y-%m-%dT%H:%M:%SZ)T' "${SOURCE_DATE_EPOCH:--1}"
 }
 
 # Microseconds since the epoch, into the variable named $1.
