@@ -387,6 +387,42 @@ def test_an_own_stage_component_writing_outside_its_prefixes_fails_the_build(eng
            "builds it in a stage of its own, from which only its prefixes reach the image" in failure.value.output_tail
 
 
+APT_TOOL = """name: apt-tool
+description: An apt package, used by a build into its own prefix.
+apt:
+  - jq
+prefix:
+  APT_TOOL_HOME: /opt/apt-tool
+build: |
+  mkdir -p "$APT_TOOL_HOME"
+  jq -n '"from jq"' > "$APT_TOOL_HOME/made-by"
+"""
+# What downloads and builds leave behind, if anything does.
+LEFTOVERS = "ls -A /var/lib/apt/lists /var/cache/apt/archives /tmp /var/log/apt; ls -A /root/.cache 2>/dev/null; true"
+
+
+@pytest.mark.docker
+def test_apt_packages_come_first_and_no_cache_or_build_tree_stays(engine, session, base_image, sources):
+    saved = list(sources.components)
+    sources.extra_components["apt-tool"] = APT_TOOL
+    sources.components[:] = ["libhello", "greet", "apt-tool"]
+    sources.write()
+    try:
+        built = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt"))
+    finally:
+        sources.components[:] = saved
+        del sources.extra_components["apt-tool"]
+        sources.write()
+        (sources.recipes / "components" / "apt-tool.yaml").unlink()
+    assert "RUN bash /opt/envbuild/lib/run-component.sh --apt jq" in [s.instruction for s in built.progress.steps]
+    assert built.component_steps(cached=False) == ["libhello", "apt-tool", "greet"]
+    code, out, err = run_in(engine, session, built.tag, "cat /opt/apt-tool/made-by && "
+                            "bash /opt/envbuild/setup_deps.sh >/dev/null && echo nothing to install")
+    assert (code, out) == (0, '"from jq"\nnothing to install\n'), err
+    # apt lists and archives, pip's cache and work directories: as in the base image.
+    assert run_in(engine, session, built.tag, LEFTOVERS) == run_in(engine, session, base_image, LEFTOVERS)
+
+
 # --- the CLI ------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ marker=$(mktemp /dev/shm/envbuild-marker.XXXXXX)
 source /opt/envbuild/lib/engine.sh
 for fragment in /opt/envbuild/lib/components/*.sh; do
   # shellcheck source=/dev/null
-  source "$fragment"
+  [[ ! -e $fragment ]] || source "$fragment"
 done
 _eb_prefix_defaults
 _eb_state_dir
