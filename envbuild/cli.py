@@ -391,9 +391,11 @@ def dockerfile_name(plan: Plan) -> str:
               help="Network of the RUN steps, as for `docker build --network` (e.g. host, none). "
                    "Default: the engine's bridge.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
+@click.option("--push", is_flag=True, help="After a successful build, push every tag to its registry and print "
+                                            "TAG@DIGEST for each.")
 @format_option()
 def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, tags, no_cache, pull, dry_run,
-          network, verbose, fmt):
+          network, verbose, push, fmt):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
     Each component gets its own layer, in plan order, running the same step as
@@ -402,10 +404,13 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     same recipe hash (label io.envbuild.recipe-hash) is reused.
     """
     from envbuild.render.dockerfile import build_context
-    from envbuild.run.image import bake, default_tag
+    from envbuild.run.image import bake, default_tag, push_tags
+    from envbuild.run.registry import parse_reference
 
     plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
     tags = list(tags) or [default_tag(plan)]
+    for tag in tags:
+        parse_reference(tag)
     if dry_run:
         files = build_context(plan)
         click.echo(files["Dockerfile"][0].decode(), nl=False)
@@ -418,13 +423,21 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
+    if fmt != "json":
+        if baked.reused:
+            click.echo(f"envbuild: {tags[0]} already exists (same recipe hash); reusing it. "
+                       "--no-cache builds it again.")
+        else:
+            output().say(f"built {', '.join(tags)} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
+    pushed = push_tags(tags, say=output().say) if push else []
     if fmt == "json":
-        emit_json(dataclasses.asdict(baked))
+        doc = dataclasses.asdict(baked)
+        if push:
+            doc["pushed"] = [dataclasses.asdict(each) for each in pushed]
+        emit_json(doc)
         return
-    if baked.reused:
-        click.echo(f"envbuild: {tags[0]} already exists (same recipe hash); reusing it. --no-cache builds it again.")
-        return
-    output().say(f"built {', '.join(tags)} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
+    for each in pushed:
+        click.echo(f"{each.tag}@{each.digest}")
 
 
 @main.command("detect-nic")

@@ -221,7 +221,11 @@ def diff(a: Facts, b: Facts) -> list[Change]:
 
 
 def read(target: str, recipes_dir: Path | None = None) -> Facts:
-    """The facts of a lock file (*.lock), a state directory, a recipe (file or name) or an image."""
+    """The facts of a lock file (*.lock), a state directory, a recipe (file or name) or an image.
+
+    An image reference that names its registry (REGISTRY[:PORT]/NAME:TAG) is read
+    from that registry without pulling; any other from the local Docker engine.
+    """
     path = Path(target)
     if path.suffix == lockfile.SUFFIX and path.is_file():
         return from_lock(lockfile.load(path))
@@ -229,7 +233,13 @@ def read(target: str, recipes_dir: Path | None = None) -> Facts:
         return from_state_dir(path)
     if path.suffix in SUFFIXES or target in Library(recipes_dir).recipe_names():
         return from_plan(load_plan(recipes_dir, target))
-    from envbuild.run import docker_engine  # only for images: docker-py is slow to import
+    from envbuild.run import registry
+
+    reference = registry.parse_reference(target)
+    if reference.explicit:
+        # What the nodes will pull: the registry's, even when the engine has a copy.
+        return from_labels(target, registry.registry_labels(reference))
+    from envbuild.run import docker_engine  # only for local images: docker-py is slow to import
 
     labels = docker_engine.image_labels(docker_engine.connect(), target)
     if labels is None:

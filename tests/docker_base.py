@@ -40,6 +40,7 @@ from envbuild.run.docker_engine import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENSURE_DOCKER = REPO_ROOT / "scripts" / "ensure-docker"
+ENSURE_REGISTRY = REPO_ROOT / "scripts" / "ensure-registry"
 
 DEBOOTSTRAP_SUITE = "bookworm"
 DEBOOTSTRAP_VARIANT = "minbase"
@@ -88,6 +89,22 @@ def engine_or_skip():
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return connect()
+
+
+def registry_or_skip() -> str:
+    """The host:port of a registry on 127.0.0.1, after scripts/ensure-registry made one answer.
+
+    Skips (fails in CI) like engine_or_skip when none can be had.
+    """
+    result = subprocess.run(
+        [str(ENSURE_REGISTRY)], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
+    )
+    if result.returncode != 0:
+        reason = f"no registry: scripts/ensure-registry failed:\n{result.stderr.strip()}"
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return result.stdout.strip()
 
 
 # --- base image ---------------------------------------------------------------

@@ -293,6 +293,75 @@ def _mark_empty_layers(entries: list[dict], history: list[dict], layers: int) ->
                         "its config cannot be written again")
 
 
+# --- pushing ------------------------------------------------------------------
+
+
+class PushProgress:
+    """Shows a push as it goes: on a terminal one live line (layers done, bytes sent), else a line per layer."""
+
+    def __init__(self, tag: str, stream: TextIO | None = None, live: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.tag = tag
+        self._stream = stream if stream is not None else sys.stderr
+        self.live = self._stream.isatty() if live is None else live
+        self._clock = clock
+        self.layers: dict[str, str] = {}  # layer id -> its last status
+        self.sent: dict[str, int] = {}  # layer id -> bytes pushed so far
+        self._shown = 0.0
+
+    def __call__(self, event: dict) -> None:
+        layer, status = event.get("id"), event.get("status", "")
+        if not layer or not status:
+            return  # "The push refers to repository ...", the digest line
+        if status in ("Preparing", "Waiting"):
+            self.layers.setdefault(layer, "waiting")
+            return
+        detail = event.get("progressDetail") or {}
+        if status == "Pushing" and "current" in detail:
+            self.sent[layer] = detail["current"]
+        finished = status in ("Pushed", "Layer already exists") or status.startswith("Mounted from")
+        self.layers[layer] = "done" if finished else "pushing"
+        if self.live:
+            if finished or self._clock() - self._shown > 0.2:
+                self._shown = self._clock()
+                done = sum(state == "done" for state in self.layers.values())
+                self._stream.write(f"\r\x1b[Kpushing {self.tag}: {done}/{len(self.layers)} layers done, "
+                                   f"{sum(self.sent.values()) / 1e6:.1f} MB sent")
+                self._stream.flush()
+        elif finished:
+            sent = f" ({self.sent[layer] / 1e6:.1f} MB)" if layer in self.sent else ""
+            self._stream.write(f"{self.tag}: layer {layer} {status.lower()}{sent}\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self.live:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def push(client: docker.DockerClient, tag: str, on_event: EventHandler | None = None) -> str:
+    """Pushes image `tag` to its registry; returns the manifest digest the registry stored (sha256:...).
+
+    Every decoded push event goes to on_event. Raises EnvbuildError, in one
+    line, when the engine or the registry refuses (unknown tag, registry
+    unreachable, authentication required).
+    """
+    repository, name = docker.utils.parse_repository_tag(tag)
+    digest = None
+    with _engine_errors(f"push {tag}"):
+        for event in client.api.push(repository, name or "latest", stream=True, decode=True):
+            if "error" in event or "errorDetail" in event:
+                message = event.get("error") or (event.get("errorDetail") or {}).get("message") or "unknown error"
+                raise EnvbuildError(f"pushing {tag} failed: {_first_line(message)}")
+            if isinstance(event.get("aux"), dict) and event["aux"].get("Digest"):
+                digest = event["aux"]["Digest"]
+            if on_event is not None:
+                on_event(event)
+    if digest is None:
+        raise EnvbuildError(f"pushing {tag}: the engine ended the push without the registry's digest")
+    return digest
+
+
 # --- build context ------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
 from envbuild.errors import EnvbuildError
 from envbuild.formats import IMAGE_EPOCH
@@ -63,3 +63,30 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
                                 nocache=no_cache, pull=bool(pull), on_event=progress, network_mode=network)
     image_id = docker_engine.settle_image(client, built, base, tags, IMAGE_EPOCH)
     return Baked(tuple(tags), image_id, time.monotonic() - started, False)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    tag: str
+    digest: str  # sha256:... of the manifest the registry stored
+    seconds: float
+
+
+def push_tags(tags: Sequence[str], *, say: Callable[[str], None] = lambda line: None,
+              stream: TextIO | None = None) -> list[Pushed]:
+    """Pushes every tag in `tags` to its registry, showing progress on `stream` (default stderr).
+
+    Raises EnvbuildError (one line) at the first push that fails.
+    """
+    client = docker_engine.connect()
+    pushed = []
+    for tag in tags:
+        started = time.monotonic()
+        progress = docker_engine.PushProgress(tag, stream=stream)
+        try:
+            digest = docker_engine.push(client, tag, on_event=progress)
+        finally:
+            progress.close()
+        pushed.append(Pushed(tag, digest, time.monotonic() - started))
+        say(f"pushed {tag} ({digest}) in {pushed[-1].seconds:.1f} s")
+    return pushed
