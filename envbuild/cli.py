@@ -404,7 +404,8 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     same recipe hash (label io.envbuild.recipe-hash) is reused.
     """
     from envbuild.render.dockerfile import build_context
-    from envbuild.run.image import bake, default_tag, push_tags
+    from envbuild.run.docker_engine import BuildProgress
+    from envbuild.run.image import bake, default_tag, push_tags, summary_lines
     from envbuild.run.registry import parse_reference
 
     plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
@@ -418,8 +419,10 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
         for path, (data, mode) in files.items():
             click.echo(f"#   {mode:04o} {len(data):>8} {path}")
         return
+    say, quiet = output().say, output().quiet
     try:
-        baked = bake(plan, tags, no_cache=no_cache, pull=pull, network=network, verbose=verbose, say=output().say)
+        baked = bake(plan, tags, no_cache=no_cache, pull=pull, network=network, say=say,
+                     progress=BuildProgress(verbose=verbose, quiet=quiet))
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
@@ -428,8 +431,10 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
             click.echo(f"envbuild: {tags[0]} already exists (same recipe hash); reusing it. "
                        "--no-cache builds it again.")
         else:
-            output().say(f"built {', '.join(tags)} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
-    pushed = push_tags(tags, say=output().say) if push else []
+            for line in summary_lines(baked):
+                say(line)
+            say(f"built {', '.join(tags)} ({baked.image_id[:19]}) in {baked.seconds:.1f} s")
+    pushed = push_tags(tags, say=say, quiet=quiet) if push else []
     if fmt == "json":
         doc = dataclasses.asdict(baked)
         if push:

@@ -7,7 +7,7 @@ locally made base image (tests/docker_base.py); nothing here mocks docker-py.
 from __future__ import annotations
 
 import io
-import itertools
+import re
 import os
 import shutil
 import socket
@@ -58,13 +58,14 @@ class Built:
 
     @property
     def shown(self) -> list[str]:
-        return self.progress.shown.getvalue().splitlines()
+        """The progress lines, without their time stamps."""
+        return [re.sub(r"^\[ *[\d.]+s\] ", "", line) for line in self.progress.shown.getvalue().splitlines()]
 
 
 class RecordingProgress(BuildProgress):
-    def __init__(self, verbose: bool = False, clock=time.monotonic):
+    def __init__(self, verbose: bool = False, clock=time.monotonic, **options):
         self.shown = io.StringIO()
-        super().__init__(stream=self.shown, verbose=verbose, clock=clock)
+        super().__init__(stream=self.shown, verbose=verbose, clock=clock, **options)
 
 
 def build_dockerfile(client, session: ImageSession, dockerfile: str, tag: str) -> Built:
@@ -414,21 +415,24 @@ FAILED_BUILD_EVENTS = [
 ]
 
 
-def recorded_progress(events: list[dict], verbose: bool = False) -> RecordingProgress:
-    ticks = itertools.count(start=10.0, step=1.5)
-    progress = RecordingProgress(verbose=verbose, clock=lambda: next(ticks))
+def recorded_progress(events: list[dict], verbose: bool = False, **options) -> RecordingProgress:
+    """Each event arrives 0.5 s after the one before."""
+    now = [10.0]
+    progress = RecordingProgress(verbose=verbose, clock=lambda: now[0], **options)
     for event in events:
+        now[0] += 0.5
         progress(event)
+    progress.close()
     return progress
 
 
 def test_progress_quiet_shows_components_and_their_times():
     progress = recorded_progress(FRESH_BUILD_EVENTS)
     assert progress.shown.getvalue().splitlines() == [
-        "building a...",
-        "a: built in 1.5s",
-        "building b...",
-        "b: built in 1.5s",
+        "[    3.0s] building a...",
+        "[    5.5s] a: built in 3.0s",
+        "[    6.0s] building b...",
+        "[    9.0s] b: built in 3.5s",
     ]
     assert progress.rebuilt_steps == [RUN_A, RUN_B_OK, "LABEL x=1"]
     assert progress.cached_steps == []
@@ -444,21 +448,21 @@ def test_progress_verbose_shows_every_line():
     shown = recorded_progress(FRESH_BUILD_EVENTS, verbose=True).shown.getvalue().splitlines()
     assert f"Step 2/4 : {RUN_A}" in shown
     assert "hello-a" in shown and "partial end" in shown and "oops" in shown
-    assert shown.index("building a...") < shown.index("hello-a") < shown.index("a: built in 1.5s")
+    assert shown.index("[    3.0s] building a...") < shown.index("hello-a") < shown.index("[    5.5s] a: built in 3.0s")
     assert "Successfully tagged envbuild-test/scratch:rec" in shown
 
 
 def test_progress_on_failure_names_component_and_shows_its_last_lines():
     progress = recorded_progress(FAILED_BUILD_EVENTS)
     assert progress.shown.getvalue().splitlines() == [
-        "a: cached",
-        "building b...",
-        "b: FAILED after 1.5s",
-        "--- last 2 output lines of b ---",
-        "    oops",
-        "    doing b",
-        "---",
-        "error: the command exited with code 3",
+        "[    3.0s] a: cached",
+        "[    5.0s] building b...",
+        "[    7.0s] b: FAILED after 2.5s",
+        "[    7.0s] --- last 2 output lines of b ---",
+        "[    7.0s]     oops",
+        "[    7.0s]     doing b",
+        "[    7.0s] ---",
+        "[    7.0s] error: the command exited with code 3",
     ]
     assert progress.cached_steps == [RUN_A]
     assert progress.rebuilt_steps == [RUN_B_FAIL]
@@ -471,7 +475,7 @@ def test_progress_on_failure_names_component_and_shows_its_last_lines():
 def test_progress_failure_in_verbose_mode_does_not_repeat_the_output():
     shown = recorded_progress(FAILED_BUILD_EVENTS, verbose=True).shown.getvalue().splitlines()
     assert shown.count("doing b") == 1
-    assert shown[-1] == "error: the command exited with code 3"
+    assert shown[-1] == "[    7.0s] error: the command exited with code 3"
 
 
 def test_progress_keeps_what_a_terminal_shows_and_only_the_last_lines():
@@ -492,12 +496,36 @@ def test_progress_keeps_what_a_terminal_shows_and_only_the_last_lines():
     assert step.output[-1] == "linking without newline"
     assert step.output[0] == "compiling unit 11"
     assert progress.image_id == "abcdefabcdef"
-    assert progress.shown.getvalue().splitlines() == ["building nccl...", "nccl: built in 1.5s"]
+    assert progress.shown.getvalue().splitlines() == ["[    1.0s] building nccl...", "[   23.5s] nccl: built in 23.0s"]
+
+
+def test_progress_on_a_terminal_is_one_live_line_for_the_running_component():
+    """Elapsed time and last output line, redrawn in place; finished components stay as lines."""
+    shown = recorded_progress(FRESH_BUILD_EVENTS, live=True).shown.getvalue()
+    assert shown == (
+        "\r\x1b[K  a    0.5s | \r\x1b[K  a    1.0s | hello-a"
+        "\r\x1b[Ka: built in 3.0s\n"
+        "\r\x1b[K  b    0.5s | \r\x1b[K  b    1.0s | doing b\r\x1b[K  b    1.5s | oops"
+        "\r\x1b[Kb: built in 3.5s\n"
+        "\r\x1b[K"
+    )
+
+
+def test_progress_quiet_shows_only_a_failure():
+    assert recorded_progress(FRESH_BUILD_EVENTS, quiet=True).shown.getvalue() == ""
+    assert recorded_progress(FAILED_BUILD_EVENTS, quiet=True).shown.getvalue().splitlines() == [
+        "[    7.0s] b: FAILED after 2.5s",
+        "[    7.0s] --- last 2 output lines of b ---",
+        "[    7.0s]     oops",
+        "[    7.0s]     doing b",
+        "[    7.0s] ---",
+        "[    7.0s] error: the command exited with code 3",
+    ]
 
 
 def test_progress_error_before_any_step():
     progress = recorded_progress([{"error": "dockerfile parse error line 1: unknown instruction: FORM"}])
-    assert progress.shown.getvalue() == "build failed: dockerfile parse error line 1: unknown instruction: FORM\n"
+    assert progress.shown.getvalue() == "[    0.5s] build failed: dockerfile parse error line 1: unknown instruction: FORM\n"
     assert str(BuildFailed(progress.error, progress.current_step)) == (
         "image build failed: dockerfile parse error line 1: unknown instruction: FORM"
     )

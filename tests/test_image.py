@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pty
 import re
 import shlex
 import subprocess
@@ -86,6 +87,14 @@ class RecordingProgress(BuildProgress):
         self.shown = io.StringIO()
         super().__init__(stream=self.shown)
 
+    def lines(self) -> list[str]:
+        return untimed(self.shown.getvalue())
+
+
+def untimed(text: str) -> list[str]:
+    """The lines of progress output, without the time stamps of plain (not a terminal) output."""
+    return [re.sub(r"^\[ *[\d.]+s\] ", "", line) for line in text.splitlines()]
+
 
 @dataclass
 class Built:
@@ -111,7 +120,8 @@ def build_plan(engine, session: ImageSession, plan: Plan, tag: str, no_cache: bo
 
 @pytest.fixture(scope="module")
 def baked(engine, base_image, session, sources):
-    return build_plan(engine, session, image_plan(sources, base_image), session.tag("testrecipe"))
+    # Without the layer cache: the stages of components without sources would come from earlier runs'.
+    return build_plan(engine, session, image_plan(sources, base_image), session.tag("testrecipe"), no_cache=True)
 
 
 def run_in(engine, session: ImageSession, image: str, script: str, **environment: str) -> tuple[int, str, str]:
@@ -168,7 +178,7 @@ def broken_recipe(recipe: HttpRecipe):
 def test_one_layer_per_component_each_built_once(baked):
     assert baked.component_steps(cached=False) == BUILD_ORDER
     assert baked.component_steps(cached=True) == []
-    shown = baked.progress.shown.getvalue().splitlines()
+    shown = baked.progress.lines()
     assert [line.split(" in ")[0] for line in shown if ": built" in line] == [f"{n}: built" for n in BUILD_ORDER]
 
 
@@ -305,7 +315,7 @@ def test_pin_bump_rebuilds_that_component_and_its_dependents_only(engine, sessio
 
     assert bumped.component_steps(cached=False) == rebuilt
     assert bumped.component_steps(cached=True) == [name for name in BUILD_ORDER if name not in rebuilt]
-    shown = bumped.progress.shown.getvalue().splitlines()
+    shown = bumped.progress.lines()
     assert [line for line in shown if line.endswith(": cached")] == [
         f"{name}: cached" for name in BUILD_ORDER if name not in rebuilt]
     runs = [step for step in bumped.progress.rebuilt_steps if step.startswith("RUN ")]
@@ -434,9 +444,15 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     assert f"envbuild: building {tag} from {base_image} (5 components)" in first.stderr
     # Same recipe, same rendering: every component layer is the library build's.
     assert [f"{name}: cached" for name in BUILD_ORDER] == [
-        line for line in first.stderr.splitlines() if line.endswith(": cached")
+        line for line in untimed(first.stderr) if line.endswith(": cached")
     ]
     assert re.search(rf"^envbuild: built {re.escape(tag)} \(sha256:[0-9a-f]{{12}}\) in [\d.]+ s$", first.stderr, re.M)
+    # The summary: each component's build (all cached here) and what it adds to the image.
+    summary = first.stderr[first.stderr.index("envbuild: component "):].splitlines()
+    assert re.fullmatch(r"envbuild: component +build +adds", summary[0])
+    assert [line.split()[1:3] for line in summary[1:6]] == [[name, "cached"] for name in COMPONENTS]
+    assert all(re.fullmatch(r"[\d.]+ (B|kB|MB)", " ".join(line.split()[3:])) for line in summary[1:6])
+    assert re.fullmatch(r"envbuild: the image adds [\d.]+ kB to its base", summary[6])
     first_id = engine.api.inspect_image(tag)["Id"]
     assert first_id == baked.image_id
 
@@ -457,9 +473,41 @@ def test_cli_builds_reuses_the_tag_and_rebuilds_with_no_cache(engine, session, b
     assert "install -m 755 hello" in rebuilt.stderr
     for name in COMPONENTS:
         assert f"building {name}...\n" in rebuilt.stderr
-        assert re.search(rf"^{name}: built in [\d.]+s$", rebuilt.stderr, re.M)
+        assert re.search(rf"^\[ *[\d.]+s\] {name}: built in [\d.]+s$", rebuilt.stderr, re.M)
     # Reproducible: every step ran again, and the image is the same, to the byte of its config.
     assert engine.api.inspect_image(tag)["Id"] == first_id
+
+
+@pytest.mark.docker
+def test_cli_on_a_terminal_shows_a_live_line_and_quiet_shows_only_the_result(engine, session, base_image, sources,
+                                                                             baked):
+    tag = session.tag("tty")
+    before = {image.id for image in engine.images.list(all=True)}
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "envbuild", *image_args(sources, base_image, "-t", tag,
+                                                                                  "--no-cache")],
+                                   stdout=subprocess.DEVNULL, stderr=terminal, cwd=REPO_ROOT)
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+            while chunk := os.read(controller, 65536):
+                shown += chunk
+        assert process.wait(timeout=300) == 0, shown.decode()
+    finally:
+        os.close(controller)
+        session.adopt_new_images(engine, before)
+    text = shown.decode()
+    # greet's live line: its name, the seconds it has run, its last output line (pip's).
+    assert re.search(r"\r\x1b\[K  greet +[\d.]+s \| \S", text), text
+    assert "\r\x1b[Kgreet: built in " in text
+    assert "building greet..." not in text
+
+    quiet = envbuild_cli(*image_args(sources, base_image, "-t", tag, "-t", session.tag("tty-2"), "--quiet"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == f"envbuild: {tag} already exists (same recipe hash); reusing it. --no-cache builds it again.\n"
+    assert quiet.stderr == ""
+    assert engine.api.inspect_image(session.tag("tty-2"))["Id"] == engine.api.inspect_image(tag)["Id"]
 
 
 @pytest.mark.docker

@@ -14,6 +14,7 @@ nothing in that chain needs come last.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from envbuild import __version__
@@ -30,6 +31,19 @@ BASE_STAGE = "envbuild-base"
 # Where an own-stage component's outputs wait, at their image paths, to be copied in.
 STAGE_OUTPUT = "/envbuild-out/"
 RUN_COMPONENT = "/opt/envbuild/lib/run-component.sh"
+
+
+# The instructions that work for one component, whichever stage they are in.
+_COMPONENT_INSTRUCTION = re.compile(
+    r"^(?:RUN ENVBUILD_COMPONENT=(?P<run>[a-z0-9-]+) |COPY --from=component-(?P<copy>[a-z0-9-]+) "
+    r"|COPY envbuild/components/[0-9]+-(?P<fragment>[a-z0-9-]+)/ )"
+)
+
+
+def instruction_component(instruction: str) -> str | None:
+    """The component an instruction of a rendered Dockerfile builds or copies in, if any."""
+    match = _COMPONENT_INSTRUCTION.match(instruction)
+    return next(filter(None, match.groups()), None) if match else None
 
 
 @dataclass(frozen=True)

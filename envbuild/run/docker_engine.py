@@ -22,8 +22,10 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import tarfile
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Generator, Iterator, Mapping, Sequence, TextIO
@@ -291,6 +293,15 @@ def _mark_empty_layers(entries: list[dict], history: list[dict], layers: int) ->
             return
     raise EnvbuildError(f"cannot tell which of the image's {len(history)} history entries made its {layers} layers; "
                         "its config cannot be written again")
+
+
+def layer_sizes(client: docker.DockerClient, image: str, base: str) -> dict[str, int]:
+    """The bytes of each layer image `image` has over image `base`, by the id of the builder's image (sha256:...)."""
+    with _engine_errors(f"read the history of {image}"):
+        history = client.api.history(image)
+        inherited = 0 if base == "scratch" else len(client.api.history(base))
+    own = history[: len(history) - inherited]  # newest first
+    return {entry["Id"].split(":")[-1]: entry["Size"] for entry in own if entry["Id"] != "<missing>"}
 
 
 # --- pushing ------------------------------------------------------------------
@@ -562,6 +573,9 @@ class BuildTranscript:
             step.elapsed = self._clock() - step.started
             self._on_step_finished(step)
 
+    def close(self) -> None:
+        """Called once the build is over; presentations release what they hold."""
+
     # Presentation hooks: no-ops here, BuildProgress prints.
     def _on_step_cached(self, step: BuildStep) -> None:
         pass
@@ -586,12 +600,16 @@ class BuildTranscript:
 
 
 class BuildProgress(BuildTranscript):
-    """Live progress of a build, one line per component event.
+    """Progress of a build as it happens, per recipe component.
 
-    Quiet (default): "building <name>...", "<name>: built in 12.3s",
-    "<name>: cached", and on failure the failing step's last output lines.
-    Verbose: every line the builder and the steps print, plus the above.
-    Pass it as build()'s on_event.
+    On a terminal (unless verbose): finished components as lines ("<name>:
+    built in 12.3s", "<name>: cached"), and under them one live line for the
+    running component with its elapsed time and its last output line, redrawn
+    as output comes and every second. Elsewhere: the same events as plain
+    lines stamped with the seconds since the build started ("[  12.3s] building
+    <name>..."). Verbose: also every line the builder and the steps print.
+    Quiet: nothing but a failure. On failure: the failing step's last output
+    lines. Pass it as build()'s on_event, and close() it after the build.
     """
 
     def __init__(
@@ -599,23 +617,72 @@ class BuildProgress(BuildTranscript):
         stream: TextIO | None = None,
         verbose: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
+        quiet: bool = False,
     ):
         super().__init__(clock)
-        self._stream = stream
+        self._stream = stream if stream is not None else sys.stderr
         self.verbose = verbose
+        self.quiet = quiet
+        self.live = (self._stream.isatty() if live is None else live) and not verbose and not quiet
+        self._started = clock()
+        self._last_line = ""
+        self._drawn = 0.0
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def _write(self, line: str) -> None:
-        stream = self._stream if self._stream is not None else sys.stderr
-        stream.write(line + "\n")
-        stream.flush()
+        with self._lock:
+            if self.live:
+                self._stream.write(f"\r\x1b[K{line}\n")
+                self._draw_live()
+            else:
+                self._stream.write(f"[{self._clock() - self._started:7.1f}s] {line}\n")
+            self._stream.flush()
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            self._write(line)
+
+    def _draw_live(self) -> None:
+        """The live line of the running component (caller holds the lock)."""
+        step = self.current_step
+        if step is None or step.component is None or step.elapsed is not None or step.cached:
+            return
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+        text = f"  {step.component} {self._clock() - step.started:6.1f}s | {self._last_line}"
+        self._stream.write(f"\r\x1b[K{text[:width]}")
+        self._stream.flush()
+        self._drawn = self._clock()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(1.0):
+            with self._lock:
+                self._draw_live()
+
+    def close(self) -> None:
+        """Stops the live line's clock and leaves the cursor on a fresh line."""
+        self._closed.set()
+        if self.live:
+            with self._lock:
+                self._stream.write("\r\x1b[K")
+                self._stream.flush()
 
     def _on_builder_line(self, line: str) -> None:
         if self.verbose:
-            self._write(line)
+            self._stream.write(line + "\n")
+            self._stream.flush()
 
     def _on_output(self, step: BuildStep | None, line: str) -> None:
         if self.verbose:
-            self._write(line)
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        elif self.live and line.strip():
+            with self._lock:
+                self._last_line = line.strip()
+                if self._clock() - self._drawn > 0.1:
+                    self._draw_live()
 
     def _on_status(self, event: dict) -> None:
         # Pull progress bars repeat many times a second; only their milestones are worth a line.
@@ -625,15 +692,23 @@ class BuildProgress(BuildTranscript):
 
     def _on_step_cached(self, step: BuildStep) -> None:
         if step.component:
-            self._write(f"{step.component}: cached")
+            self._say(f"{step.component}: cached")
 
     def _on_step_running(self, step: BuildStep) -> None:
         if step.component:
-            self._write(f"building {step.component}...")
+            self._last_line = ""
+            if self.live:
+                if self._ticker is None:
+                    self._ticker = threading.Thread(target=self._tick, daemon=True)
+                    self._ticker.start()
+                with self._lock:
+                    self._draw_live()
+            else:
+                self._say(f"building {step.component}...")
 
     def _on_step_finished(self, step: BuildStep) -> None:
         if step.component and not step.cached and self.error is None:
-            self._write(f"{step.component}: built in {step.elapsed:.1f}s")
+            self._say(f"{step.component}: built in {step.elapsed:.1f}s")
 
     def _on_error(self, step: BuildStep | None, error: str) -> None:
         if step is None:

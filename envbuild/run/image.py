@@ -13,8 +13,15 @@ from typing import Callable, Sequence, TextIO
 from envbuild.errors import EnvbuildError
 from envbuild.formats import IMAGE_EPOCH
 from envbuild.plan import Plan
-from envbuild.render.dockerfile import build_context
+from envbuild.render.dockerfile import build_context, instruction_component
 from envbuild.run import docker_engine
+
+
+@dataclass(frozen=True)
+class ComponentReport:
+    name: str
+    seconds: float | None  # how long its step ran; None when it came from the layer cache
+    added_bytes: int  # what its layers in the image hold (its copy, or its fragment and step)
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,8 @@ class Baked:
     image_id: str  # sha256:... of the image (of the existing one when reused)
     seconds: float
     reused: bool
+    components: tuple[ComponentReport, ...] = ()  # plan order; empty when reused
+    added_bytes: int = 0  # every layer the image has over its base
 
 
 def default_tag(plan: Plan) -> str:
@@ -59,10 +68,53 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
     say(f"building {', '.join(tags)} from {base} ({len(plan.steps)} components)")
     started = time.monotonic()
     progress = progress if progress is not None else docker_engine.BuildProgress(verbose=verbose)
-    built = docker_engine.build(client, docker_engine.make_context_tar(build_context(plan)), None,
-                                nocache=no_cache, pull=bool(pull), on_event=progress, network_mode=network)
+    try:
+        built = docker_engine.build(client, docker_engine.make_context_tar(build_context(plan)), None,
+                                    nocache=no_cache, pull=bool(pull), on_event=progress, network_mode=network)
+    finally:
+        progress.close()
     image_id = docker_engine.settle_image(client, built, base, tags, IMAGE_EPOCH)
-    return Baked(tuple(tags), image_id, time.monotonic() - started, False)
+    components, added = _report(plan, docker_engine.layer_sizes(client, built, base), progress)
+    return Baked(tuple(tags), image_id, time.monotonic() - started, False, components, added)
+
+
+def _report(plan: Plan, sizes: dict[str, int], transcript: docker_engine.BuildTranscript
+            ) -> tuple[tuple[ComponentReport, ...], int]:
+    """Each component's build time and the bytes its layers add, from the build's steps and the image's layers."""
+    seconds: dict[str, float] = {}
+    added: dict[str, int] = {}
+    for step in transcript.steps:
+        name = instruction_component(step.instruction)
+        if name is None:
+            continue
+        if step.component and not step.cached and step.elapsed is not None:
+            seconds[name] = step.elapsed
+        layer = next((size for layer_id, size in sizes.items() if step.image_id and layer_id.startswith(step.image_id)), 0)
+        added[name] = added.get(name, 0) + layer
+    return tuple(ComponentReport(s.name, seconds.get(s.name), added.get(s.name, 0)) for s in plan.steps), sum(sizes.values())
+
+
+def human_bytes(count: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as docker prints sizes)."""
+    if count < 1000:
+        return f"{count} B"
+    value = count / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def summary_lines(baked: Baked) -> list[str]:
+    """The build summary: a line per component with its time and the size it adds, then the total."""
+    width = max((len(c.name) for c in baked.components), default=9)
+    lines = [f"{'component':<{width}}  {'build':>9}  {'adds':>9}"]
+    for c in baked.components:
+        took = f"{c.seconds:.1f} s" if c.seconds is not None else "cached"
+        lines.append(f"{c.name:<{width}}  {took:>9}  {human_bytes(c.added_bytes):>9}")
+    lines.append(f"the image adds {human_bytes(baked.added_bytes)} to its base")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -73,8 +125,8 @@ class Pushed:
 
 
 def push_tags(tags: Sequence[str], *, say: Callable[[str], None] = lambda line: None,
-              stream: TextIO | None = None) -> list[Pushed]:
-    """Pushes every tag in `tags` to its registry, showing progress on `stream` (default stderr).
+              stream: TextIO | None = None, quiet: bool = False) -> list[Pushed]:
+    """Pushes every tag in `tags` to its registry, showing progress on `stream` (default stderr) unless quiet.
 
     Raises EnvbuildError (one line) at the first push that fails.
     """
@@ -82,11 +134,12 @@ def push_tags(tags: Sequence[str], *, say: Callable[[str], None] = lambda line: 
     pushed = []
     for tag in tags:
         started = time.monotonic()
-        progress = docker_engine.PushProgress(tag, stream=stream)
+        progress = None if quiet else docker_engine.PushProgress(tag, stream=stream)
         try:
             digest = docker_engine.push(client, tag, on_event=progress)
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
         pushed.append(Pushed(tag, digest, time.monotonic() - started))
         say(f"pushed {tag} ({digest}) in {pushed[-1].seconds:.1f} s")
     return pushed

@@ -17,7 +17,10 @@
 set -euo pipefail
 export ENVBUILD_STEP_OUTPUT=stream SOURCE_DATE_EPOCH=@IMAGE_EPOCH@ PIP_NO_CACHE_DIR=1
 out=/envbuild-out
-scratch=$(mktemp -d /tmp/envbuild-image.XXXXXX)
+# A fixed name: paths under it can end up in files (pip's direct_url.json).
+scratch=/tmp/envbuild-image
+rm -rf "$scratch"
+mkdir -p "$scratch"
 # apt's lists, archives and logs go to the scratch directory; dpkg logs nowhere.
 export APT_CONFIG=$scratch/apt.conf
 printf '%s\n' "Dir::State::Lists \"$scratch/lists\";" "Dir::Cache \"$scratch/cache\";" \
@@ -34,6 +37,8 @@ for fragment in /opt/envbuild/lib/components/*.sh; do
 done
 _eb_prefix_defaults
 _eb_state_dir
+# Work directories without the pid in their names (pip records the path it installed from).
+_EB_WORK_STEM=$scratch/work
 
 # Prints, NUL-separated, what this step wrote under the given roots, other filesystems left out.
 written() {

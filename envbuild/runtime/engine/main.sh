@@ -69,7 +69,8 @@ _eb_check_only() {
 _eb_install() {
   local name=$1 started rc digest='' entry='' entry_lock='' capture='' failed='' aside platform entry_id
   _EB_LOG=$_EB_STATE/logs/$name.log
-  _EB_WORK=${TMPDIR:-/tmp}/envbuild.$$.$name
+  # Image builds name a fixed stem: tools record the path (pip's direct_url.json), and layers must not vary.
+  _EB_WORK=${_EB_WORK_STEM:-${TMPDIR:-/tmp}/envbuild.$$}.$name
   _eb_now started
   : >"$_EB_LOG"
   if [[ -n $_EB_CACHE ]] && _eb_cacheable "$name"; then
