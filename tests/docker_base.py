@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+import docker.errors
 import pytest
 
 from envbuild.run.docker_engine import (
@@ -306,9 +307,11 @@ class ImageSession:
         (their history runs run-component.sh), so a concurrent suite's are left.
         """
         for image in client.images.list(all=True):
-            if image.id not in before and any(
-                    "run-component.sh" in entry["CreatedBy"] for entry in client.api.history(image.id)):
-                self._layer_ids.append(image.id)
+            if image.id in before:
+                continue
+            with contextlib.suppress(docker.errors.NotFound):  # removed meanwhile
+                if any("run-component.sh" in entry["CreatedBy"] for entry in client.api.history(image.id)):
+                    self._layer_ids.append(image.id)
 
     def cleanup(self, client) -> None:
         session_images = [

@@ -88,3 +88,23 @@ def test_validate_a_directory_reports_every_file_even_unused_ones(tmp_path):
         "description, env, name, needs, nic_specific, notes, patches, pip, prefix, source, when",
         "clusters/c.yaml:4: qos.dscp: must be from 0 to 63, not 99",
     ]
+
+
+def test_pip_options_may_give_a_value_as_the_next_item(tmp_path):
+    """[--index-url, URL] as pip takes it on its command line, besides --index-url=URL."""
+    from envbuild.render.script import render_fragment
+
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "a.yaml").write_text(
+        "name: a\ndescription: A.\npip:\n  - requirements: [quart]\n"
+        "    options: [--index-url, 'http://127.0.0.1:8080/simple', --no-deps, --extra-index-url=http://x/simple]\n")
+    (tmp_path / "r.yaml").write_text("name: r\ndescription: R.\nbase_image: debian:bookworm\ncomponents: [a]\n")
+    plan = load_plan(tmp_path, "r")
+    assert ("  _eb_pip --index-url http://127.0.0.1:8080/simple --no-deps --extra-index-url=http://x/simple quart\n"
+            in render_fragment(plan, plan.step("a")))
+    (tmp_path / "components" / "a.yaml").write_text(
+        "name: a\ndescription: A.\npip:\n  - requirements: [quart]\n    options: ['http://x/simple', --index-url]\n")
+    result = run_envbuild("validate", "--recipes-dir", str(tmp_path), "r", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "components/a.yaml:5: pip[0].options[0]: 'http://x/simple' is neither a pip option (--name or " \
+           "--name=value) nor the value of the option before it, as in [--index-url, URL]" in result.stderr

@@ -467,10 +467,38 @@ python_dist = string(DIST_RE, "a Python distribution name")
 command_name = string(COMMAND_RE, "a command name")
 needed_path = string(NEEDED_PATH_RE, "an absolute path, whose parts may be ${NAME} or ${NAME:-/default}")
 
+@dataclass
+class PipOptions(Check):
+    """pip install options as pip takes them: `--flag`, `--name=value`, or `--name` and then its value."""
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not isinstance(value, list):
+            checker.add(line, key, f"must be a list, not {_type_name(value)}")
+            return False
+        ok, previous = True, None
+        for index, item in enumerate(value):
+            item_key, item_line = f"{key}[{index}]", _item_line(value, index)
+            if not isinstance(item, str) or not item or "\n" in item:
+                checker.add(item_line, item_key, "must be one line of text")
+                ok, previous = False, None
+            elif PIP_OPTION_RE.match(item):
+                previous = None if "=" in item else item
+            elif previous is not None and not item.startswith("-"):
+                previous = None  # the value of the option before it
+            else:
+                checker.add(item_line, item_key, f"{item!r} is neither a pip option (--name or --name=value) nor "
+                                                 "the value of the option before it, as in [--index-url, URL]")
+                ok, previous = False, None
+        return ok
+
+    def json_schema(self) -> dict:
+        return {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+
 PIP_GROUP = Shape({
     "requirements": Field(list_of(requirement), required=True, doc="pip requirements installed together"),
-    "options": Field(list_of(string(PIP_OPTION_RE, "a pip option like --ignore-installed")),
-                     doc="pip install options, e.g. --ignore-installed or --index-url=URL"),
+    "options": Field(PipOptions(), doc="pip install options, e.g. --ignore-installed, --index-url=URL, "
+                                       "or --index-url and then URL"),
 })
 PIP = list_of(Either(requirement, PIP_GROUP))
 
