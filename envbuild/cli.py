@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT
 from envbuild.pipeline import load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
+from envbuild.spec.schema import ENV_NAME_RE
 from envbuild.spec.loader import RECIPE_VARIABLE, RECIPES_VARIABLE, Library
 from envbuild.spec.yamlfile import display_path
 
@@ -391,11 +393,17 @@ def dockerfile_name(plan: Plan) -> str:
               help="Network of the RUN steps, as for `docker build --network` (e.g. host, none). "
                    "Default: the engine's bridge.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every line the build steps print.")
+@click.option("--build-env", "build_env", multiple=True, metavar="NAME=VALUE",
+              help="A setting the steps see (a proxy, a package index), over the recipe's build_env; "
+                   "never in the image's ENV, labels or hashes. Repeatable.")
+@click.option("--build-secret", "build_secrets", multiple=True, metavar="NAME",
+              help="Like --build-env, with the value of NAME in envbuild's environment, shown as *** in "
+                   "the output. Repeatable.")
 @click.option("--push", is_flag=True, help="After a successful build, push every tag to its registry and print "
                                             "TAG@DIGEST for each.")
 @format_option()
 def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, tags, no_cache, pull, dry_run,
-          network, verbose, push, fmt):
+          network, verbose, build_env, build_secrets, push, fmt):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
     Each component gets its own layer, in plan order, running the same step as
@@ -412,8 +420,9 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     tags = list(tags) or [default_tag(plan)]
     for tag in tags:
         parse_reference(tag)
+    settings = _build_settings(build_env, build_secrets)
     if dry_run:
-        files = build_context(plan)
+        files = build_context(plan, list(settings))
         click.echo(files["Dockerfile"][0].decode(), nl=False)
         click.echo(f"\n# build context of {', '.join(tags)}:")
         for path, (data, mode) in files.items():
@@ -421,8 +430,9 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
         return
     say, quiet = output().say, output().quiet
     try:
-        baked = bake(plan, tags, no_cache=no_cache, pull=pull, network=network, say=say,
-                     progress=BuildProgress(verbose=verbose, quiet=quiet))
+        secrets = [settings[name] for name in build_secrets]
+        baked = bake(plan, tags, no_cache=no_cache, pull=pull, network=network, say=say, build_env=settings,
+                     progress=BuildProgress(verbose=verbose, quiet=quiet, redact=secrets))
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)
@@ -443,6 +453,23 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
         return
     for each in pushed:
         click.echo(f"{each.tag}@{each.digest}")
+
+
+def _build_settings(assignments: tuple[str, ...], secrets: tuple[str, ...]) -> dict[str, str]:
+    """--build-env NAME=VALUE and --build-secret NAME (from the environment) as {NAME: VALUE}."""
+    settings = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or not ENV_NAME_RE.match(name):
+            raise UsageError(f"--build-env {assignment!r}: expected NAME=VALUE with NAME a variable name")
+        settings[name] = value
+    for name in secrets:
+        if not ENV_NAME_RE.match(name):
+            raise UsageError(f"--build-secret {name!r}: expected the name of a variable of envbuild's environment")
+        if name not in os.environ:
+            raise UsageError(f"--build-secret {name}: {name} is not set in envbuild's environment")
+        settings[name] = os.environ[name]
+    return settings
 
 
 @main.command("detect-nic")

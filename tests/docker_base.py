@@ -75,37 +75,28 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
-def engine_or_skip():
-    """A connected docker client, after scripts/ensure-docker made an engine answer.
-
-    Outside CI a machine that cannot run Docker skips the engine tests; in CI
-    (CI=true) that is a failure, since it would hide a broken setup.
-    """
-    result = subprocess.run(
-        [str(ENSURE_DOCKER)], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
-    )
+def _ensure_or_skip(script: Path, what: str) -> str:
+    """Runs scripts/ensure-<what>; its stdout. Outside CI a machine that cannot
+    have it skips the test; in CI (CI=true) that is a failure, since it would
+    hide a broken setup."""
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
-        reason = f"no Docker engine: scripts/ensure-docker failed:\n{result.stderr.strip()}"
-        if in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return connect()
-
-
-def registry_or_skip() -> str:
-    """The host:port of a registry on 127.0.0.1, after scripts/ensure-registry made one answer.
-
-    Skips (fails in CI) like engine_or_skip when none can be had.
-    """
-    result = subprocess.run(
-        [str(ENSURE_REGISTRY)], capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL
-    )
-    if result.returncode != 0:
-        reason = f"no registry: scripts/ensure-registry failed:\n{result.stderr.strip()}"
+        reason = f"no {what}: scripts/{script.name} failed:\n{result.stderr.strip()}"
         if in_ci():
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return result.stdout.strip()
+
+
+def engine_or_skip():
+    """A connected docker client, after scripts/ensure-docker made an engine answer."""
+    _ensure_or_skip(ENSURE_DOCKER, "Docker engine")
+    return connect()
+
+
+def registry_or_skip() -> str:
+    """The host:port of a registry on 127.0.0.1, after scripts/ensure-registry made one answer."""
+    return _ensure_or_skip(ENSURE_REGISTRY, "registry")
 
 
 # --- base image ---------------------------------------------------------------

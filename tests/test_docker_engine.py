@@ -452,17 +452,23 @@ def test_progress_verbose_shows_every_line():
     assert "Successfully tagged envbuild-test/scratch:rec" in shown
 
 
+# What the failure of b shows, whatever came before.
+FAILURE_SHOWN = [
+    "[    7.0s] b: FAILED after 2.5s",
+    "[    7.0s] --- last 2 output lines of b ---",
+    "[    7.0s]     oops",
+    "[    7.0s]     doing b",
+    "[    7.0s] ---",
+    "[    7.0s] error: the command exited with code 3",
+]
+
+
 def test_progress_on_failure_names_component_and_shows_its_last_lines():
     progress = recorded_progress(FAILED_BUILD_EVENTS)
     assert progress.shown.getvalue().splitlines() == [
         "[    3.0s] a: cached",
         "[    5.0s] building b...",
-        "[    7.0s] b: FAILED after 2.5s",
-        "[    7.0s] --- last 2 output lines of b ---",
-        "[    7.0s]     oops",
-        "[    7.0s]     doing b",
-        "[    7.0s] ---",
-        "[    7.0s] error: the command exited with code 3",
+        *FAILURE_SHOWN,
     ]
     assert progress.cached_steps == [RUN_A]
     assert progress.rebuilt_steps == [RUN_B_FAIL]
@@ -513,14 +519,7 @@ def test_progress_on_a_terminal_is_one_live_line_for_the_running_component():
 
 def test_progress_quiet_shows_only_a_failure():
     assert recorded_progress(FRESH_BUILD_EVENTS, quiet=True).shown.getvalue() == ""
-    assert recorded_progress(FAILED_BUILD_EVENTS, quiet=True).shown.getvalue().splitlines() == [
-        "[    7.0s] b: FAILED after 2.5s",
-        "[    7.0s] --- last 2 output lines of b ---",
-        "[    7.0s]     oops",
-        "[    7.0s]     doing b",
-        "[    7.0s] ---",
-        "[    7.0s] error: the command exited with code 3",
-    ]
+    assert recorded_progress(FAILED_BUILD_EVENTS, quiet=True).shown.getvalue().splitlines() == FAILURE_SHOWN
 
 
 def test_progress_error_before_any_step():

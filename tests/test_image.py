@@ -156,19 +156,27 @@ def image_args(recipe: HttpRecipe, base_image: str, *more: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def broken_recipe(recipe: HttpRecipe):
-    """The recipe as [libhello, broken] for the duration; libhello's layer is the module image's."""
-    saved = list(recipe.components)
-    recipe.extra_components["broken"] = BROKEN
-    recipe.components[:] = ["libhello", "broken"]
+def recipe_of(recipe: HttpRecipe, names: list[str], extra: dict[str, str] | None = None, recipe_yaml: str = ""):
+    """The recipe listing `names` (with the components `extra` added, and `recipe_yaml` in its file) for the duration."""
+    saved = list(recipe.components), recipe.recipe_extra
+    extra = extra or {}
+    recipe.extra_components.update(extra)
+    recipe.components[:] = names
+    recipe.recipe_extra = recipe_yaml
     recipe.write()
     try:
         yield recipe
     finally:
-        recipe.components[:] = saved
-        del recipe.extra_components["broken"]
+        recipe.components[:], recipe.recipe_extra = saved
+        for name in extra:
+            del recipe.extra_components[name]
+            (recipe.recipes / "components" / f"{name}.yaml").unlink()
         recipe.write()
-        (recipe.recipes / "components" / "broken.yaml").unlink()
+
+
+def broken_recipe(recipe: HttpRecipe):
+    """The recipe as [libhello, broken] for the duration; libhello's layer is the module image's."""
+    return recipe_of(recipe, ["libhello", "broken"], {"broken": BROKEN})
 
 
 # --- the baked image ----------------------------------------------------------
@@ -380,18 +388,8 @@ build: |
 @pytest.mark.docker
 def test_an_own_stage_component_writing_outside_its_prefixes_fails_the_build(engine, session, base_image, sources):
     """Only its prefixes would reach the image: the rest would be lost without a word."""
-    saved = list(sources.components)
-    sources.extra_components["stray"] = STRAY
-    sources.components[:] = ["stray"]
-    sources.write()
-    try:
-        with pytest.raises(BuildFailed) as failure:
-            build_plan(engine, session, image_plan(sources, base_image), session.tag("stray"))
-    finally:
-        sources.components[:] = saved
-        del sources.extra_components["stray"]
-        sources.write()
-        (sources.recipes / "components" / "stray.yaml").unlink()
+    with recipe_of(sources, ["stray"], {"stray": STRAY}), pytest.raises(BuildFailed) as failure:
+        build_plan(engine, session, image_plan(sources, base_image), session.tag("stray"))
     assert failure.value.component == "stray"
     assert "envbuild: error: stray wrote outside its prefixes (STRAY_HOME): /usr/local/share/stray/out; an image " \
            "builds it in a stage of its own, from which only its prefixes reach the image" in failure.value.output_tail
@@ -413,17 +411,8 @@ LEFTOVERS = "ls -A /var/lib/apt/lists /var/cache/apt/archives /tmp /var/log/apt;
 
 @pytest.mark.docker
 def test_apt_packages_come_first_and_no_cache_or_build_tree_stays(engine, session, base_image, sources):
-    saved = list(sources.components)
-    sources.extra_components["apt-tool"] = APT_TOOL
-    sources.components[:] = ["libhello", "greet", "apt-tool"]
-    sources.write()
-    try:
+    with recipe_of(sources, ["libhello", "greet", "apt-tool"], {"apt-tool": APT_TOOL}):
         built = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt"))
-    finally:
-        sources.components[:] = saved
-        del sources.extra_components["apt-tool"]
-        sources.write()
-        (sources.recipes / "components" / "apt-tool.yaml").unlink()
     assert "RUN bash /opt/envbuild/lib/run-component.sh --apt jq" in [s.instruction for s in built.progress.steps]
     assert built.component_steps(cached=False) == ["libhello", "apt-tool", "greet"]
     code, out, err = run_in(engine, session, built.tag, "cat /opt/apt-tool/made-by && "

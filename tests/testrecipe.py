@@ -139,6 +139,7 @@ class LocalRecipe:
     greet_version: str = "1.0"
     extra_components: dict[str, str] = field(default_factory=dict)
     components: list[str] = field(default_factory=lambda: ["libhello", "greet", "dataset", "rank0-tool"])
+    recipe_extra: str = ""  # YAML added to the recipe file
 
     def __post_init__(self):
         self.repos = self.root / "repos"
@@ -183,7 +184,7 @@ class LocalRecipe:
         for name, text in {**COMPONENTS, **self.extra_components}.items():
             (self.recipes / "components" / f"{name}.yaml").write_text(text.format(**values))
         listing = "\n".join(f"  - {name}" for name in self.components)
-        (self.recipes / "testrecipe.yaml").write_text(RECIPE.format(listing=listing))
+        (self.recipes / "testrecipe.yaml").write_text(RECIPE.format(listing=listing) + self.recipe_extra)
 
     def render(self, path: Path | None = None) -> Path:
         path = path or self.root / "setup_deps.sh"

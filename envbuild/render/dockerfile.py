@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
@@ -74,6 +75,7 @@ class Stage:
     base: str
     comment: str
     lines: tuple[str, ...]
+    args: tuple[str, ...] = ()  # build settings its steps see (an ARG holds for one stage only)
 
 
 def docker_quote(value: str) -> str:
@@ -143,7 +145,7 @@ def _copy_lines(layer: ImageLayer) -> list[str]:
     return _header(layer, f"built in stage {layer.stage}") + [f"COPY --from={layer.stage} {STAGE_OUTPUT} /"]
 
 
-def _stages(plan: Plan, layers: list[ImageLayer]) -> list[Stage]:
+def _stages(plan: Plan, layers: list[ImageLayer], args: tuple[str, ...]) -> list[Stage]:
     by_name = {layer.name: layer for layer in layers}
     base_lines = ["# The engine depends on envbuild's version only, never on the recipe.", "COPY envbuild/engine/ /"]
     packages = _apt_packages(plan, layers)
@@ -151,7 +153,7 @@ def _stages(plan: Plan, layers: list[ImageLayer]) -> list[Stage]:
         base_lines += ["", "# The apt packages of every component, before any of them: they change least.",
                        f"RUN bash {RUN_COMPONENT} --apt {' '.join(quote(p) for p in packages)}"]
     stages = [Stage(BASE_STAGE, plan.recipe.base_image, "The base image and what every component needs.",
-                    tuple(base_lines))]
+                    tuple(base_lines), args)]
 
     def own_stage_closure(name: str) -> list[ImageLayer]:
         return [by_name[n] for n in plan.closure(name) if by_name[n].own_stage]
@@ -161,7 +163,7 @@ def _stages(plan: Plan, layers: list[ImageLayer]) -> list[Stage]:
             copies = [line for dep in own_stage_closure(layer.name)[:-1] for line in _copy_lines(dep)]
             comment = _header(layer, "writes only its own prefixes: built alone, copied into the image")[1][2:]
             lines = copies[1:] + [""] + _component_lines(layer) if copies else _component_lines(layer)
-            stages.append(Stage(layer.stage, BASE_STAGE, comment, tuple(lines)))
+            stages.append(Stage(layer.stage, BASE_STAGE, comment, tuple(lines), args))
     image: list[str] = []
     copied: set[str] = set()
 
@@ -178,7 +180,7 @@ def _stages(plan: Plan, layers: list[ImageLayer]) -> list[Stage]:
             copy_in(own_stage_closure(layer.name))
             image += _header(layer, "") + _component_lines(layer)
     copy_in([layer for layer in layers if layer.own_stage])
-    return stages + [Stage("", BASE_STAGE, "The image: the components in plan order.", tuple(image[1:]))]
+    return stages + [Stage("", BASE_STAGE, "The image: the components in plan order.", tuple(image[1:]), args)]
 
 
 def _dockerfile_env(plan: Plan, layers: list[ImageLayer]) -> list[str]:
@@ -234,8 +236,13 @@ def image_labels(plan: Plan) -> dict[str, str]:
     return labels
 
 
-def render_dockerfile(plan: Plan) -> str:
-    """The Dockerfile `envbuild image` builds: engine layer, a layer per component, ENV, labels last."""
+def render_dockerfile(plan: Plan, build_settings: Sequence[str] = ()) -> str:
+    """The Dockerfile `envbuild image` builds: stages, copies, ENV, labels last.
+
+    `build_settings` are the names of build settings given on the command line
+    besides the recipe's build_env (their values go to the builder as build
+    arguments, never into this text).
+    """
     layers = _image_layers(plan)
     unflavoured = [s.name for s, layer in zip(plan.steps, layers) if s.nic_specific and layer.baked and not plan.nic_family]
     if unflavoured:
@@ -248,14 +255,18 @@ def render_dockerfile(plan: Plan) -> str:
         version=__version__,
         source=recipe_source(plan),
         summary=summary(plan.recipe.description),
-        stages=_stages(plan, layers),
+        stages=_stages(plan, layers, _build_args(plan, build_settings)),
         env=_dockerfile_env(plan, layers),
         labels=[f"{key}={docker_quote(value)}" for key, value in image_labels(plan).items()],
     )
 
 
-def build_context(plan: Plan) -> dict[str, tuple[bytes, int]]:
-    """Every file the Dockerfile copies, by context path, with its mode.
+def _build_args(plan: Plan, build_settings: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([name for name, _ in plan.recipe.build_env] + list(build_settings)))
+
+
+def build_context(plan: Plan, build_settings: Sequence[str] = ()) -> dict[str, tuple[bytes, int]]:
+    """Every file the Dockerfile copies, by context path, with its mode (`build_settings`: see render_dockerfile).
 
     Each COPY takes a directory holding its files at their image paths: the
     builder then gives the image's directories the context's fixed times,
@@ -263,7 +274,7 @@ def build_context(plan: Plan) -> dict[str, tuple[bytes, int]]:
     """
     run_component = (RUNTIME / "run-component.sh").read_text(encoding="utf-8").replace("@IMAGE_EPOCH@", str(IMAGE_EPOCH))
     files = {
-        "Dockerfile": (render_dockerfile(plan).encode(), 0o644),
+        "Dockerfile": (render_dockerfile(plan, build_settings).encode(), 0o644),
         "envbuild/engine/opt/envbuild/lib/engine.sh": (engine_text().encode(), 0o644),
         f"envbuild/engine{RUN_COMPONENT}": (run_component.encode(), 0o755),
         "envbuild/setup_deps/opt/envbuild/setup_deps.sh": (render_script(plan).encode(), 0o755),

@@ -228,6 +228,8 @@ def _repository(ref: str) -> str:
 
 
 _EMPTY_HISTORY = re.compile(r"#\(nop\) +(?!(COPY|ADD) )")
+# The classic builder writes a RUN's build arguments before its command: "|2 A=1 B=2 /bin/sh -c ...".
+_BUILD_ARGS = re.compile(r"^\|\d+ .*?(?=/bin/sh -c )", re.DOTALL)
 
 
 def settle_image(client: docker.DockerClient, image_id: str, base: str, tags: list[str], epoch: int) -> str:
@@ -235,8 +237,9 @@ def settle_image(client: docker.DockerClient, image_id: str, base: str, tags: li
 
     The classic builder writes the time of the build into the image config (its
     `created`, and each history entry's), so equal layers still make a new image
-    ID. Here the config is written again with `epoch` for those times and without
-    the builder's parent link, and loaded as an image whose layers the engine has
+    ID. Here the config is written again with `epoch` for those times, without
+    the builder's parent link and without the build arguments (build settings,
+    which the builder writes into the history of each RUN), and loaded as an image whose layers the engine has
     already: a tar of the config and a manifest, no layer moved. The base image's
     history (of image `base`) keeps its own times. Raises EnvbuildError when the
     engine refuses.
@@ -251,7 +254,8 @@ def settle_image(client: docker.DockerClient, image_id: str, base: str, tags: li
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
     entries = [
-        {"created": utc(entry["Created"] if index < inherited else epoch), "created_by": entry["CreatedBy"],
+        {"created": utc(entry["Created"] if index < inherited else epoch),
+         "created_by": entry["CreatedBy"] if index < inherited else _BUILD_ARGS.sub("", entry["CreatedBy"]),
          **({"comment": entry["Comment"]} if entry["Comment"] else {})}
         for index, entry in enumerate(history)
     ]
@@ -609,7 +613,8 @@ class BuildProgress(BuildTranscript):
     lines stamped with the seconds since the build started ("[  12.3s] building
     <name>..."). Verbose: also every line the builder and the steps print.
     Quiet: nothing but a failure. On failure: the failing step's last output
-    lines. Pass it as build()'s on_event, and close() it after the build.
+    lines. Every value in `redact` (secret build settings) shows as ***.
+    Pass it as build()'s on_event, and close() it after the build.
     """
 
     def __init__(
@@ -619,8 +624,10 @@ class BuildProgress(BuildTranscript):
         clock: Callable[[], float] = time.monotonic,
         live: bool | None = None,
         quiet: bool = False,
+        redact: Sequence[str] = (),
     ):
         super().__init__(clock)
+        self._secrets = sorted(filter(None, redact), key=len, reverse=True)
         self._stream = stream if stream is not None else sys.stderr
         self.verbose = verbose
         self.quiet = quiet
@@ -632,7 +639,13 @@ class BuildProgress(BuildTranscript):
         self._ticker: threading.Thread | None = None
         self._closed = threading.Event()
 
+    def _clean(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, "***")
+        return line
+
     def _write(self, line: str) -> None:
+        line = self._clean(line)
         with self._lock:
             if self.live:
                 self._stream.write(f"\r\x1b[K{line}\n")
@@ -671,16 +684,16 @@ class BuildProgress(BuildTranscript):
 
     def _on_builder_line(self, line: str) -> None:
         if self.verbose:
-            self._stream.write(line + "\n")
+            self._stream.write(self._clean(line) + "\n")
             self._stream.flush()
 
     def _on_output(self, step: BuildStep | None, line: str) -> None:
         if self.verbose:
-            self._stream.write(line + "\n")
+            self._stream.write(self._clean(line) + "\n")
             self._stream.flush()
         elif self.live and line.strip():
             with self._lock:
-                self._last_line = line.strip()
+                self._last_line = self._clean(line.strip())
                 if self._clock() - self._drawn > 0.1:
                     self._draw_live()
 
@@ -737,8 +750,11 @@ def build(
     pull: bool = False,
     on_event: EventHandler | None = None,
     network_mode: str | None = None,
+    buildargs: Mapping[str, str] | None = None,
 ) -> str:
     """Build the context's Dockerfile into `tag` (None: untagged); return the image id (sha256:...).
+
+    buildargs are the values of the Dockerfile's ARGs (`docker build --build-arg`).
 
     network_mode is the RUN steps' network, as `docker build --network` takes it
     (e.g. "host": 127.0.0.1 inside a step is the machine's loopback); None is the
@@ -769,6 +785,7 @@ def build(
                 pull=pull,
                 labels=labels,
                 network_mode=network_mode,
+                buildargs=dict(buildargs or {}),
                 timeout=None,  # a quiet RUN may take longer than any read timeout
             )
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 from envbuild.errors import EnvbuildError
 from envbuild.formats import IMAGE_EPOCH
@@ -42,7 +42,7 @@ def default_tag(plan: Plan) -> str:
 
 def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool | None = None,
          network: str | None = None, verbose: bool = False, say: Callable[[str], None] = lambda line: None,
-         progress: docker_engine.BuildTranscript | None = None) -> Baked:
+         progress: docker_engine.BuildTranscript | None = None, build_env: Mapping[str, str] | None = None) -> Baked:
     """Builds (or reuses) the image of `plan` and gives it every tag in `tags` (at least one).
 
     The image is reproducible: the same plan on the same base image gives the
@@ -52,7 +52,10 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
     lets the engine pull it only when missing. Raises EnvbuildError (engine
     unreachable, build failed, base image missing) and lets KeyboardInterrupt
     through once the engine has cancelled the build. `progress` receives the
-    builder's events (default: a BuildProgress on stderr).
+    builder's events (default: a BuildProgress on stderr). The steps see the
+    recipe's build_env and `build_env` over it, as build arguments: not in the
+    image's ENV, labels or config, nor in the recipe hash; the engine's layer
+    cache does key on them, so a changed value runs the steps again.
     """
     tags = list(dict.fromkeys(tags))
     client = docker_engine.connect()
@@ -69,8 +72,10 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
     started = time.monotonic()
     progress = progress if progress is not None else docker_engine.BuildProgress(verbose=verbose)
     try:
-        built = docker_engine.build(client, docker_engine.make_context_tar(build_context(plan)), None,
-                                    nocache=no_cache, pull=bool(pull), on_event=progress, network_mode=network)
+        settings = dict(build_env or {})
+        built = docker_engine.build(client, docker_engine.make_context_tar(build_context(plan, list(settings))), None,
+                                    nocache=no_cache, pull=bool(pull), on_event=progress, network_mode=network,
+                                    buildargs={**dict(plan.recipe.build_env), **settings})
     finally:
         progress.close()
     image_id = docker_engine.settle_image(client, built, base, tags, IMAGE_EPOCH)

@@ -213,6 +213,7 @@ class Library:
 
     def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
         base_image, cluster_from, env, ucx_extra, python, gpu_target = "", None, EnvSpec(), (), None, ""
+        build_env: dict[str, str] = {}
         listings: list[tuple[str, str, int]] = []
         for path, data in reversed(chain):  # the root of the chain first
             file = from_yaml(RecipeFile, data)
@@ -220,6 +221,7 @@ class Library:
             if file.cluster:
                 cluster_from = (file.cluster, path, data.line_of("cluster"))
             env = env.merged(file.env)
+            build_env.update(file.build_env)
             if file.nic.ucx_net_devices_extra is not None:
                 ucx_extra = file.nic.ucx_net_devices_extra
             python = file.python or python
@@ -256,6 +258,7 @@ class Library:
             ucx_net_devices_extra=ucx_extra,
             python=python,
             gpu_target=gpu_target,
+            build_env=tuple(build_env.items()),
         )
 
     def components_for(self, recipe: Recipe) -> dict[str, Component]:

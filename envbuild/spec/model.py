@@ -311,6 +311,10 @@ class RecipeFile:
     components: tuple[str, ...] = yaml_key(schema.list_of(schema.component_name), default=(), build=tuple,
                                            doc="what to install; dependencies are added and ordered")
     env: EnvSpec = yaml_key(schema.ENV, default=EnvSpec(), build=EnvSpec.from_yaml, doc="environment of the recipe")
+    build_env: tuple[tuple[str, str], ...] = yaml_key(
+        schema.mapping_of(schema.env_name, schema.one_line), default=(), build=lambda data: tuple(data.items()),
+        doc="settings the install steps see (proxies, package indexes), in image builds and in the runtime "
+            "script, where the environment overrides them; never in an image's ENV or labels, nor in any hash")
     nic: NicNeeds = yaml_key(NIC_NEEDS, default=NicNeeds(), build=lambda data: from_yaml(NicNeeds, data),
                              doc="what its software needs of NIC detection")
     python: TargetPython | None = yaml_key(TARGET_PYTHON, build=lambda data: from_yaml(TargetPython, data),
@@ -340,6 +344,7 @@ class Recipe:
     ucx_net_devices_extra: tuple[str, ...] = ()  # nic.ucx_net_devices_extra of the chain, the last that says
     python: TargetPython | None = None  # the base image's Python, the last of the chain that says
     gpu_target: str = ""  # of the chain, the last that says
+    build_env: tuple[tuple[str, str], ...] = ()  # build_env of the chain, later files overriding
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)

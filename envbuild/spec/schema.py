@@ -458,6 +458,7 @@ ENV_STRAY_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 component_name = string(NAME_RE, "a valid name (lowercase letters, digits and dashes)")
 env_name = string(ENV_NAME_RE, "a valid environment variable name")
+one_line = string(re.compile(r"^[^\n]*$"), "one line of text")
 abs_path = AbsolutePath()
 apt_package = string(APT_RE, "a Debian package name")
 nic_family = string(choices=NIC_FAMILIES)

@@ -43,6 +43,11 @@ _eb_apply_recipe_env() {
   if declare -F _eb_recipe_env >/dev/null; then _eb_recipe_env; fi
 }
 
+# The recipe's build settings (build_env), for the steps; image builds have them from the builder.
+_eb_apply_build_env() {
+  if declare -F _eb_build_env >/dev/null; then _eb_build_env; fi
+}
+
 _eb_state_dir() {
   _EB_STATE=${ENVBUILD_STATE_DIR:-$_EB_STATE_DEFAULT}
 }

@@ -33,6 +33,7 @@ _eb_subshell() {
       export "${var?}"
     done
     _EB_NAME=$name
+    _eb_apply_build_env
     _eb_apply_env "$name"
     "$action" "$@"
   ) </dev/null

@@ -8,3 +8,10 @@ _EB_BASE_IMAGE=debian:bookworm
 _eb_recipe_env() {
   _eb_set FEATURE_RECIPE_VALUE 'a value with '"'"'quotes'"'"'; and `backticks`'
 }
+# Build settings: the steps see them unless the environment sets them already.
+_eb_build_env() {
+  [[ -n ${PIP_INDEX_URL+set} ]] || PIP_INDEX_URL=http://mirror.example.invalid/simple
+  export PIP_INDEX_URL
+  [[ -n ${HTTPS_PROXY+set} ]] || HTTPS_PROXY='http://proxy.example.invalid:3128; $(not a command)'
+  export HTTPS_PROXY
+}
