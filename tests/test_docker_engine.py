@@ -24,6 +24,7 @@ from docker_base import ImageSession, ensure_base_image
 from envbuild.run.docker_engine import (
     BuildFailed,
     BuildProgress,
+    PushProgress,
     BuildTranscript,
     EngineUnreachable,
     base_image_present,
@@ -527,4 +528,49 @@ def test_progress_error_before_any_step():
     assert progress.shown.getvalue() == "[    0.5s] build failed: dockerfile parse error line 1: unknown instruction: FORM\n"
     assert str(BuildFailed(progress.error, progress.current_step)) == (
         "image build failed: dockerfile parse error line 1: unknown instruction: FORM"
+    )
+
+
+# --- PushProgress on recorded events ------------------------------------------
+# Recorded from Docker 20.10 pushing to a registry on 127.0.0.1 (docker-py, decode=True).
+
+PUSH_EVENTS = [
+    {"status": "The push refers to repository [127.0.0.1:5000/t/x]"},
+    {"status": "Preparing", "progressDetail": {}, "id": "4f4fb700ef54"},
+    {"status": "Preparing", "progressDetail": {}, "id": "a907e4fbf553"},
+    {"status": "Waiting", "progressDetail": {}, "id": "a907e4fbf553"},
+    {"status": "Pushing", "progressDetail": {"current": 512, "total": 2560}, "progress": "[=>  ]", "id": "4f4fb700ef54"},
+    {"status": "Pushing", "progressDetail": {"current": 2560, "total": 2560}, "progress": "[===>]", "id": "4f4fb700ef54"},
+    {"status": "Pushed", "progressDetail": {}, "id": "4f4fb700ef54"},
+    {"status": "Layer already exists", "progressDetail": {}, "id": "a907e4fbf553"},
+    {"status": "a: digest: sha256:" + "c" * 64 + " size: 1234"},
+    {"progressDetail": {}, "aux": {"Tag": "a", "Digest": "sha256:" + "c" * 64, "Size": 1234}},
+]
+
+
+def recorded_push(live: bool) -> str:
+    now = [0.0]
+    shown = io.StringIO()
+    progress = PushProgress("127.0.0.1:5000/t/x:a", stream=shown, live=live, clock=lambda: now[0])
+    for event in PUSH_EVENTS:
+        now[0] += 0.5
+        progress(event)
+    progress.close()
+    return shown.getvalue()
+
+
+def test_push_progress_is_a_line_per_layer_elsewhere_than_a_terminal():
+    assert recorded_push(live=False).splitlines() == [
+        "127.0.0.1:5000/t/x:a: layer 4f4fb700ef54 pushed (2.6 kB)",
+        "127.0.0.1:5000/t/x:a: layer a907e4fbf553 already in the registry",
+    ]
+
+
+def test_push_progress_on_a_terminal_is_one_live_line():
+    assert recorded_push(live=True) == (
+        "\r\x1b[Kpushing 127.0.0.1:5000/t/x:a: 0/2 layers done, 512 B sent"
+        "\r\x1b[Kpushing 127.0.0.1:5000/t/x:a: 0/2 layers done, 2.6 kB sent"
+        "\r\x1b[Kpushing 127.0.0.1:5000/t/x:a: 1/2 layers done, 2.6 kB sent"
+        "\r\x1b[Kpushing 127.0.0.1:5000/t/x:a: 2/2 layers done, 2.6 kB sent"
+        "\n"
     )

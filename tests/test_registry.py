@@ -44,7 +44,7 @@ def test_push_every_tag_then_pull_by_digest_and_inspect_the_registry(engine, ses
         for tag in tags:
             assert re.search(rf"^envbuild: pushed {re.escape(tag)} \({digest}\) in [\d.]+ s$", result.stderr, re.M)
         # Not a terminal: a line per layer once it is in the registry.
-        assert re.search(rf"^{re.escape(tags[0])}: layer [0-9a-f]{{12}} pushed \([\d.]+ MB\)$", result.stderr, re.M)
+        assert re.search(rf"^{re.escape(tags[0])}: layer [0-9a-f]{{12}} pushed \([\d.]+ (B|kB|MB)\)$", result.stderr, re.M)
         image_id = engine.api.inspect_image(tags[0])["Id"]
 
         inspected = envbuild_cli("inspect", tags[1], "--format", "json")

@@ -3,7 +3,9 @@
 Engine failures become one-line EnvbuildErrors here, so no docker-py or
 requests traceback ever reaches the user. Builds use the classic builder's
 JSON event stream; BuildTranscript folds that stream into steps, and
-BuildProgress renders it as live progress per recipe component.
+BuildProgress renders it as live progress per recipe component. settle_image
+gives a built image its reproducible config; push and PushProgress send it to
+a registry.
 
 Contract with the Dockerfile renderer: a component's layer is a RUN whose
 instruction starts with `RUN ENVBUILD_COMPONENT=<name>`, so the builder's
@@ -311,6 +313,18 @@ def layer_sizes(client: docker.DockerClient, image: str, base: str) -> dict[str,
 # --- pushing ------------------------------------------------------------------
 
 
+def human_bytes(count: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as docker prints sizes)."""
+    if count < 1000:
+        return f"{count} B"
+    value = count / 1000
+    for unit in ("kB", "MB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 class PushProgress:
     """Shows a push as it goes: on a terminal one live line (layers done, bytes sent), else a line per layer."""
 
@@ -341,11 +355,13 @@ class PushProgress:
                 self._shown = self._clock()
                 done = sum(state == "done" for state in self.layers.values())
                 self._stream.write(f"\r\x1b[Kpushing {self.tag}: {done}/{len(self.layers)} layers done, "
-                                   f"{sum(self.sent.values()) / 1e6:.1f} MB sent")
+                                   f"{human_bytes(sum(self.sent.values()))} sent")
                 self._stream.flush()
         elif finished:
-            sent = f" ({self.sent[layer] / 1e6:.1f} MB)" if layer in self.sent else ""
-            self._stream.write(f"{self.tag}: layer {layer} {status.lower()}{sent}\n")
+            sent = f" ({human_bytes(self.sent[layer])})" if layer in self.sent else ""
+            what = {"Pushed": "pushed", "Layer already exists": "already in the registry"}.get(
+                status, status[:1].lower() + status[1:])
+            self._stream.write(f"{self.tag}: layer {layer} {what}{sent}\n")
             self._stream.flush()
 
     def close(self) -> None:

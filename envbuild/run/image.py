@@ -19,6 +19,8 @@ from envbuild.run import docker_engine
 
 @dataclass(frozen=True)
 class ComponentReport:
+    """What a build did for one component: how long its step ran, what it adds to the image."""
+
     name: str
     seconds: float | None  # how long its step ran; None when it came from the layer cache
     added_bytes: int  # what its layers in the image hold (its copy, or its fragment and step)
@@ -99,31 +101,21 @@ def _report(plan: Plan, sizes: dict[str, int], transcript: docker_engine.BuildTr
     return tuple(ComponentReport(s.name, seconds.get(s.name), added.get(s.name, 0)) for s in plan.steps), sum(sizes.values())
 
 
-def human_bytes(count: int) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as docker prints sizes)."""
-    if count < 1000:
-        return f"{count} B"
-    value = count / 1000
-    for unit in ("kB", "MB"):
-        if value < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
-
 def summary_lines(baked: Baked) -> list[str]:
     """The build summary: a line per component with its time and the size it adds, then the total."""
-    width = max((len(c.name) for c in baked.components), default=9)
+    width = max([len("component")] + [len(c.name) for c in baked.components])
     lines = [f"{'component':<{width}}  {'build':>9}  {'adds':>9}"]
     for c in baked.components:
         took = f"{c.seconds:.1f} s" if c.seconds is not None else "cached"
-        lines.append(f"{c.name:<{width}}  {took:>9}  {human_bytes(c.added_bytes):>9}")
-    lines.append(f"the image adds {human_bytes(baked.added_bytes)} to its base")
+        lines.append(f"{c.name:<{width}}  {took:>9}  {docker_engine.human_bytes(c.added_bytes):>9}")
+    lines.append(f"the image adds {docker_engine.human_bytes(baked.added_bytes)} to its base")
     return lines
 
 
 @dataclass(frozen=True)
 class Pushed:
+    """One tag pushed: the digest its registry stored, seconds of wall time."""
+
     tag: str
     digest: str  # sha256:... of the manifest the registry stored
     seconds: float
