@@ -744,9 +744,10 @@ def inspect(target, recipes_dir, fmt):
     """Show what an image or a state directory holds, component by component.
 
     For an image, its labels (recipe, recipe hash, lock hash, each component's
-    hash, source pin and patch hashes); for a runtime script's state directory
-    (ENVBUILD_STATE_DIR), its stamps and provenance records. A lock file or a
-    recipe is shown the same way.
+    hash, source pin and patch hashes), read from its registry without pulling
+    when the reference names one (HOST[:PORT]/NAME:TAG), else from the local
+    engine; for a runtime script's state directory (ENVBUILD_STATE_DIR), its
+    stamps and provenance records. A lock file or a recipe is shown the same way.
     """
     from envbuild import provenance
 
