@@ -410,9 +410,12 @@ LEFTOVERS = "ls -A /var/lib/apt/lists /var/cache/apt/archives /tmp /var/log/apt;
 
 
 @pytest.mark.docker
-def test_apt_packages_come_first_and_no_cache_or_build_tree_stays(engine, session, base_image, sources):
+def test_apt_packages_come_first_no_cache_or_build_tree_stays_and_the_image_is_reproducible(engine, session, base_image, sources):
     with recipe_of(sources, ["libhello", "greet", "apt-tool"], {"apt-tool": APT_TOOL}):
         built = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt"))
+        again = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt-again"), no_cache=True)
+    # dpkg's database, debconf and ldconfig's caches included, the same image.
+    assert again.image_id == built.image_id
     assert "RUN bash /opt/envbuild/lib/run-component.sh --apt jq" in [s.instruction for s in built.progress.steps]
     assert built.component_steps(cached=False) == ["libhello", "apt-tool", "greet"]
     code, out, err = run_in(engine, session, built.tag, "cat /opt/apt-tool/made-by && "

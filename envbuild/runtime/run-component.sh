@@ -28,6 +28,12 @@ printf '%s\n' "Dir::State::Lists \"$scratch/lists\";" "Dir::Cache \"$scratch/cac
 mkdir -p "$scratch/lists/partial" "$scratch/cache/archives/partial" "$scratch/log"
 # Outside every layer (a tmpfs): what is newer than it, this step wrote.
 marker=$(mktemp /dev/shm/envbuild-marker.XXXXXX)
+# Caches whose bytes depend on when and where they were written (ldconfig's
+# records the inodes and times of the libraries): after the step, each is as before it.
+volatile=(/var/cache/ldconfig/aux-cache)
+for path in "${volatile[@]}"; do
+  [[ ! -e $path ]] || cp -a "$path" "$scratch/volatile${path//\//_}"
+done
 
 # shellcheck source=/dev/null
 source /opt/envbuild/lib/engine.sh
@@ -92,18 +98,33 @@ export_component() {
   settle "$out"
 }
 
+restore_volatile() {
+  local path saved
+  for path in "${volatile[@]}"; do
+    saved=$scratch/volatile${path//\//_}
+    if [[ -e $saved ]]; then
+      cp -a "$saved" "$path"
+    else
+      rm -f "$path"
+    fi
+  done
+}
+
 case ${1:-} in
   --apt)
     shift
     _EB_RUN_DIR=$scratch
     _eb_apt "$@"
+    restore_volatile
     ;;
   --stage)
     _eb_main --only "$2"
+    restore_volatile
     export_component "$2"
     ;;
   *)
     _eb_main --only "$1"
+    restore_volatile
     ;;
 esac
 rm -rf "$scratch" "$_EB_STATE"/logs/* "$_EB_STATE"/*.holder "$_EB_STATE"/run.*
