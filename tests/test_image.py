@@ -395,36 +395,6 @@ def test_an_own_stage_component_writing_outside_its_prefixes_fails_the_build(eng
            "builds it in a stage of its own, from which only its prefixes reach the image" in failure.value.output_tail
 
 
-APT_TOOL = """name: apt-tool
-description: An apt package, used by a build into its own prefix.
-apt:
-  - jq
-prefix:
-  APT_TOOL_HOME: /opt/apt-tool
-build: |
-  mkdir -p "$APT_TOOL_HOME"
-  jq -n '"from jq"' > "$APT_TOOL_HOME/made-by"
-"""
-# What downloads and builds leave behind, if anything does.
-LEFTOVERS = "ls -A /var/lib/apt/lists /var/cache/apt/archives /tmp /var/log/apt; ls -A /root/.cache 2>/dev/null; true"
-
-
-@pytest.mark.docker
-def test_apt_packages_come_first_no_cache_or_build_tree_stays_and_the_image_is_reproducible(engine, session, base_image, sources):
-    with recipe_of(sources, ["libhello", "greet", "apt-tool"], {"apt-tool": APT_TOOL}):
-        built = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt"))
-        again = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt-again"), no_cache=True)
-    # dpkg's database, debconf and ldconfig's caches included, the same image.
-    assert again.image_id == built.image_id
-    assert "RUN bash /opt/envbuild/lib/run-component.sh --apt jq" in [s.instruction for s in built.progress.steps]
-    assert built.component_steps(cached=False) == ["libhello", "apt-tool", "greet"]
-    code, out, err = run_in(engine, session, built.tag, "cat /opt/apt-tool/made-by && "
-                            "bash /opt/envbuild/setup_deps.sh >/dev/null && echo nothing to install")
-    assert (code, out) == (0, '"from jq"\nnothing to install\n'), err
-    # apt lists and archives, pip's cache and work directories: as in the base image.
-    assert run_in(engine, session, built.tag, LEFTOVERS) == run_in(engine, session, base_image, LEFTOVERS)
-
-
 # --- the CLI ------------------------------------------------------------------
 
 
@@ -592,3 +562,38 @@ def test_build_context_tar_is_byte_identical_across_renders(sources, tmp_path):
         tars.append(result.stdout)
     assert tars[0] == tars[1]
     assert tars[0] == make_context_tar(build_context(image_plan(sources, "b:1")))
+
+
+# --- apt packages ---------------------------------------------------------------
+
+
+APT_TOOL = """name: apt-tool
+description: An apt package, used by a build into its own prefix.
+apt:
+  - jq
+prefix:
+  APT_TOOL_HOME: /opt/apt-tool
+build: |
+  mkdir -p "$APT_TOOL_HOME"
+  jq -n '"from jq"' > "$APT_TOOL_HOME/made-by"
+"""
+# What downloads and builds leave behind, if anything does.
+LEFTOVERS = "ls -A /var/lib/apt/lists /var/cache/apt/archives /tmp /var/log/apt; ls -A /root/.cache 2>/dev/null; true"
+
+
+# Last in the module: its build without the layer cache makes new engine layers
+# (the same files), from which the builder would start the later builds here.
+@pytest.mark.docker
+def test_apt_packages_come_first_no_cache_or_build_tree_stays_and_the_image_is_reproducible(engine, session, base_image, sources):
+    with recipe_of(sources, ["libhello", "greet", "apt-tool"], {"apt-tool": APT_TOOL}):
+        built = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt"))
+        again = build_plan(engine, session, image_plan(sources, base_image), session.tag("apt-again"), no_cache=True)
+    # dpkg's database, debconf and ldconfig's caches included, the same image.
+    assert again.image_id == built.image_id
+    assert "RUN bash /opt/envbuild/lib/run-component.sh --apt jq" in [s.instruction for s in built.progress.steps]
+    assert built.component_steps(cached=False) == ["libhello", "apt-tool", "greet"]
+    code, out, err = run_in(engine, session, built.tag, "cat /opt/apt-tool/made-by && "
+                            "bash /opt/envbuild/setup_deps.sh >/dev/null && echo nothing to install")
+    assert (code, out) == (0, '"from jq"\nnothing to install\n'), err
+    # apt lists and archives, pip's cache and work directories: as in the base image.
+    assert run_in(engine, session, built.tag, LEFTOVERS) == run_in(engine, session, base_image, LEFTOVERS)
