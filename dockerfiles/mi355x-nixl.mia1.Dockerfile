@@ -23,15 +23,8 @@ FROM envbuild-base AS component-etcd
 COPY envbuild/components/03-etcd/ /
 RUN ENVBUILD_COMPONENT=etcd bash /opt/envbuild/lib/run-component.sh --stage etcd
 
-# The image: the components in plan order.
+# The image: what needs no stage first, each copy right before what needs it, the other copies last.
 FROM envbuild-base
-# envbuild component: ucx (built in stage component-ucx)
-COPY --from=component-ucx /envbuild-out/ /
-
-# envbuild component: rixl
-COPY envbuild/components/02-rixl/ /
-RUN ENVBUILD_COMPONENT=rixl bash /opt/envbuild/lib/run-component.sh rixl
-
 # envbuild component: libionic
 COPY envbuild/components/04-libionic/ /
 RUN ENVBUILD_COMPONENT=libionic bash /opt/envbuild/lib/run-component.sh libionic
@@ -43,6 +36,13 @@ RUN ENVBUILD_COMPONENT=mori ENVBUILD_NIC_FAMILY=mlx5 bash /opt/envbuild/lib/run-
 # envbuild component: vllm-router (baked in for every node; at run time setup_deps.sh skips it unless NODE_RANK is 0)
 COPY envbuild/components/06-vllm-router/ /
 RUN ENVBUILD_COMPONENT=vllm-router NODE_RANK=0 bash /opt/envbuild/lib/run-component.sh vllm-router
+
+# envbuild component: ucx (built in stage component-ucx)
+COPY --from=component-ucx /envbuild-out/ /
+
+# envbuild component: rixl
+COPY envbuild/components/02-rixl/ /
+RUN ENVBUILD_COMPONENT=rixl bash /opt/envbuild/lib/run-component.sh rixl
 
 # envbuild component: nixl-patches
 COPY envbuild/components/07-nixl-patches/ /

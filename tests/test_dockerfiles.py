@@ -94,3 +94,16 @@ def test_check_does_not_depend_on_the_working_directory(tmp_path):
         cwd=tmp_path, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_what_a_ucx_bump_runs_again_in_the_image_is_what_needs_ucx():
+    """UCX builds in a stage of its own; in the image, what needs no stage's output comes before its copy."""
+    text = (DOCKERFILES / "mi355x-moriio.mia1.Dockerfile").read_text()
+    image = text[text.index("\nFROM envbuild-base\n"):]
+    steps = [line.split()[1] for line in image.splitlines() if line.startswith(("RUN ", "COPY --from="))]
+    assert steps == [
+        "ENVBUILD_COMPONENT=libionic", "ENVBUILD_COMPONENT=mori", "ENVBUILD_COMPONENT=moriio-proxy-deps",
+        "--from=component-ucx", "ENVBUILD_COMPONENT=rixl", "ENVBUILD_COMPONENT=moriio-patches",
+        "--from=component-etcd",
+    ]
+    assert "FROM envbuild-base AS component-ucx\n" in text and "FROM envbuild-base AS component-etcd\n" in text

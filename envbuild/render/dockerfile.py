@@ -7,9 +7,10 @@ envbuild-base plus the outputs of its dependencies; run-component.sh --stage
 moves what it installed (prefixes, stamp, provenance, fragment) under
 /envbuild-out, which the image copies in. So a pin bump rebuilds that stage,
 the stages of its dependents and a copy, not every later layer. Components
-that write shared places (site-packages, dpkg, patched files) run in plan
-order in the image itself, each after the copies of what it needs; the copies
-nothing in that chain needs come last.
+that write shared places (site-packages, dpkg, patched files) run in the
+image itself, dependencies first and those that need no stage's output before
+those that do, each after the copies of what it needs; the copies nothing
+there needs come last.
 """
 
 from __future__ import annotations
@@ -173,14 +174,39 @@ def _stages(plan: Plan, layers: list[ImageLayer], args: tuple[str, ...]) -> list
                 copied.add(dep.name)
                 image.extend(_copy_lines(dep))
 
-    for layer in layers:
+    for layer in _image_order(plan, layers):
         if not layer.baked:
             image += _header(layer, "")
-        elif not layer.own_stage:
+        else:
             copy_in(own_stage_closure(layer.name))
             image += _header(layer, "") + _component_lines(layer)
     copy_in([layer for layer in layers if layer.own_stage])
-    return stages + [Stage("", BASE_STAGE, "The image: the components in plan order.", tuple(image[1:]), args)]
+    return stages + [Stage("", BASE_STAGE, "The image: what needs no stage first, each copy right before what "
+                                           "needs it, the other copies last.", tuple(image[1:]), args)]
+
+
+def _image_order(plan: Plan, layers: list[ImageLayer]) -> list[ImageLayer]:
+    """The components that run in the image itself (or are left to the script), dependencies first.
+
+    Among those whose dependencies are in place, one that needs no stage's
+    output goes first (plan order otherwise): a rebuilt stage then runs again
+    only the components after its copy, which are those that need it and
+    what depends on them.
+    """
+    by_name = {layer.name: layer for layer in layers}
+    pending = [layer for layer in layers if not layer.own_stage]
+    in_image = {layer.name for layer in pending}
+    placed: set[str] = set()
+    order = []
+    while pending:
+        ready = [layer for layer in pending
+                 if all(d in placed or d not in in_image for d in plan.step(layer.name).component.depends)]
+        pick = next((layer for layer in ready
+                     if not any(by_name[n].own_stage for n in plan.closure(layer.name))), ready[0])
+        order.append(pick)
+        placed.add(pick.name)
+        pending.remove(pick)
+    return order
 
 
 def _dockerfile_env(plan: Plan, layers: list[ImageLayer]) -> list[str]:
