@@ -360,7 +360,7 @@ def test_base_image_override_is_not_a_disagreement(local_recipe):
     result = envbuild(local_recipe, "dockerfile", "--recipe", "testrecipe", "--nic-family", "none",
                       "--base-image", "debian:bookworm", "--require-lock")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("FROM debian:bookworm\n") == 1
+    assert result.stdout.count("FROM debian:bookworm AS envbuild-base\n") == 1
 
 
 def test_locked_digest_pins_the_base_image(local_recipe):
@@ -372,7 +372,7 @@ def test_locked_digest_pins_the_base_image(local_recipe):
     path.write_text(lockfile.dump(doc))
     result = envbuild(local_recipe, "dockerfile", "--recipe", "testrecipe", "--nic-family", "none", "--require-lock")
     assert result.returncode == 0, result.stderr
-    assert f"FROM envbuild-test/base:latest@{digest}\n" in result.stdout
+    assert f"FROM envbuild-test/base:latest@{digest} AS envbuild-base\n" in result.stdout
     assert f'io.envbuild.lock-hash="{lockfile.content_hash(doc)}"' in result.stdout
 
 
@@ -600,7 +600,7 @@ def test_lock_records_the_registry_digest_of_the_base_image(local_recipe):
         dockerfile = subprocess.run([sys.executable, "-m", "envbuild", "dockerfile", "--recipe", "testrecipe",
                                      "--nic-family", "none", "--require-lock", "--recipes-dir", str(local_recipe.recipes)],
                                     env=env, capture_output=True, text=True)
-        assert f"FROM {registry.ref}@{registry.digest}\n" in dockerfile.stdout
+        assert f"FROM {registry.ref}@{registry.digest} AS envbuild-base\n" in dockerfile.stdout
     finally:
         registry.close()
 
