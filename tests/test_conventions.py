@@ -155,10 +155,16 @@ def test_image_summary_as_json(tmp_path, engine, base_image, session):
     built = envbuild(*args, env=docker)
     assert built.returncode == 0, built.stderr
     doc = json.loads(built.stdout)
-    assert (doc["tag"], doc["reused"]) == (tag, False)
+    assert (doc["tags"], doc["reused"]) == ([tag], False)
     assert doc["image_id"] == engine.api.inspect_image(tag)["Id"] and doc["seconds"] > 0
+    [hello] = doc["components"]
+    # seconds: null when an earlier run's layer was reused (this recipe is the same in every run)
+    assert hello["name"] == "hello" and (hello["seconds"] is None or hello["seconds"] > 0)
+    assert hello["added_bytes"] > 0
+    assert doc["added_bytes"] > hello["added_bytes"]  # the engine and setup_deps.sh too
     again = envbuild(*args, env=docker)
-    assert json.loads(again.stdout) == {"tag": tag, "image_id": "", "seconds": 0.0, "reused": True}
+    assert json.loads(again.stdout) == {"tags": [tag], "image_id": doc["image_id"], "seconds": 0.0, "reused": True,
+                                        "components": [], "added_bytes": 0}
 
 
 # --- 3. one exit-code table ------------------------------------------------------------------------
