@@ -697,41 +697,51 @@ def _image_digest(ref: str) -> tuple[str | None, str]:
 
 
 @main.command()
-@plan_options()
+@plan_options(base_image_option)
 @click.option("--into", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="The source directory to fill (created if missing).")
 @click.option("--timeout", default=60.0, show_default=True, metavar="SECONDS", help="Timeout of each download.")
 @click.option("--python", "python", default=sys.executable, show_default="this Python", metavar="PY",
               help="The Python whose pip downloads the pip requirements (for the recipe's Python, its python: "
-                   "block, unless --pip-option says otherwise).")
+                   "block, unless --pip-option says otherwise) and asks build backends for their requirements.")
 @click.option("--pip-option", "pip_options", multiple=True, metavar="OPTION",
               help="Passed to `pip download`, e.g. --pip-option=--index-url=URL; --python-version, --platform, "
                    "--implementation or --abi replace the recipe's Python. Repeatable.")
+@click.option("--apt", is_flag=True,
+              help="Also download the .debs of the components' apt packages, dependencies included, as the base "
+                   "image needs them (resolved in a container of it: needs the Docker engine).")
 @format_option()
-def fetch(recipe, recipes_dir, cluster, nic_family, into, timeout, python, pip_options, fmt):
-    """Download every source of a recipe into DIR, for clusters without network.
+def fetch(recipe, recipes_dir, cluster, nic_family, base_image, into, timeout, python, pip_options, apt, fmt):
+    """Download everything a recipe's install needs into DIR, for clusters without network.
 
-    DIR/git/<name>-<hash>.git are bare mirrors of the git sources, DIR/downloads/
-    the tarballs and .debs (checked against their sha256 from the recipe or its
-    lock), DIR/pip/ the wheels and sdists of the pip requirements (the locked
-    packages when the lock has them) for the recipe's Python, and
-    DIR/MANIFEST.json lists them all. Run it again to complete or refresh DIR:
-    what is there and verified is kept. Then, on the cluster:
+    DIR/git/ holds bare mirrors of the git sources, of their submodules
+    (recursively, at the commits each pins) and of the repositories their meson
+    wraps name; DIR/downloads/ the tarballs and .debs (checked against their
+    sha256 from the recipe or its lock); DIR/meson/packagecache/ the archives of
+    the meson wraps; DIR/pip/ the wheels and sdists of the pip requirements (the
+    locked packages when the lock has them) for the recipe's Python, and the
+    build requirements of every package pip builds from source; with --apt,
+    DIR/apt/ the .debs the base image lacks; DIR/MANIFEST.json lists them all.
+    Run it again to complete or refresh DIR: what is there and verified is
+    kept. Then, on the cluster (or baked: envbuild image --sources DIR):
 
       ENVBUILD_SOURCE_DIR=DIR bash setup_deps.sh
     """
     from envbuild import fetch as fetching
 
-    the_plan = make_plan(recipes_dir, recipe, cluster, nic_family)
-    result = fetching.fetch(the_plan, into, timeout, python, tuple(pip_options), output().say)
+    the_plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image)
+    result = fetching.fetch(the_plan, into, timeout, python, tuple(pip_options), output().say, apt=apt)
     for warning in result.warnings:
         output().warn(warning)
     manifest = result.manifest
     if fmt == "json":
         emit_json(manifest)
     else:
-        click.echo(f"{into}: {len(manifest['git'])} git mirrors, {len(manifest['downloads'])} downloads, "
-                   f"{len(manifest['pip'])} pip files; MANIFEST.json written")
+        counts = [f"{len(manifest['git'])} git mirrors", f"{len(manifest['downloads'])} downloads",
+                  f"{len(manifest['meson'])} meson archives", f"{len(manifest['pip'])} pip files"]
+        if apt:
+            counts.append(f"{len(manifest['apt'])} apt packages")
+        click.echo(f"{into}: {', '.join(counts)}; MANIFEST.json written")
     if result.missing:
         raise EnvbuildError("\n".join(["some sources could not be fetched:"] + result.missing))
 

@@ -63,6 +63,23 @@ def fetch_url(url: str, destination: Path | None, timeout: float) -> tuple[str, 
     return digest.hexdigest(), size
 
 
+def download_verified(url: str, path: Path, expected: str | None, timeout: float) -> tuple[str, int]:
+    """Downloads `url` to `path` through a temporary file, which replaces `path` only when its
+    sha256 is `expected` (any, when None); returns the sha256 and size. Raises DownloadFailed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    try:
+        actual, size = fetch_url(url, partial, timeout)
+    except DownloadFailed:
+        partial.unlink(missing_ok=True)
+        raise
+    if expected is not None and actual != expected:
+        partial.unlink(missing_ok=True)
+        raise DownloadFailed(f"sha256 mismatch for {url}: expected {expected}, got {actual}")
+    partial.replace(path)
+    return actual, size
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -13,6 +13,7 @@ import http.server
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -429,13 +430,17 @@ def test_fetch_fills_the_offline_layout_and_keeps_what_is_verified(local_recipe)
 
     git_base = local_recipe.values()["git_base"]
     mirrors = {f"{offline_git_name(git_base + name)}.git" for name in ("libhello.git", "greet.git")}
-    assert {p.name for p in (into / "git").iterdir()} == mirrors
+    assert {p.name for p in (into / "git").iterdir()} == mirrors | {"urls"}
+    assert (into / "git" / "urls").read_text() == "".join(sorted(
+        f"{offline_git_name(git_base + name)} {git_base + name}\n" for name in ("libhello.git", "greet.git")))
     for mirror in mirrors:
         assert subprocess.run(["git", "-C", str(into / "git" / mirror), "rev-parse", "--is-bare-repository"],
                               capture_output=True, text=True).stdout.strip() == "true"
     assert {p.name for p in (into / "downloads").iterdir()} == {"dataset-1.0.tar.gz", "blob-1.0.tar.gz"}
     assert sha256((into / "downloads" / "blob-1.0.tar.gz").read_bytes()) == local_recipe.blob_sha256
-    assert [p.name for p in (into / "pip").iterdir()] == [wheel_name]
+    # greet's build requirement (setuptools, its pyproject.toml says) comes from PyPI, for pip to build it offline.
+    setuptools_wheel, tiny = sorted(p.name for p in (into / "pip").iterdir())
+    assert tiny == wheel_name and re.fullmatch(r"setuptools-[0-9.]+-py3-none-any\.whl", setuptools_wheel)
 
     manifest = json.loads((into / "MANIFEST.json").read_text())
     assert manifest["recipe"] == "testrecipe" and manifest["missing"] == []
@@ -445,7 +450,10 @@ def test_fetch_fills_the_offline_layout_and_keeps_what_is_verified(local_recipe)
     assert {(d["file"], d["sha256"], d["verified"]) for d in manifest["downloads"]} == {
         ("downloads/dataset-1.0.tar.gz", local_recipe.dataset_sha256, True),
         ("downloads/blob-1.0.tar.gz", local_recipe.blob_sha256, True)}
-    assert manifest["pip"] == [{"file": f"pip/{wheel_name}", "sha256": sha256(wheel), "size": len(wheel)}]
+    assert manifest["pip"][1] == {"file": f"pip/{wheel_name}", "sha256": sha256(wheel), "size": len(wheel)}
+    assert manifest["build_requirements"] == [
+        {"of": "greet", "backend": "setuptools.build_meta", "requires": ["setuptools"], "dynamic": [], "note": None}]
+    assert manifest["meson"] == [] and manifest["apt"] == [] and manifest["apt_base_image"] is None
 
     # Again: everything verified is kept, nothing downloaded; a damaged file is fetched again.
     (into / "downloads" / "dataset-1.0.tar.gz").write_bytes(b"damaged")

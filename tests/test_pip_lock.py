@@ -230,6 +230,6 @@ def test_fetch_without_the_recipes_python_says_whose_it_uses(recipe):
     fetched = envbuild(recipe, "fetch", "--recipe", "testrecipe", "--into", str(into))
     assert fetched.returncode == 0, fetched.stderr
     assert "does not name its base image's Python" in fetched.stderr
-    assert fetched.stdout == f"{into}: 0 git mirrors, 0 downloads, 2 pip files; MANIFEST.json written\n"
+    assert fetched.stdout == f"{into}: 0 git mirrors, 0 downloads, 0 meson archives, 2 pip files; MANIFEST.json written\n"
     quiet = envbuild(recipe, "fetch", "--recipe", "testrecipe", "--into", str(into), "--quiet")
     assert (quiet.returncode, quiet.stderr) == (0, "")

@@ -879,17 +879,19 @@ def pull_image(client: docker.DockerClient, ref: str) -> None:
 
 
 def run_in_image(client: docker.DockerClient, image: str, command: list[str],
-                 network_mode: str | None = None) -> tuple[int, str, str]:
+                 network_mode: str | None = None, binds: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     """Run `command` (an argv, no shell; the image's entrypoint cleared) in a new container of `image`.
 
     Returns its exit status, stdout and stderr (text, undecodable bytes replaced).
-    network_mode is as `docker run --network` takes it (None: the engine's default).
-    The container is removed afterwards, also on failure or Ctrl-C; an engine that
-    cannot create or start it raises EnvbuildError.
+    network_mode is as `docker run --network` takes it (None: the engine's default);
+    `binds` maps host paths to container paths, each written `PATH` (read-write) or
+    `PATH:ro`. The container is removed afterwards, also on failure or Ctrl-C; an
+    engine that cannot create or start it raises EnvbuildError.
     """
+    host_config = client.api.create_host_config(
+        network_mode=network_mode, binds=[f"{host}:{inside}" for host, inside in (binds or {}).items()])
     with _engine_errors(f"create a container of {image}"):
-        container = client.api.create_container(
-            image, command, entrypoint=[""], host_config=client.api.create_host_config(network_mode=network_mode))
+        container = client.api.create_container(image, command, entrypoint=[""], host_config=host_config)
     try:
         with _engine_errors(f"run a container of {image}"):
             client.api.start(container["Id"])

@@ -21,14 +21,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ClassVar
 
+from envbuild import mirror
 from envbuild.errors import LockError
-from envbuild.net import DownloadFailed, fetch_url, file_sha256, last_line, run_git
+from envbuild.net import DownloadFailed, download_verified, fetch_url, file_sha256, last_line, run_git
 from envbuild.shell import quote
 from envbuild.spec import schema
 from envbuild.spec.schema import APT_RE, COMMIT_RE, UNKNOWN_CHECKSUM, Field, Shape
@@ -235,40 +235,16 @@ class GitSource(Source):
         return f"{entry['url']}#branch={entry.get('branch')}"
 
     def fetch(self, component: str, into: Path, timeout: float, say: Say) -> tuple[str, dict]:
-        """Mirrors the repository (or updates the mirror)."""
+        """Mirrors the repository (or updates the mirror); its submodules and wraps are envbuild.fetch's."""
         relative = self.offline_path
-        mirror = into / relative
-        entry = {"component": component, "url": self.url, "mirror": relative, "commit": self.commit or None,
+        commit, action = mirror.ensure(self.url, into / relative, self.commit, self.branch)
+        entry = {"component": component, "url": self.url, "mirror": relative, "commit": commit or None,
                  "branch": self.branch or None}
-        if mirror.is_dir() and self.commit and _has_commit(mirror, self.commit):
-            say(f"{component}: {relative} holds {self.commit[:12]}; kept")
-            return "git", entry
-        if mirror.is_dir():
-            result = run_git("remote", "update", "--prune", cwd=mirror)
-            action = "updated"
+        if action == "kept":
+            say(f"{component}: {relative} holds {commit[:12]}; kept")
         else:
-            partial = mirror.with_name(mirror.name + ".part")
-            shutil.rmtree(partial, ignore_errors=True)
-            mirror.parent.mkdir(parents=True, exist_ok=True)
-            result = run_git("clone", "-q", "--mirror", self.url, str(partial))
-            if result.returncode == 0:
-                partial.rename(mirror)
-            else:
-                shutil.rmtree(partial, ignore_errors=True)
-            action = "mirrored"
-        if result.returncode != 0:
-            raise DownloadFailed(f"cannot mirror {self.url}: {last_line(result.stderr)}")
-        if self.commit and not _has_commit(mirror, self.commit):
-            raise DownloadFailed(f"{self.url} has no commit {self.commit} (mirrored into {relative})")
-        if not self.commit:
-            head = run_git("rev-parse", "--verify", "-q", f"refs/heads/{self.branch}^{{commit}}", cwd=mirror)
-            entry["commit"] = head.stdout.strip() or None
-        say(f"{component}: {action} {self.url} into {relative}")
+            say(f"{component}: {action} {self.url} into {relative}")
         return "git", entry
-
-
-def _has_commit(mirror: Path, commit: str) -> bool:
-    return run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=mirror).returncode == 0
 
 
 @dataclass(frozen=True)
@@ -353,17 +329,7 @@ class TarballSource(Source):
                     + (", sha256 verified; kept" if expected else " (no sha256 to check); kept"))
                 return "downloads", {**entry, "sha256": actual, "size": path.stat().st_size}
             say(f"{component}: {relative} has sha256 {actual}, expected {expected}; downloading it again")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        try:
-            actual, size = fetch_url(self.url, partial, timeout)
-        except DownloadFailed:
-            partial.unlink(missing_ok=True)
-            raise
-        if expected is not None and actual != expected:
-            partial.unlink(missing_ok=True)
-            raise DownloadFailed(f"sha256 mismatch for {self.url}: expected {expected}, got {actual}")
-        partial.replace(path)
+        actual, size = download_verified(self.url, path, expected, timeout)
         say(f"{component}: downloaded {self.url}"
             + (" (sha256 verified)" if expected else f" (unverified: sha256 {actual})"))
         return "downloads", {**entry, "sha256": actual, "size": size}

@@ -1,30 +1,54 @@
 # ---- helpers for install steps (they run inside the step's subshell) ----
 
 _eb_apt() {
-  local package status missing=()
+  local package status missing=() offline=()
   for package in "$@"; do
     status=$(dpkg-query -W -f='${db:Status-Abbrev}' "${package%%=*}" 2>/dev/null) || status=''
     [[ $status == "ii "* ]] || missing+=("$package")
   done
   ((${#missing[@]})) || return 0
   ((EUID == 0)) || _eb_die "apt packages missing: ${missing[*]}; run as root or install them first"
+  [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || _eb_offline_apt offline
   if [[ ! -e $_EB_RUN_DIR/apt-updated ]]; then
-    apt-get update -q
+    apt-get "${offline[@]}" update -q
     : >"$_EB_RUN_DIR/apt-updated"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get "${offline[@]}" install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# apt options, into the array named $1, with which apt sees the packages of the
+# offline sources' apt/ only (`envbuild fetch --apt`: a flat repository of the
+# .debs the base image lacks): a source list and package lists of its own, so
+# the system's sources are neither asked nor changed.
+_eb_offline_apt() {
+  local -n _eb_options=$1
+  local root=$_EB_RUN_DIR/apt-offline uri
+  _eb_sources
+  uri=$_EB_SOURCES/apt
+  [[ -n $_EB_SOURCES_URL ]] || uri=file:$uri
+  [[ -n $_EB_SOURCES_URL || -f $_EB_SOURCES/apt/Packages ]] ||
+    _eb_die "ENVBUILD_SOURCE_DIR has no apt packages (no apt/Packages); run envbuild fetch --apt"
+  mkdir -p "$root/lists/partial"
+  printf 'deb [trusted=yes] %s ./\n' "$uri" >"$root/sources.list"
+  _eb_options=(-o "Dir::Etc::SourceList=$root/sources.list" -o Dir::Etc::SourceParts=- -o "Dir::State::Lists=$root/lists"
+    -o Acquire::Languages=none)
 }
 
 # _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
 # may install over distro packages and as root. With ENVBUILD_SOURCE_DIR, pip
-# takes packages from its pip/ directory only. The base image's protected
-# distributions (the recipe's python.protected, with what they require, at
-# their installed versions) constrain the install, so it cannot replace them;
-# when it would, the step fails naming the package and both versions.
+# takes packages (and the build requirements of what it builds) from its pip/
+# only. The base image's protected distributions (the recipe's
+# python.protected, with what they require, at their installed versions)
+# constrain the install, so it cannot replace them; when it would, the step
+# fails naming the package and both versions.
 _eb_pip() {
   local offline=() constraints=() args=() replaced=() option previous='' deps=1 reinstall='' status=0
   local guard=$_EB_WORK/pip-guard
-  [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || offline=(--no-index --find-links "$ENVBUILD_SOURCE_DIR/pip")
+  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
+    # Build requirements too: pip passes both options on to the isolated build environments.
+    _eb_sources
+    offline=(--no-index --find-links "$_EB_SOURCES/pip/")
+  fi
   if [[ -n ${_EB_PROTECTED[$_EB_NAME]:-} ]]; then
     mkdir -p "$guard"
     for option in "$@"; do
@@ -82,14 +106,12 @@ _eb_pip_install() {
 }
 
 # Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters
-# it; with ENVBUILD_SOURCE_DIR, from the mirror $4 that `envbuild fetch` put there.
+# it; with ENVBUILD_SOURCE_DIR, from the mirror $4 that `envbuild fetch` put there
+# (submodules and meson wraps from theirs, see _eb_offline_git).
 # An unpinned source (no commit, branch $5) gets the branch's tip, with a warning.
 _eb_git() {
   local url=$1 commit=$2 origin=$1 head
-  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
-    origin=$ENVBUILD_SOURCE_DIR/git/$4.git
-    [[ -d $origin ]] || _eb_die "$url is not in ENVBUILD_SOURCE_DIR (no $origin); run envbuild fetch"
-  fi
+  [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || _eb_offline_git "$url" "$4"
   git init -q src
   cd src
   git remote add origin "$origin"
@@ -110,14 +132,83 @@ _eb_git() {
   if [[ $3 == 1 ]]; then
     git submodule update -q --init --recursive
   fi
+  [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || _eb_offline_wraps
   EB_SRC=$PWD
+}
+
+# Sends git URL $1 (mirror $2) and every URL `envbuild fetch` mirrored
+# (git/urls: submodules, the repositories of meson wraps) to the offline
+# mirrors, for git in this step and in what the step runs (setup.py or meson
+# cloning submodules themselves): GIT_CONFIG_COUNT settings reach submodule
+# clones, which -c and repository settings do not. Mirrors in a directory are
+# local paths, which git refuses for submodules unless protocol.file is allowed.
+_eb_offline_git() {
+  local url=$1 list=$_EB_WORK/envbuild-git-urls name from count=${GIT_CONFIG_COUNT:-0}
+  _eb_sources
+  if ! _eb_source_get git/urls "$list" 2>/dev/null; then
+    [[ -n $_EB_SOURCES_URL || -d $_EB_SOURCES/git/$2.git ]] ||
+      _eb_die "$url is not in ENVBUILD_SOURCE_DIR (no git/$2.git); run envbuild fetch"
+    : >"$list"
+  fi
+  printf '%s %s\n' "$2" "$url" >>"$list"
+  while read -r name from; do
+    export "GIT_CONFIG_KEY_$count=url.$_EB_SOURCES/git/$name.git.insteadOf" "GIT_CONFIG_VALUE_$count=$from"
+    ((count += 1))
+  done <"$list"
+  if [[ -z $_EB_SOURCES_URL ]]; then
+    export "GIT_CONFIG_KEY_$count=protocol.file.allow" "GIT_CONFIG_VALUE_$count=always"
+    ((count += 1))
+  fi
+  export GIT_CONFIG_COUNT=$count
+}
+
+# Puts the archives the meson wraps of ./subprojects name (source_filename,
+# patch_filename) into subprojects/packagecache/, where meson looks before it
+# downloads, from the offline sources' meson/packagecache/ (a wrap the sources
+# lack is left to meson, which says which).
+_eb_offline_wraps() {
+  local wrap key file
+  for wrap in subprojects/*.wrap; do
+    [[ -f $wrap ]] || continue
+    while IFS=' =' read -r key file; do
+      [[ $key == source_filename || $key == patch_filename ]] || continue
+      [[ -n $file && $file != */* ]] || continue
+      mkdir -p subprojects/packagecache
+      [[ -f subprojects/packagecache/$file ]] ||
+        _eb_source_get "meson/packagecache/$file" "subprojects/packagecache/$file" 2>/dev/null || :
+    done <"$wrap"
+  done
+}
+
+# Where the offline sources are, into _EB_SOURCES (without a trailing /), and
+# _EB_SOURCES_URL=1 when that is an http(s):// URL (a directory `envbuild image
+# --sources` serves to the build).
+_eb_sources() {
+  _EB_SOURCES=${ENVBUILD_SOURCE_DIR%/} _EB_SOURCES_URL=''
+  case $_EB_SOURCES in
+    http://* | https://*) _EB_SOURCES_URL=1 ;;
+    /*) [[ -d $_EB_SOURCES ]] || _eb_die "ENVBUILD_SOURCE_DIR $_EB_SOURCES is not a directory" ;;
+    *) _eb_die "ENVBUILD_SOURCE_DIR must be an absolute directory or an http(s):// URL, not $ENVBUILD_SOURCE_DIR" ;;
+  esac
+}
+
+# Copies file $1 of the offline sources (a path relative to them) to file $2; fails when it is not there.
+_eb_source_get() {
+  local base
+  _eb_sources
+  base=$_EB_SOURCES
+  if [[ -n $_EB_SOURCES_URL ]]; then
+    ENVBUILD_SOURCE_DIR='' _eb_fetch_url "$base/$1" "$2"
+  else
+    [[ -f $base/$1 ]] && cp "$base/$1" "$2"
+  fi
 }
 
 # Fetches URL $1 to file $2; with ENVBUILD_SOURCE_DIR, copies it from its downloads/.
 _eb_fetch_url() {
   if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
-    [[ -f $ENVBUILD_SOURCE_DIR/downloads/${1##*/} ]] || _eb_die "$1 is not in ENVBUILD_SOURCE_DIR (no downloads/${1##*/}); run envbuild fetch"
-    cp "$ENVBUILD_SOURCE_DIR/downloads/${1##*/}" "$2"
+    _eb_source_get "downloads/${1##*/}" "$2" ||
+      _eb_die "$1 is not in ENVBUILD_SOURCE_DIR (no downloads/${1##*/}); run envbuild fetch"
   elif command -v curl >/dev/null; then
     curl -fsSL --retry 3 -o "$2" "$1"
   elif command -v wget >/dev/null; then

@@ -1,0 +1,307 @@
+"""Air-gapped installs: `envbuild fetch` collects everything, and the install uses no network at all.
+
+The recipe's components, on local sources reached by the same paths as real ones
+(git URLs https://git.example.invalid/... redirected by git's insteadOf, an
+archive on a FileServer at 127.0.0.1):
+- subby: a git source with a submodule (absolute URL) that has a submodule of its
+  own (relative URL), and two meson wraps (an archive, a git repository); its
+  step runs meson (`pip: [meson]`) to download its subprojects and copies what
+  every one of them holds;
+- builtpkg: a pip package built from its git source under build isolation:
+  setuptools comes from pyproject.toml's [build-system] requires, flit_core from
+  setup.py's setup_requires (setuptools' backend returns it from
+  get_requires_for_build_wheel), both from PyPI;
+- jqtool: `apt: [jq]` (jq needs libjq1 and libonig5, which the test base image lacks);
+- nonet: fails unless the only network interface is lo, so every install below
+  proves it had no network.
+
+fetch uses the network (PyPI; Debian, from a container of the test base image;
+the local servers). The installs use none: on this machine in a network
+namespace of their own (unshare --net, as root: lo only, nothing listening),
+and in a container of the test base image with --network none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from envbuild.spec.sources import offline_git_name
+from localsources import GIT_BASE, FileServer, commit_files, git, git_redirect_env, make_tarball, sha256
+
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+RECIPE = """name: {name}
+description: Air-gapped install test.
+base_image: envbuild-test/base:latest
+python:
+  version: '{python}'
+  platform: manylinux_2_36_x86_64
+components:
+{listing}
+"""
+COMPONENTS = {
+    "subby": """name: subby
+description: Submodules, recursively, and meson wraps.
+source:
+  git: {git_base}subby.git
+  commit: {subby}
+  submodules: true
+pip:
+  - meson
+prefix:
+  SUBBY_HOME: {root}/opt/subby
+build: |
+  "$EB_PYTHON" -m mesonbuild.mesonmain subprojects download
+  mkdir -p "$SUBBY_HOME"
+  cp leaf/leaf.txt leaf/deep/deep.txt subprojects/tinylib-1.0/tiny.txt subprojects/gitlib/gitlib.txt "$SUBBY_HOME/"
+check: |
+  test "$(cat "$SUBBY_HOME/leaf.txt" "$SUBBY_HOME/deep.txt" "$SUBBY_HOME/tiny.txt" "$SUBBY_HOME/gitlib.txt")" = \\
+    "$(printf 'leaf\\ndeep\\ntiny\\ngitlib')"
+""",
+    "builtpkg": """name: builtpkg
+description: Built from source by pip under build isolation.
+source:
+  git: {git_base}builtpkg.git
+  commit: {builtpkg}
+build: |
+  _eb_pip --no-deps .
+check: |
+  "$EB_PYTHON" -c 'import builtpkg; assert builtpkg.WORD == "built"'
+""",
+    "jqtool": """name: jqtool
+description: An apt package with dependencies the base image lacks.
+apt:
+  - jq
+check: |
+  test "$(echo '{{"a": 7}}' | jq .a)" = 7
+""",
+    "nonet": """name: nonet
+description: Fails unless lo is the only network interface.
+prefix:
+  NONET_HOME: {root}/opt/nonet
+build: |
+  interfaces=$(awk -F: 'NR > 2 {{gsub(/ /, "", $1); print $1}}' /proc/net/dev)
+  [[ $interfaces == lo ]] || {{ echo "network interfaces: $interfaces" >&2; exit 1; }}
+  mkdir -p "$NONET_HOME"
+  echo "$interfaces" > "$NONET_HOME/interfaces"
+""",
+}
+BUILTPKG_PYPROJECT = """[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+"""
+# setup_requires is what setuptools' get_requires_for_build_wheel adds to the static requirements.
+BUILTPKG_SETUP = """from setuptools import setup
+setup(name="builtpkg", version="1.0", packages=["builtpkg"], setup_requires=["flit_core"])
+"""
+
+
+def add_submodule(repo: Path, path: str, url: str, commit: str) -> str:
+    """Commits submodule `path` at `commit` (what `git submodule add` would, without cloning it); the new commit."""
+    (repo / ".gitmodules").write_text(f'[submodule "{path}"]\n\tpath = {path}\n\turl = {url}\n')
+    git(repo, "add", ".gitmodules")
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{commit},{path}")
+    git(repo, "commit", "-q", "-m", f"add submodule {path}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@dataclass
+class Offline:
+    """The recipes, their local sources and what fetch wrote."""
+
+    root: Path
+    server: FileServer
+    commits: dict[str, str]
+    tiny_sha256: str
+
+    @property
+    def recipes(self) -> Path:
+        return self.root / "recipes"
+
+    @property
+    def repos(self) -> Path:
+        return self.root / "repos"
+
+    @property
+    def sources(self) -> Path:
+        return self.root / "sources"
+
+    def envbuild(self, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, **git_redirect_env(self.repos), "HOME": str(self.root)}
+        return subprocess.run([sys.executable, "-m", "envbuild", *args, "--recipes-dir", str(self.recipes)],
+                              capture_output=True, text=True, env=env, timeout=1800)
+
+    def manifest(self) -> dict:
+        return json.loads((self.sources / "MANIFEST.json").read_text())
+
+
+def make_sources(root: Path, server: FileServer) -> Offline:
+    repos = root / "repos"
+    commits = {"deep": commit_files(repos / "deep.git", {"deep.txt": "deep\n"})}
+    leaf = repos / "leaf.git"
+    commit_files(leaf, {"leaf.txt": "leaf\n"})
+    commits["leaf"] = add_submodule(leaf, "deep", "../deep.git", commits["deep"])  # relative to leaf's own URL
+    commits["gitlib"] = commit_files(repos / "gitlib.git", {"gitlib.txt": "gitlib\n",
+                                                             "meson.build": "project('gitlib')\n"})
+    tarball = make_tarball({"tiny.txt": "tiny\n", "meson.build": "project('tinylib')\n"}, "tinylib-1.0")
+    (server.root / "tinylib-1.0.tar.gz").write_bytes(tarball)
+    subby = repos / "subby.git"
+    commit_files(subby, {
+        "meson.build": "project('subby')\n",
+        "subprojects/tinylib.wrap": (f"[wrap-file]\ndirectory = tinylib-1.0\nsource_url = {server.url}/tinylib-1.0.tar.gz\n"
+                                     f"source_filename = tinylib-1.0.tar.gz\nsource_hash = {sha256(tarball)}\n"),
+        "subprojects/gitlib.wrap": f"[wrap-git]\nurl = {GIT_BASE}gitlib.git\nrevision = main\ndepth = 1\n",
+    })
+    commits["subby"] = add_submodule(subby, "leaf", f"{GIT_BASE}leaf.git", commits["leaf"])
+    commits["builtpkg"] = commit_files(repos / "builtpkg.git", {
+        "pyproject.toml": BUILTPKG_PYPROJECT, "setup.py": BUILTPKG_SETUP, "builtpkg/__init__.py": 'WORD = "built"\n'})
+    offline = Offline(root, server, commits, sha256(tarball))
+    (offline.recipes / "components").mkdir(parents=True)
+    values = {"git_base": GIT_BASE, "root": root, **commits}
+    for name, text in COMPONENTS.items():
+        (offline.recipes / "components" / f"{name}.yaml").write_text(text.format(**values))
+    for name, components in (("offline", COMPONENTS), ("offline-image", ["subby", "builtpkg", "jqtool", "nonet"])):
+        listing = "".join(f"  - {component}\n" for component in components).rstrip("\n")
+        (offline.recipes / f"{name}.yaml").write_text(RECIPE.format(name=name, python=PYTHON, listing=listing))
+    return offline
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("offline")
+    (root / "www").mkdir()
+    server = FileServer(root / "www")
+    yield make_sources(root, server)
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def fetched(offline):
+    result = offline.envbuild("fetch", "--recipe", "offline", "--into", str(offline.sources))
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def render(offline: Offline, name: str = "offline") -> Path:
+    script = offline.root / f"{name}.sh"
+    result = offline.envbuild("runtime-script", "--recipe", name, "-o", str(script))
+    assert result.returncode == 0, result.stderr
+    return script
+
+
+def mirror_entry(offline: Offline, component: str, name: str, via: str | None) -> dict:
+    url = f"{GIT_BASE}{name}.git"
+    return {"component": component, "url": url, "mirror": f"git/{offline_git_name(url)}.git",
+            "commit": offline.commits[name], "branch": "main" if via and via.startswith("wrap") else None, "via": via}
+
+
+def test_fetch_collects_submodules_wraps_and_build_requirements(offline, fetched):
+    manifest = offline.manifest()
+    assert manifest["missing"] == [] and manifest["format"] == "envbuild-sources-v2"
+    url = {name: f"{GIT_BASE}{name}.git" for name in offline.commits}
+    assert sorted(manifest["git"], key=lambda e: e["url"]) == sorted([
+        mirror_entry(offline, "subby", "subby", None),
+        mirror_entry(offline, "subby", "leaf", f"submodule leaf of {url['subby']}"),
+        mirror_entry(offline, "subby", "deep", f"submodule deep of {url['leaf']}"),
+        mirror_entry(offline, "subby", "gitlib", f"wrap subprojects/gitlib.wrap of {url['subby']}"),
+        mirror_entry(offline, "builtpkg", "builtpkg", None),
+    ], key=lambda e: e["url"])
+    assert (offline.sources / "git" / "urls").read_text() == "".join(
+        sorted(f"{offline_git_name(u)} {u}\n" for u in url.values()))
+    tiny = offline.sources / "meson/packagecache/tinylib-1.0.tar.gz"
+    assert manifest["meson"] == [{
+        "component": "subby", "wrap": "subprojects/tinylib.wrap", "file": "meson/packagecache/tinylib-1.0.tar.gz",
+        "url": f"{offline.server.url}/tinylib-1.0.tar.gz", "sha256": offline.tiny_sha256, "size": tiny.stat().st_size}]
+    assert manifest["build_requirements"] == [{"of": "builtpkg", "backend": "setuptools.build_meta",
+                                               "requires": ["setuptools>=61"], "dynamic": ["flit_core"], "note": None}]
+    wheels = sorted(re.sub(r"-[0-9][^-]*-py3-none-any\.whl$", "", entry["file"]) for entry in manifest["pip"])
+    assert wheels == ["pip/flit_core", "pip/meson", "pip/setuptools"]
+    assert "subby: submodule leaf of https://git.example.invalid/subby.git: mirrored " in fetched.stderr
+    assert "builtpkg: build requirements setuptools>=61 flit_core (setuptools.build_meta)" in fetched.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="unshare --net needs root")
+def test_installs_in_a_network_namespace_without_network(offline, fetched):
+    script = render(offline)
+    env = {"PATH": os.environ["PATH"], "HOME": str(offline.root), "TMPDIR": str(offline.root),
+           "ENVBUILD_STATE_DIR": str(offline.root / "state"), "ENVBUILD_PYTHON": str(_venv(offline.root)),
+           "ENVBUILD_NIC_FAMILY": "none", "ENVBUILD_SOURCE_DIR": str(offline.sources)}
+    only = [word for name in ("nonet", "subby", "builtpkg") for word in ("--only", name)]
+    # The namespace's own lo, where nothing listens (the FileServer is on the machine's).
+    result = subprocess.run(["unshare", "--net", "--", "bash", "-c", 'ip link set lo up && exec bash "$@"', "netns",
+                             str(script), *only], capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr + _logs(offline.root / "state")
+    assert "installed 3, present 0, skipped 0 of 3 components" in result.stdout
+    assert (offline.root / "opt/nonet/interfaces").read_text() == "lo\n"
+    home = offline.root / "opt/subby"
+    assert [(home / f).read_text() for f in ("leaf.txt", "deep.txt", "tiny.txt", "gitlib.txt")] == [
+        "leaf\n", "deep\n", "tiny\n", "gitlib\n"]
+    log = (offline.root / "state/logs/builtpkg.log").read_text()
+    assert "Successfully installed builtpkg-1.0" in log
+
+
+@pytest.fixture(scope="module")
+def fetched_apt(offline, fetched, engine, base_image):
+    """The same directory, fetched again with --apt for the test base image."""
+    result = offline.envbuild("fetch", "--recipe", "offline", "--into", str(offline.sources), "--apt",
+                              "--base-image", base_image)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_fetch_again_keeps_everything_and_adds_the_debs_for_the_base_image(offline, base_image, fetched_apt):
+    manifest = offline.manifest()
+    assert manifest["missing"] == [] and manifest["apt_base_image"] == base_image
+    debs = [re.sub(r"_.*", "", entry["file"]) for entry in manifest["apt"]]
+    assert debs == ["apt/jq", "apt/libjq1", "apt/libonig5"]
+    for entry in manifest["apt"]:
+        assert sha256((offline.sources / entry["file"]).read_bytes()) == entry["sha256"]
+    packages = (offline.sources / "apt/Packages").read_text()
+    assert [line for line in packages.splitlines() if line.startswith("Package: ")] == [
+        "Package: jq", "Package: libjq1", "Package: libonig5"]
+    assert f"subby: {offline.sources.name}" not in fetched_apt.stderr
+    assert f"subby: git/{offline_git_name(GIT_BASE + 'subby.git')}.git holds {offline.commits['subby'][:12]}; kept" \
+        in fetched_apt.stderr
+    assert "subby: meson/packagecache/tinylib-1.0.tar.gz is there, sha256 verified; kept" in fetched_apt.stderr
+    assert f"{offline.sources}: 5 git mirrors, 0 downloads, 1 meson archives, 3 pip files, 3 apt packages" \
+        in fetched_apt.stdout
+
+
+def test_installs_in_a_container_without_network(offline, fetched_apt, engine, base_image, session):
+    script = render(offline)
+    environment = {"ENVBUILD_SOURCE_DIR": "/sources", "ENVBUILD_NIC_FAMILY": "none", "SUBBY_HOME": "/opt/subby",
+                   "NONET_HOME": "/opt/nonet"}
+    command = "bash /setup_deps.sh && bash /setup_deps.sh --check && cat /opt/subby/*.txt"
+    container = engine.containers.create(
+        base_image, ["bash", "-c", command], network_mode="none", environment=environment, labels=session.labels,
+        volumes={str(offline.sources): {"bind": "/sources", "mode": "ro"},
+                 str(script): {"bind": "/setup_deps.sh", "mode": "ro"}})
+    try:
+        container.start()
+        status = container.wait(timeout=900)["StatusCode"]
+        output = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert status == 0, output
+    assert "installed 4, present 0, skipped 0 of 4 components" in output
+    assert "all 4 components present" in output
+    assert output.endswith("deep\ngitlib\nleaf\ntiny\n")
+
+
+def _venv(root: Path) -> Path:
+    """A Python of its own for the installs (pip from this one's site-packages)."""
+    venv = root / "venv"
+    if not venv.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    return venv / "bin" / "python"
+
+
+def _logs(state: Path) -> str:
+    return "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted((state / "logs").glob("*.log")))
