@@ -401,19 +401,24 @@ def dockerfile_name(plan: Plan) -> str:
                    "the output. Repeatable.")
 @click.option("--push", is_flag=True, help="After a successful build, push every tag to its registry and print "
                                             "TAG@DIGEST for each.")
+@click.option("--sources", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
+              help="Install from DIR (written by envbuild fetch, on the engine's machine) with no network: the "
+                   "steps reach DIR, served read-only, and nothing else; nothing of it stays in the image.")
 @format_option()
 def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, strict, tags, no_cache, pull, dry_run,
-          network, verbose, build_env, build_secrets, push, fmt):
+          network, verbose, build_env, build_secrets, push, sources, fmt):
     """Bake a recipe into an image on the local Docker engine (DOCKER_HOST is honoured).
 
     Each component gets its own layer, in plan order, running the same step as
     the runtime script and writing the same stamps, so `setup_deps.sh` inside
     the image finds nothing to install. An image whose tag exists and holds the
-    same recipe hash (label io.envbuild.recipe-hash) is reused.
+    same recipe hash (label io.envbuild.recipe-hash) is reused. With --sources
+    DIR the steps install from an `envbuild fetch` directory and have no
+    network (the base image needs python3 and git to serve it to them).
     """
     from envbuild.render.dockerfile import build_context
     from envbuild.run.docker_engine import BuildProgress
-    from envbuild.run.image import bake, default_tag, push_tags, summary_lines
+    from envbuild.run.image import bake, default_tag, push_tags, step_settings, summary_lines
     from envbuild.run.registry import parse_reference
 
     plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
@@ -422,7 +427,7 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
         parse_reference(tag)
     settings = _build_settings(build_env, build_secrets)
     if dry_run:
-        files = build_context(plan, list(settings))
+        files = build_context(plan, list(step_settings(settings, sources)))
         click.echo(files["Dockerfile"][0].decode(), nl=False)
         click.echo(f"\n# build context of {', '.join(tags)}:")
         for path, (data, mode) in files.items():
@@ -432,7 +437,7 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     try:
         secrets = [settings[name] for name in build_secrets]
         baked = bake(plan, tags, no_cache=no_cache, pull=pull, network=network, say=say, build_env=settings,
-                     progress=BuildProgress(verbose=verbose, quiet=quiet, redact=secrets))
+                     progress=BuildProgress(verbose=verbose, quiet=quiet, redact=secrets), sources=sources)
     except KeyboardInterrupt:
         click.echo("envbuild: build interrupted; the engine cancelled it", err=True)
         sys.exit(130)

@@ -6,9 +6,7 @@ wraps name. Each pinned commit also gets a ref of its own
 (`refs/envbuild/<commit>`), so that a commit no branch holds any more stays in
 the mirror and can be fetched by its id. `git/urls` maps each mirror to its
 URL; the runtime script reads it to send every git URL (submodules and wraps
-included) to its mirror (`url.<mirror>.insteadOf`). Mirrors are also ready for
-git's dumb HTTP protocol (`git update-server-info`), for a directory served
-over HTTP (`envbuild image --sources`).
+included) to its mirror (`url.<mirror>.insteadOf`).
 """
 
 from __future__ import annotations
@@ -72,7 +70,6 @@ def ensure(url: str, mirror: Path, commit: str = "", branch: str = "") -> tuple[
 
 def _pin(mirror: Path, commit: str) -> None:
     run_git("update-ref", PIN_REFS + commit, commit, cwd=mirror)
-    run_git("update-server-info", cwd=mirror)
 
 
 def has_commit(mirror: Path, commit: str) -> bool:

@@ -28,11 +28,14 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
+import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
+from envbuild.run.docker_engine import SOURCES_LABEL
 from envbuild.spec.sources import offline_git_name
 from localsources import GIT_BASE, FileServer, commit_files, git, git_redirect_env, make_tarball, sha256
 
@@ -278,21 +281,69 @@ def test_installs_in_a_container_without_network(offline, fetched_apt, engine, b
     script = render(offline)
     environment = {"ENVBUILD_SOURCE_DIR": "/sources", "ENVBUILD_NIC_FAMILY": "none", "SUBBY_HOME": "/opt/subby",
                    "NONET_HOME": "/opt/nonet"}
-    command = "bash /setup_deps.sh && bash /setup_deps.sh --check && cat /opt/subby/*.txt"
-    container = engine.containers.create(
-        base_image, ["bash", "-c", command], network_mode="none", environment=environment, labels=session.labels,
-        volumes={str(offline.sources): {"bind": "/sources", "mode": "ro"},
-                 str(script): {"bind": "/setup_deps.sh", "mode": "ro"}})
-    try:
-        container.start()
-        status = container.wait(timeout=900)["StatusCode"]
-        output = container.logs().decode()
-    finally:
-        container.remove(force=True)
+    command = "bash /setup_deps.sh && bash /setup_deps.sh --check && cat /opt/subby/*.txt /opt/nonet/interfaces"
+    status, output = run_without_network(engine, session, base_image, command, environment, {
+        str(offline.sources): {"bind": "/sources", "mode": "ro"}, str(script): {"bind": "/setup_deps.sh", "mode": "ro"}})
     assert status == 0, output
     assert "installed 4, present 0, skipped 0 of 4 components" in output
     assert "all 4 components present" in output
-    assert output.endswith("deep\ngitlib\nleaf\ntiny\n")
+    assert output.endswith("deep\ngitlib\nleaf\ntiny\nlo\n")
+
+
+def test_image_from_sources_builds_without_network_and_keeps_no_source(offline, fetched_apt, engine, base_image,
+                                                                       session):
+    tag = session.tag("offline-image")
+    result = offline.envbuild("image", "--recipe", "offline-image", "--base-image", base_image, "--tag", tag,
+                              "--sources", str(offline.sources))
+    assert result.returncode == 0, result.stderr
+    assert f"from {offline.sources}" in result.stderr
+    assert not engine.containers.list(all=True, filters={"label": f"{SOURCES_LABEL}={offline.sources}"})
+    command = ("bash /opt/envbuild/setup_deps.sh --check && cat \"$SUBBY_HOME\"/*.txt \"$NONET_HOME/interfaces\" "
+               "&& jq --version && python3 -c 'import builtpkg'")
+    status, output = run_without_network(engine, session, tag, command, {
+        "SUBBY_HOME": f"{offline.root}/opt/subby", "NONET_HOME": f"{offline.root}/opt/nonet"})
+    assert status == 0, output
+    assert "all 4 components present" in output
+    assert "deep\ngitlib\nleaf\ntiny\nlo\njq-1.6\n" in output  # the steps had lo and nothing else
+    # Nothing of the source directory is in any layer of the image.
+    fetched_names = {path.name for part in ("pip", "apt", "meson/packagecache", "git")
+                     for path in (offline.sources / part).iterdir()} - {"urls", "Packages"}
+    assert len(fetched_names) == 3 + 3 + 1 + 5
+    assert fetched_names & layer_file_names(engine, tag) == set()
+
+
+def run_without_network(engine, session, image: str, command: str, environment: dict[str, str],
+                        volumes: dict | None = None) -> tuple[int, str]:
+    """`bash -c command` in a container of `image` with --network none; its exit status and output."""
+    container = engine.containers.create(image, ["bash", "-c", command], network_mode="none", labels=session.labels,
+                                         environment=environment, volumes=volumes or {})
+    try:
+        container.start()
+        return container.wait(timeout=900)["StatusCode"], container.logs().decode()
+    finally:
+        container.remove(force=True)
+
+
+def layer_file_names(engine, image: str) -> set[str]:
+    """The base names of every file in every layer of `image` (docker save, read as it streams)."""
+    names: set[str] = set()
+    reader, writer = os.pipe()
+    with os.fdopen(reader, "rb") as stream:
+        thread = threading.Thread(target=_save, args=(engine, image, writer))
+        thread.start()
+        with tarfile.open(fileobj=stream, mode="r|") as saved:
+            for member in saved:
+                if member.name.endswith("/layer.tar"):
+                    with tarfile.open(fileobj=saved.extractfile(member), mode="r|") as layer:
+                        names |= {PurePosixPath(entry.name).name for entry in layer}
+        thread.join()
+    return names
+
+
+def _save(engine, image: str, fd: int) -> None:
+    with os.fdopen(fd, "wb") as out:
+        for chunk in engine.api.get_image(image):
+            out.write(chunk)
 
 
 def _venv(root: Path) -> Path:

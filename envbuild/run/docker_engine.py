@@ -30,6 +30,7 @@ import tarfile
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Generator, Iterator, Mapping, Sequence, TextIO
 
 import docker
@@ -38,6 +39,7 @@ import docker.utils
 import requests
 
 from envbuild.errors import EnvbuildError
+from envbuild.net import last_line
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 FAILURE_TAIL_LINES = 30
@@ -904,3 +906,49 @@ def run_in_image(client: docker.DockerClient, image: str, command: list[str],
         except (docker.errors.DockerException, requests.RequestException):
             pass  # an engine gone mid-run has already been reported
     return status, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+
+
+# The sources server's port, in a network namespace that only it and the build's steps share.
+SOURCES_PORT = 7531
+SOURCES_MOUNT = "/envbuild-sources"
+SOURCES_LABEL = "io.envbuild.sources-server"  # on the server's container: the directory it serves
+SOURCES_START_TIMEOUT = 30  # seconds
+
+
+@contextmanager
+def sources_server(client: docker.DockerClient, image: str, directory: Path, program: str) -> Iterator[str]:
+    """Serves `directory` read-only over HTTP from a container of `image` that has no network
+    but its own loopback (its python3 running `program`, envbuild/runtime/serve_sources.py);
+    yields the network mode ("container:<id>") under which build steps reach it, and nothing
+    else, at http://127.0.0.1:SOURCES_PORT. The container is removed afterwards.
+
+    Raises EnvbuildError when the server does not answer: no python3 or git in the image, or
+    no MANIFEST.json in the directory as the engine sees it (a remote engine sees another machine).
+    """
+    command = ["python3", "-c", program, SOURCES_MOUNT, str(SOURCES_PORT)]
+    probe = ["python3", "-c", "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)",
+             f"http://127.0.0.1:{SOURCES_PORT}/MANIFEST.json"]
+    with _engine_errors(f"start a container of {image} to serve {directory}"):
+        host_config = client.api.create_host_config(binds=[f"{directory.resolve()}:{SOURCES_MOUNT}:ro"],
+                                                    network_mode="none")
+        container = client.api.create_container(image, command, host_config=host_config, entrypoint=[],
+                                                labels={SOURCES_LABEL: str(directory.resolve())})["Id"]
+    try:
+        with _engine_errors(f"serve {directory} from a container of {image}"):
+            client.api.start(container)
+            deadline = time.monotonic() + SOURCES_START_TIMEOUT
+            while True:
+                if not client.api.inspect_container(container)["State"]["Running"]:
+                    why = last_line(client.api.logs(container).decode(errors="replace"))
+                    raise EnvbuildError(f"the sources server (python3 in {image}) stopped: {why}")
+                exec_id = client.api.exec_create(container, probe)["Id"]
+                output = client.api.exec_start(exec_id).decode(errors="replace")
+                if client.api.exec_inspect(exec_id)["ExitCode"] == 0:
+                    break
+                if "404" in output or time.monotonic() > deadline:
+                    raise EnvbuildError(f"{directory} has no MANIFEST.json where the Docker engine sees it: give a "
+                                        "directory written by envbuild fetch, on the engine's machine")
+                time.sleep(0.2)
+        yield f"container:{container}"
+    finally:
+        _remove_step_container(client, container)

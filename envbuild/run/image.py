@@ -6,15 +6,21 @@ The CLI's `envbuild image` is this module plus option parsing; a Python caller
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
 
-from envbuild.errors import EnvbuildError
+from envbuild.errors import EnvbuildError, UsageError
 from envbuild.formats import IMAGE_EPOCH
 from envbuild.plan import Plan
 from envbuild.render.dockerfile import build_context, instruction_component
+from envbuild.render.script import RUNTIME
 from envbuild.run import docker_engine
+
+# The runtime script's variable for offline sources: a build setting of the steps of a build from sources.
+SOURCE_DIR = "ENVBUILD_SOURCE_DIR"
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,25 @@ def default_tag(plan: Plan) -> str:
     return f"envbuild/{plan.recipe.name}:{plan.hash[:12]}"
 
 
+def step_settings(build_env: Mapping[str, str] | None, sources: Path | None) -> dict[str, str]:
+    """The build settings a bake gives its steps over the recipe's build_env, {NAME: VALUE}.
+
+    They are `build_env` and, when building from `sources`, ENVBUILD_SOURCE_DIR:
+    the URL at which the sources server answers the steps. Raises UsageError
+    when `build_env` sets ENVBUILD_SOURCE_DIR too.
+    """
+    settings = dict(build_env or {})
+    if sources is not None:
+        if SOURCE_DIR in settings:
+            raise UsageError(f"--build-env {SOURCE_DIR} and --sources exclude each other: --sources sets it")
+        settings[SOURCE_DIR] = f"http://127.0.0.1:{docker_engine.SOURCES_PORT}"
+    return settings
+
+
 def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool | None = None,
          network: str | None = None, verbose: bool = False, say: Callable[[str], None] = lambda line: None,
-         progress: docker_engine.BuildTranscript | None = None, build_env: Mapping[str, str] | None = None) -> Baked:
+         progress: docker_engine.BuildTranscript | None = None, build_env: Mapping[str, str] | None = None,
+         sources: Path | None = None) -> Baked:
     """Builds (or reuses) the image of `plan` and gives it every tag in `tags` (at least one).
 
     The image is reproducible: the same plan on the same base image gives the
@@ -52,13 +74,26 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
     names and that holds the plan's recipe hash is reused. `pull`: True
     refreshes the base image, False refuses to build without it locally, None
     lets the engine pull it only when missing. Raises EnvbuildError (engine
-    unreachable, build failed, base image missing) and lets KeyboardInterrupt
-    through once the engine has cancelled the build. `progress` receives the
-    builder's events (default: a BuildProgress on stderr). The steps see the
-    recipe's build_env and `build_env` over it, as build arguments: not in the
-    image's ENV, labels or config, nor in the recipe hash; the engine's layer
-    cache does key on them, so a changed value runs the steps again.
+    unreachable, build failed, base image missing, sources server down) and
+    lets KeyboardInterrupt through once the engine has cancelled the build.
+    `progress` receives the builder's events (default: a BuildProgress on
+    stderr). The steps see the recipe's build_env and `build_env` over it, as
+    build arguments: not in the image's ENV, labels or config, nor in the
+    recipe hash; the engine's layer cache does key on them, so a changed value
+    runs the steps again.
+
+    `sources`, a directory `envbuild fetch` wrote on the engine's machine, is
+    what the steps install from, with no network: a container of the base
+    image with no network serves it read-only on its own loopback, the only
+    network the steps share (the build setting ENVBUILD_SOURCE_DIR is its
+    URL), so nothing of it enters the build context or a layer. `network`
+    must then be None and `build_env` must not set ENVBUILD_SOURCE_DIR
+    (UsageError).
     """
+    if sources is not None and network is not None:
+        raise UsageError("--sources and --network exclude each other: the steps of a build from sources "
+                         "reach the sources and nothing else")
+    settings = step_settings(build_env, sources)
     tags = list(dict.fromkeys(tags))
     client = docker_engine.connect()
     existing = None if no_cache else docker_engine.image_labels(client, tags[0])
@@ -70,16 +105,20 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
     if pull is False and not docker_engine.base_image_present(client, base):
         raise EnvbuildError(f"base image {base} is not present locally and --no-pull was given; "
                             f"pull or build it first, or drop --no-pull")
-    say(f"building {', '.join(tags)} from {base} ({len(plan.steps)} components)")
+    say(f"building {', '.join(tags)} from {base} ({len(plan.steps)} components)"
+        + (f", from {sources}" if sources else ""))
     started = time.monotonic()
     progress = progress if progress is not None else docker_engine.BuildProgress(verbose=verbose)
-    try:
-        settings = dict(build_env or {})
+    with contextlib.ExitStack() as stack:
+        if sources is not None:
+            if pull is not False and not docker_engine.base_image_present(client, base):
+                docker_engine.pull_image(client, base)
+            network = stack.enter_context(docker_engine.sources_server(
+                client, base, sources, (RUNTIME / "serve_sources.py").read_text(encoding="utf-8")))
+        stack.callback(progress.close)  # before the sources server goes
         built = docker_engine.build(client, docker_engine.make_context_tar(build_context(plan, list(settings))), None,
                                     nocache=no_cache, pull=bool(pull), on_event=progress, network_mode=network,
                                     buildargs={**dict(plan.recipe.build_env), **settings})
-    finally:
-        progress.close()
     image_id = docker_engine.settle_image(client, built, base, tags, IMAGE_EPOCH)
     components, added = _report(plan, docker_engine.layer_sizes(client, built, base), progress)
     return Baked(tuple(tags), image_id, time.monotonic() - started, False, components, added)

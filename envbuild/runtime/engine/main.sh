@@ -205,7 +205,8 @@ Environment (every variable the script reads):
   ENVBUILD_JOBS          parallel build jobs, \$EB_JOBS in steps (default: nproc)
   ENVBUILD_CACHE_DIR     shared build cache of the cluster (default: none)
   ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default 3600)
-  ENVBUILD_SOURCE_DIR    offline sources written by envbuild fetch; nothing is downloaded
+  ENVBUILD_SOURCE_DIR    offline sources written by envbuild fetch (a directory or its http:// URL);
+                         nothing is downloaded
   ENVBUILD_STEP_OUTPUT   stream: step output also on stdout (image builds)
   NODE_RANK              this node's rank, for rank conditions (default: SLURM_NODEID, else 0)
   SLURM_NODEID           the rank under srun when NODE_RANK is unset

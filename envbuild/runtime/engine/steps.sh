@@ -18,8 +18,9 @@ _eb_apt() {
 
 # apt options, into the array named $1, with which apt sees the packages of the
 # offline sources' apt/ only (`envbuild fetch --apt`: a flat repository of the
-# .debs the base image lacks): a source list and package lists of its own, so
-# the system's sources are neither asked nor changed.
+# .debs the base image lacks): a source list, package lists and a cache of its
+# own in the run's directory, so the system's sources are neither asked nor
+# changed and no copy of a .deb stays behind.
 _eb_offline_apt() {
   local -n _eb_options=$1
   local root=$_EB_RUN_DIR/apt-offline uri
@@ -28,10 +29,10 @@ _eb_offline_apt() {
   [[ -n $_EB_SOURCES_URL ]] || uri=file:$uri
   [[ -n $_EB_SOURCES_URL || -f $_EB_SOURCES/apt/Packages ]] ||
     _eb_die "ENVBUILD_SOURCE_DIR has no apt packages (no apt/Packages); run envbuild fetch --apt"
-  mkdir -p "$root/lists/partial"
+  mkdir -p "$root/lists/partial" "$root/cache/archives/partial"
   printf 'deb [trusted=yes] %s ./\n' "$uri" >"$root/sources.list"
   _eb_options=(-o "Dir::Etc::SourceList=$root/sources.list" -o Dir::Etc::SourceParts=- -o "Dir::State::Lists=$root/lists"
-    -o Acquire::Languages=none)
+    -o "Dir::Cache=$root/cache" -o Acquire::Languages=none)
 }
 
 # _eb_pip [pip options...] requirements...: the image is ours to manage, so pip
