@@ -204,7 +204,7 @@ class _Fetch:
             try:
                 _, size = download_verified(url, path, archive.sha256, self.timeout)
             except DownloadFailed as exc:
-                failures.append(f"{url}: {exc}")
+                failures.append(str(exc) if url in str(exc) else f"{url}: {exc}")
                 continue
             self.sections["meson"].append({**entry, "url": url, "size": size})
             self.say(f"{component}: {where}: downloaded {url} (sha256 verified)")

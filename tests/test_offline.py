@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from envbuild.mirror import absolute_url
 from envbuild.run.docker_engine import SOURCES_LABEL
 from envbuild.spec.sources import offline_git_name
 from localsources import GIT_BASE, FileServer, commit_files, git, git_redirect_env, make_tarball, sha256
@@ -147,7 +148,15 @@ class Offline:
 
 def make_sources(root: Path, server: FileServer) -> Offline:
     repos = root / "repos"
-    commits = {"deep": commit_files(repos / "deep.git", {"deep.txt": "deep\n"})}
+    # deep's pinned commit is on no branch any more (as after a force-push): fetch asks for it by its id,
+    # which the repository allows, as GitHub does.
+    deep = repos / "deep.git"
+    commit_files(deep, {"README": "deep\n"})
+    git(deep, "checkout", "-q", "-b", "gone")
+    commits = {"deep": commit_files(deep, {"deep.txt": "deep\n"})}
+    git(deep, "checkout", "-q", "main")
+    git(deep, "branch", "-q", "-D", "gone")
+    git(deep, "config", "uploadpack.allowAnySHA1InWant", "true")
     leaf = repos / "leaf.git"
     commit_files(leaf, {"leaf.txt": "leaf\n"})
     commits["leaf"] = add_submodule(leaf, "deep", "../deep.git", commits["deep"])  # relative to leaf's own URL
@@ -170,10 +179,13 @@ def make_sources(root: Path, server: FileServer) -> Offline:
     values = {"git_base": GIT_BASE, "root": root, **commits}
     for name, text in COMPONENTS.items():
         (offline.recipes / "components" / f"{name}.yaml").write_text(text.format(**values))
-    for name, components in (("offline", COMPONENTS), ("offline-image", ["subby", "builtpkg", "jqtool", "nonet"])):
-        listing = "".join(f"  - {component}\n" for component in components).rstrip("\n")
-        (offline.recipes / f"{name}.yaml").write_text(RECIPE.format(name=name, python=PYTHON, listing=listing))
+    write_recipe(offline.recipes, "offline", list(COMPONENTS))
     return offline
+
+
+def write_recipe(recipes: Path, name: str, components: list[str]) -> None:
+    listing = "".join(f"  - {component}\n" for component in components).rstrip("\n")
+    (recipes / f"{name}.yaml").write_text(RECIPE.format(name=name, python=PYTHON, listing=listing))
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +240,86 @@ def test_fetch_collects_submodules_wraps_and_build_requirements(offline, fetched
     assert wheels == ["pip/flit_core", "pip/meson", "pip/setuptools"]
     assert "subby: submodule leaf of https://git.example.invalid/subby.git: mirrored " in fetched.stderr
     assert "builtpkg: build requirements setuptools>=61 flit_core (setuptools.build_meta)" in fetched.stderr
+
+
+BROKEN = {
+    "strict": """name: strict
+description: Asks for its submodules, one of which is nowhere; its wraps are wrong.
+source:
+  git: {git_base}strict.git
+  commit: {strict}
+  submodules: true
+""",
+    "lenient": """name: lenient
+description: Does not ask for its submodules; one of them is nowhere.
+source:
+  git: {git_base}lenient.git
+  commit: {lenient}
+""",
+    "badtoml": """name: badtoml
+description: pip builds it; its pyproject.toml is not TOML.
+source:
+  git: {git_base}badtoml.git
+  commit: {badtoml}
+build: |
+  _eb_pip .
+""",
+    "hookfails": """name: hookfails
+description: pip builds it; its setup.py fails when setuptools asks it for requirements.
+source:
+  git: {git_base}hookfails.git
+  commit: {hookfails}
+build: |
+  _eb_pip .
+""",
+}
+
+
+def test_fetch_names_what_it_cannot_collect(tmp_path, file_server):
+    repos = tmp_path / "repos"
+    nowhere = f"{GIT_BASE}nowhere.git"
+    commits = {}
+    for name in ("strict", "lenient"):
+        commit_files(repos / f"{name}.git", {"README": name + "\n", "subprojects/hg.wrap": "[wrap-hg]\nurl = x\n",
+                                             "subprojects/bad.wrap": (
+                                                 f"[wrap-file]\nsource_url = {file_server.url}/bad.tar.gz\n"
+                                                 f"source_filename = bad.tar.gz\nsource_hash = {'0' * 64}\n")})
+        commits[name] = add_submodule(repos / f"{name}.git", "gone", nowhere, "1" * 40)
+    (file_server.root / "bad.tar.gz").write_bytes(b"not what the wrap says")
+    commits["badtoml"] = commit_files(repos / "badtoml.git", {"pyproject.toml": "[build-system\n"})
+    commits["hookfails"] = commit_files(repos / "hookfails.git", {
+        "pyproject.toml": BUILTPKG_PYPROJECT, "setup.py": "raise RuntimeError('no building here')\n"})
+    recipes = tmp_path / "recipes"
+    (recipes / "components").mkdir(parents=True)
+    for name, text in BROKEN.items():
+        (recipes / "components" / f"{name}.yaml").write_text(text.format(git_base=GIT_BASE, **commits))
+    write_recipe(recipes, "broken", list(BROKEN))
+    env = {**os.environ, **git_redirect_env(repos), "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "envbuild", "fetch", "--recipes-dir", str(recipes), "--recipe",
+                             "broken", "--into", str(tmp_path / "sources")], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("envbuild: error: ")]
+    bad = f"{file_server.url}/bad.tar.gz"
+    mismatch = f"sha256 mismatch for {bad}: expected {'0' * 64}, got {sha256(b'not what the wrap says')}"
+    assert errors[0] == "envbuild: error: some sources could not be fetched:"
+    assert errors[1].startswith(f"envbuild: error: strict: submodule gone of {GIT_BASE}strict.git: cannot mirror "
+                                f"{nowhere}: ")
+    assert errors[2:] == [
+        f"envbuild: error: strict: subprojects/bad.wrap: {mismatch}",
+        "envbuild: error: strict: subprojects/hg.wrap: wrap-hg is not fetched (only wrap-file and wrap-git are)",
+        f"envbuild: error: lenient: subprojects/bad.wrap: {mismatch}",
+        "envbuild: error: lenient: subprojects/hg.wrap: wrap-hg is not fetched (only wrap-file and wrap-git are)",
+        "envbuild: error: badtoml: pyproject.toml is not TOML: Expected ']' at the end of a table declaration "
+        "(at line 1, column 14)",
+    ]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("envbuild: warning: ")]
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"envbuild: warning: lenient: submodule gone of {GIT_BASE}lenient.git: cannot mirror ")
+    assert warnings[1] == (
+        "envbuild: warning: hookfails: dynamic build requirements unknown: setuptools.build_meta: "
+        "get_requires_for_build_wheel failed: RuntimeError: no building here; only the static ones (setuptools>=61) "
+        "were fetched")
+    assert not list((tmp_path / "sources" / "meson" / "packagecache").iterdir())  # the bad archive is not kept
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="unshare --net needs root")
@@ -292,8 +384,8 @@ def test_installs_in_a_container_without_network(offline, fetched_apt, engine, b
 
 def test_image_from_sources_builds_without_network_and_keeps_no_source(offline, fetched_apt, engine, base_image,
                                                                        session):
-    tag = session.tag("offline-image")
-    result = offline.envbuild("image", "--recipe", "offline-image", "--base-image", base_image, "--tag", tag,
+    tag = session.tag("offline")
+    result = offline.envbuild("image", "--recipe", "offline", "--base-image", base_image, "--tag", tag,
                               "--sources", str(offline.sources))
     assert result.returncode == 0, result.stderr
     assert f"from {offline.sources}" in result.stderr
@@ -310,6 +402,34 @@ def test_image_from_sources_builds_without_network_and_keeps_no_source(offline, 
                      for path in (offline.sources / part).iterdir()} - {"urls", "Packages"}
     assert len(fetched_names) == 3 + 3 + 1 + 5
     assert fetched_names & layer_file_names(engine, tag) == set()
+
+
+def test_script_and_image_refuse_what_they_cannot_install_from(offline, fetched, engine, base_image, session, tmp_path):
+    script = render(offline)
+    (tmp_path / "MANIFEST.json").write_text("{}")
+    command = ("bash /setup_deps.sh --only jqtool; echo status=$?; "
+               "ENVBUILD_SOURCE_DIR=sources bash /setup_deps.sh --only jqtool; echo status=$?")
+    status, output = run_without_network(engine, session, base_image, command, {
+        "ENVBUILD_SOURCE_DIR": "/sources", "ENVBUILD_NIC_FAMILY": "none"}, {
+        str(tmp_path): {"bind": "/sources", "mode": "ro"}, str(script): {"bind": "/setup_deps.sh", "mode": "ro"}})
+    assert status == 0, output
+    assert re.findall(r"envbuild: error: ENVBUILD_SOURCE_DIR[^\n]*|status=[0-9]+", output) == [
+        "envbuild: error: ENVBUILD_SOURCE_DIR has no apt packages (no apt/Packages); run envbuild fetch --apt",
+        "status=1",
+        "envbuild: error: ENVBUILD_SOURCE_DIR must be an absolute directory or an http(s):// URL, not sources",
+        "status=1"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    image = ["image", "--recipe", "offline", "--base-image", base_image, "--tag", session.tag("refused")]
+    both = offline.envbuild(*image, "--sources", str(offline.sources), "--network", "host")
+    assert (both.returncode, both.stderr) == (2, "envbuild: error: --sources and --network exclude each other: the "
+                                                 "steps of a build from sources reach the sources and nothing else\n")
+    unfetched = offline.envbuild(*image, "--sources", str(empty))
+    assert unfetched.returncode == 1
+    assert unfetched.stderr.endswith(f"envbuild: error: {empty} has no MANIFEST.json where the Docker engine sees it: "
+                                     "give a directory written by envbuild fetch, on the engine's machine\n")
+    assert not engine.containers.list(all=True, filters={"label": f"{SOURCES_LABEL}={empty}"})
 
 
 def run_without_network(engine, session, image: str, command: str, environment: dict[str, str],
@@ -356,3 +476,11 @@ def _venv(root: Path) -> Path:
 
 def _logs(state: Path) -> str:
     return "".join(f"\n--- {log.name}\n{log.read_text()[-3000:]}" for log in sorted((state / "logs").glob("*.log")))
+
+
+def test_submodule_urls_are_made_absolute_as_git_does():
+    base = "https://example.com/org/super.git"
+    assert absolute_url("../leaf.git", base) == "https://example.com/org/leaf.git"
+    assert absolute_url("../../other/leaf", base + "/") == "https://example.com/other/leaf"
+    assert absolute_url("./vendored.git", base) == "https://example.com/org/super.git/vendored.git"
+    assert absolute_url("git@example.com:org/leaf.git", base) == "git@example.com:org/leaf.git"
