@@ -137,9 +137,9 @@ class _Fetch:
             if section == "git":
                 self.mirrors[source.url] = offline_git_name(source.url)
 
-    def _mirror(self, component: str, url: str, revision: str, via: str) -> str | None:
-        """Mirrors `url` at `revision` (a commit, or a branch or tag to resolve) for `component`;
-        the commit, or None when that failed (the caller reports it)."""
+    def _mirror(self, component: str, url: str, revision: str, via: str) -> str:
+        """Mirrors `url` at `revision` (a commit, or a branch or tag to resolve) for `component`
+        and returns the commit; DownloadFailed when it cannot (the caller reports it)."""
         relative = f"git/{offline_git_name(url)}.git"
         commit, branch = (revision, "") if COMMIT.match(revision) else ("", revision)
         commit, action = mirror.ensure(url, self.into / relative, commit, branch)
