@@ -42,7 +42,8 @@ def ensure(url: str, mirror: Path, commit: str = "", branch: str = "") -> tuple[
         _pin(mirror, commit)
         return commit, "kept"
     if mirror.is_dir():
-        result = run_git("remote", "update", "--prune", cwd=mirror)
+        # No --prune: it would drop the refs/envbuild/ pins, which the origin does not have.
+        result = run_git("remote", "update", cwd=mirror)
         action = "updated"
     else:
         partial = mirror.with_name(mirror.name + ".part")
