@@ -1,8 +1,8 @@
 """Air-gapped installs: `envbuild fetch` collects everything, and the install uses no network at all.
 
 The recipe's components, on local sources reached by the same paths as real ones
-(git URLs https://git.example.invalid/... redirected by git's insteadOf, an
-archive on a FileServer at 127.0.0.1):
+(git URLs https://git.example.invalid/... redirected by git's insteadOf,
+archives on a FileServer at 127.0.0.1):
 - subby: a git source with a submodule (absolute URL) that has a submodule of its
   own (relative URL), and two meson wraps (an archive, a git repository); its
   step runs meson (`pip: [meson]`) to download its subprojects and copies what
@@ -13,7 +13,9 @@ archive on a FileServer at 127.0.0.1):
   get_requires_for_build_wheel), both from PyPI;
 - jqtool: `apt: [jq]` (jq needs libjq1 and libonig5, which the test base image lacks);
 - nonet: fails unless the only network interface is lo, so every install below
-  proves it had no network.
+  proves it had no network; it unpacks a download into its own prefix only, so
+  an image builds it in a stage of its own (which checks the step wrote
+  nothing else).
 
 fetch uses the network (PyPI; Debian, from a container of the test base image;
 the local servers). The installs use none: on this machine in a network
@@ -87,13 +89,17 @@ check: |
   test "$(echo '{{"a": 7}}' | jq .a)" = 7
 """,
     "nonet": """name: nonet
-description: Fails unless lo is the only network interface.
+description: Fails unless lo is the only network interface; unpacks a download.
+source:
+  url: {server_url}/nonet-1.0.tar.gz
+  sha256: {nonet_sha256}
 prefix:
   NONET_HOME: {root}/opt/nonet
 build: |
   interfaces=$(awk -F: 'NR > 2 {{gsub(/ /, "", $1); print $1}}' /proc/net/dev)
   [[ $interfaces == lo ]] || {{ echo "network interfaces: $interfaces" >&2; exit 1; }}
   mkdir -p "$NONET_HOME"
+  tar -xzf "$EB_DOWNLOAD" --strip-components=1 -C "$NONET_HOME"
   echo "$interfaces" > "$NONET_HOME/interfaces"
 """,
 }
@@ -176,7 +182,9 @@ def make_sources(root: Path, server: FileServer) -> Offline:
         "pyproject.toml": BUILTPKG_PYPROJECT, "setup.py": BUILTPKG_SETUP, "builtpkg/__init__.py": 'WORD = "built"\n'})
     offline = Offline(root, server, commits, sha256(tarball))
     (offline.recipes / "components").mkdir(parents=True)
-    values = {"git_base": GIT_BASE, "root": root, **commits}
+    payload = make_tarball({"payload.txt": "payload\n"}, "nonet-1.0")
+    (server.root / "nonet-1.0.tar.gz").write_bytes(payload)
+    values = {"git_base": GIT_BASE, "root": root, "server_url": server.url, "nonet_sha256": sha256(payload), **commits}
     for name, text in COMPONENTS.items():
         (offline.recipes / "components" / f"{name}.yaml").write_text(text.format(**values))
     write_recipe(offline.recipes, "offline", list(COMPONENTS))
@@ -334,7 +342,8 @@ def test_installs_in_a_network_namespace_without_network(offline, fetched):
                              str(script), *only], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr + _logs(offline.root / "state")
     assert "installed 3, present 0, skipped 0 of 3 components" in result.stdout
-    assert (offline.root / "opt/nonet/interfaces").read_text() == "lo\n"
+    nonet = offline.root / "opt/nonet"
+    assert [(nonet / f).read_text() for f in ("interfaces", "payload.txt")] == ["lo\n", "payload\n"]
     home = offline.root / "opt/subby"
     assert [(home / f).read_text() for f in ("leaf.txt", "deep.txt", "tiny.txt", "gitlib.txt")] == [
         "leaf\n", "deep\n", "tiny\n", "gitlib\n"]
@@ -365,7 +374,7 @@ def test_fetch_again_keeps_everything_and_adds_the_debs_for_the_base_image(offli
     assert f"subby: git/{offline_git_name(GIT_BASE + 'subby.git')}.git holds {offline.commits['subby'][:12]}; kept" \
         in fetched_apt.stderr
     assert "subby: meson/packagecache/tinylib-1.0.tar.gz is there, sha256 verified; kept" in fetched_apt.stderr
-    assert f"{offline.sources}: 5 git mirrors, 0 downloads, 1 meson archives, 3 pip files, 3 apt packages" \
+    assert f"{offline.sources}: 5 git mirrors, 1 downloads, 1 meson archives, 3 pip files, 3 apt packages" \
         in fetched_apt.stdout
 
 
@@ -373,34 +382,46 @@ def test_installs_in_a_container_without_network(offline, fetched_apt, engine, b
     script = render(offline)
     environment = {"ENVBUILD_SOURCE_DIR": "/sources", "ENVBUILD_NIC_FAMILY": "none", "SUBBY_HOME": "/opt/subby",
                    "NONET_HOME": "/opt/nonet"}
-    command = "bash /setup_deps.sh && bash /setup_deps.sh --check && cat /opt/subby/*.txt /opt/nonet/interfaces"
+    command = ("bash /setup_deps.sh && bash /setup_deps.sh --check && cat /opt/subby/*.txt /opt/nonet/interfaces "
+               "/opt/nonet/payload.txt")
     status, output = run_without_network(engine, session, base_image, command, environment, {
         str(offline.sources): {"bind": "/sources", "mode": "ro"}, str(script): {"bind": "/setup_deps.sh", "mode": "ro"}})
     assert status == 0, output
     assert "installed 4, present 0, skipped 0 of 4 components" in output
     assert "all 4 components present" in output
-    assert output.endswith("deep\ngitlib\nleaf\ntiny\nlo\n")
+    assert output.endswith("deep\ngitlib\nleaf\ntiny\nlo\npayload\n")
 
 
 def test_image_from_sources_builds_without_network_and_keeps_no_source(offline, fetched_apt, engine, base_image,
                                                                        session):
     tag = session.tag("offline")
-    result = offline.envbuild("image", "--recipe", "offline", "--base-image", base_image, "--tag", tag,
-                              "--sources", str(offline.sources))
+    image = ["image", "--recipe", "offline", "--base-image", base_image, "--sources", str(offline.sources)]
+    dockerfile = offline.envbuild(*image, "--tag", tag, "--dry-run")
+    assert dockerfile.returncode == 0, dockerfile.stderr
+    # The steps of every stage get the sources' URL, a build setting; nonet builds in a stage of its own.
+    assert re.findall(r"^FROM .*\n(.*)", dockerfile.stdout, re.M) == ["ARG ENVBUILD_SOURCE_DIR"] * 3
+    assert "\nRUN ENVBUILD_COMPONENT=nonet bash /opt/envbuild/lib/run-component.sh --stage nonet\n" in dockerfile.stdout
+    before = {each.id for each in engine.images.list(all=True)}
+    result = offline.envbuild(*image, "--tag", tag)
+    # Reproducible as a build with network is: the sources' URL, a build setting, is in no layer or config.
+    again = offline.envbuild(*image, "--tag", session.tag("offline-again"), "--no-cache")
+    session.adopt_new_images(engine, before)
     assert result.returncode == 0, result.stderr
+    assert again.returncode == 0, again.stderr
+    assert engine.api.inspect_image(session.tag("offline-again"))["Id"] == engine.api.inspect_image(tag)["Id"]
     assert f"from {offline.sources}" in result.stderr
     assert not engine.containers.list(all=True, filters={"label": f"{SOURCES_LABEL}={offline.sources}"})
     command = ("bash /opt/envbuild/setup_deps.sh --check && cat \"$SUBBY_HOME\"/*.txt \"$NONET_HOME/interfaces\" "
-               "&& jq --version && python3 -c 'import builtpkg'")
+               "\"$NONET_HOME/payload.txt\" && jq --version && python3 -c 'import builtpkg'")
     status, output = run_without_network(engine, session, tag, command, {
         "SUBBY_HOME": f"{offline.root}/opt/subby", "NONET_HOME": f"{offline.root}/opt/nonet"})
     assert status == 0, output
     assert "all 4 components present" in output
-    assert "deep\ngitlib\nleaf\ntiny\nlo\njq-1.6\n" in output  # the steps had lo and nothing else
+    assert "deep\ngitlib\nleaf\ntiny\nlo\npayload\njq-1.6\n" in output  # the steps had lo and nothing else
     # Nothing of the source directory is in any layer of the image.
-    fetched_names = {path.name for part in ("pip", "apt", "meson/packagecache", "git")
+    fetched_names = {path.name for part in ("pip", "apt", "meson/packagecache", "git", "downloads")
                      for path in (offline.sources / part).iterdir()} - {"urls", "Packages"}
-    assert len(fetched_names) == 3 + 3 + 1 + 5
+    assert len(fetched_names) == 3 + 3 + 1 + 5 + 1
     assert fetched_names & layer_file_names(engine, tag) == set()
 
 
@@ -425,6 +446,9 @@ def test_script_and_image_refuse_what_they_cannot_install_from(offline, fetched,
     both = offline.envbuild(*image, "--sources", str(offline.sources), "--network", "host")
     assert (both.returncode, both.stderr) == (2, "envbuild: error: --sources and --network exclude each other: the "
                                                  "steps of a build from sources reach the sources and nothing else\n")
+    given = offline.envbuild(*image, "--sources", str(offline.sources), "--build-env", "ENVBUILD_SOURCE_DIR=/x")
+    assert (given.returncode, given.stderr) == (2, "envbuild: error: --build-env ENVBUILD_SOURCE_DIR and --sources "
+                                                   "exclude each other: --sources sets it\n")
     unfetched = offline.envbuild(*image, "--sources", str(empty))
     assert unfetched.returncode == 1
     assert unfetched.stderr.endswith(f"envbuild: error: {empty} has no MANIFEST.json where the Docker engine sees it: "
