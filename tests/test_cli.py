@@ -116,10 +116,13 @@ def test_output_to_a_device_writes_through_and_leaves_it_alone(tmp_path):
 def test_output_to_a_fifo_writes_through(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
-    result = envbuild("runtime-script", "-o", str(fifo))
+    # The reader drains into a file: a script larger than two pipe buffers would otherwise block both ends.
+    with open(tmp_path / "read", "wb") as sink:
+        reader = subprocess.Popen(["cat", str(fifo)], stdout=sink)
+        result = envbuild("runtime-script", "-o", str(fifo))
+        assert reader.wait(timeout=30) == 0
     assert result.returncode == 0, result.stderr
-    assert reader.communicate(timeout=30)[0].startswith("#!/usr/bin/env bash")
+    assert (tmp_path / "read").read_text() == envbuild("runtime-script").stdout
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
