@@ -1,8 +1,8 @@
 """Servers on 127.0.0.1 that misbehave the way real ones do, for the download bounds (issue 13).
 
 - ScriptedServer answers its Nth HTTP request as told: a status, a body, a body
-  trickled byte by byte (never stalling, never done), or silence after accepting
-  the connection (the server that hangs).
+  trickled byte by byte (never stalling, never done), a body cut off midway, or
+  silence after accepting the connection (the server that hangs).
 - unreachable_port() gives a port whose listen queue is full: the kernel drops
   new connection attempts, so connecting hangs until the client's own timeout.
 """
@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Answer:
-    """How to answer one request: `status` (with a body when 200), or `trickle` seconds between
-    bytes of `body`, or `silent` (read the request, then say nothing until the server closes)."""
+    """How to answer one request: `status` with `body`; `trickle` seconds between its bytes;
+    `cut` after that many bytes of it, silence (a transfer cut off); or `silent` (read the request,
+    then say nothing until the server closes)."""
 
     status: int = 200
     body: bytes = b""
     trickle: float = 0.0
+    cut: int | None = None
     silent: bool = False
 
 
@@ -52,7 +54,11 @@ class ScriptedServer:
                 self.wfile.write(f"HTTP/1.1 {answer.status} {reason}\r\nContent-Length: {len(answer.body)}\r\n"
                                  "Connection: close\r\n\r\n".encode())
                 self.wfile.flush()
-                if answer.trickle:
+                if answer.cut is not None:
+                    self.wfile.write(answer.body[:answer.cut])
+                    self.wfile.flush()
+                    server.closing.wait(120)
+                elif answer.trickle:
                     for index in range(len(answer.body)):
                         if server.closing.wait(answer.trickle):
                             return
@@ -71,6 +77,12 @@ class ScriptedServer:
         self.closing.set()
         self.tcp.shutdown()
         self.tcp.server_close()
+
+    def __enter__(self) -> ScriptedServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class UnreachablePort:
@@ -99,3 +111,9 @@ class UnreachablePort:
         for filler in self.fillers:
             filler.close()
         self.listener.close()
+
+    def __enter__(self) -> UnreachablePort:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -540,7 +540,7 @@ def test_relative_cache_dir_is_taken_from_the_working_directory(test_recipe):
 
 def test_lock_timeout_must_be_a_number(test_recipe):
     result = test_recipe.run(test_recipe.render(), ENVBUILD_LOCK_TIMEOUT="1h")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == "envbuild: error: ENVBUILD_LOCK_TIMEOUT='1h' is not a number of seconds\n"
     assert test_recipe.builds() == []
 

@@ -164,7 +164,14 @@ Environment (every variable the script reads):
   ENVBUILD_NIC_SL        InfiniBand service level, over what the node's tools say
   ENVBUILD_JOBS          parallel build jobs, \$EB_JOBS in steps (default: nproc)
   ENVBUILD_CACHE_DIR     shared build cache of the cluster (default: none)
-  ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default 3600)
+  ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default ${_EB_SETTINGS[ENVBUILD_LOCK_TIMEOUT]})
+  ENVBUILD_LOCK_HEARTBEAT  seconds between a lock holder's touches of its note (default ${_EB_SETTINGS[ENVBUILD_LOCK_HEARTBEAT]})
+  ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT  seconds a download or git may take to connect (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT]})
+  ENVBUILD_DOWNLOAD_STALL_TIMEOUT  seconds without data before an attempt fails (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_STALL_TIMEOUT]})
+  ENVBUILD_DOWNLOAD_TIMEOUT  seconds a download or git fetch may take, retries included (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_TIMEOUT]})
+  ENVBUILD_DOWNLOAD_RETRIES  attempts after a failure that may pass (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_RETRIES]}; waits 1, 2, 4... s)
+  ENVBUILD_TEST_CRASH_AT  tests only: N:SIGNAL:main|group, the run signals itself at its Nth change of state
+  ENVBUILD_TEST_TRACE    tests only: a file the run appends its changes of state to
   ENVBUILD_SOURCE_DIR    offline sources written by envbuild fetch (a directory or its http:// URL);
                          nothing is downloaded
   ENVBUILD_STEP_OUTPUT   stream: step output also on stdout (image builds)
@@ -325,12 +332,14 @@ _eb_main() {
       if [[ -z $locked ]]; then
         locked=1
         _eb_start_installing
-        _eb_status "$name"
-        if [[ $_EB_STATUS == present && -z ${force[$name]:-} ]]; then
-          [[ -n ${_EB_RECOVERED[$name]:-} ]] || _eb_say "$name: installed meanwhile by another run"
-          ((present += 1))
-          continue
-        fi
+      fi
+      # Another run may have installed it while this one waited (and the
+      # preflight's statuses have set _EB_KEY to another component's).
+      _eb_status "$name"
+      if [[ $_EB_STATUS == present && -z ${force[$name]:-} ]]; then
+        [[ -n ${_EB_RECOVERED[$name]:-} ]] || _eb_say "$name: installed meanwhile by another run"
+        ((present += 1))
+        continue
       fi
     fi
     _eb_install "$name" "${fresh[$name]:+fresh}"

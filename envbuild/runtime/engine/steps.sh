@@ -218,7 +218,7 @@ _eb_source_get() {
 # git failed by itself (say, a commit the origin will not serve alone), 2 when
 # the network did. Runs where errexit is off (`||`): every status is handled here.
 _eb_git_net() {
-  local connect stall total retries attempt=0 delay=1 start clock left rc verdict err origin connected
+  local connect stall total retries attempt=0 delay=1 start clock left rc verdict err origin answer
   _eb_setting connect ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT
   _eb_setting stall ENVBUILD_DOWNLOAD_STALL_TIMEOUT
   _eb_setting total ENVBUILD_DOWNLOAD_TIMEOUT
@@ -233,17 +233,21 @@ _eb_git_net() {
     if ((left <= 0)); then
       verdict=network err="not done within ENVBUILD_DOWNLOAD_TIMEOUT ($total s)"
     elif [[ $origin == http://* || $origin == https://* ]] && command -v curl >/dev/null; then
-      connected=$(curl -sS -o /dev/null -w '%{time_connect}' --connect-timeout "$connect" \
+      # What answered: the HTTP status (000: none) and the time the connection took (0: none).
+      answer=$(curl -sS -o /dev/null -w '%{http_code} %{time_connect}' --connect-timeout "$connect" \
         --max-time "$((connect + stall < left ? connect + stall : left))" "$origin/info/refs?service=git-upload-pack") ||
         rc=$?
-      case $rc in
-        6 | 7) verdict=retry err="cannot connect to $origin" ;;
-        28)
-          verdict=network err="no connection to $origin within $connect s (ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT)"
-          [[ ${connected//[0.]/} == '' ]] ||
-            err="$origin accepted the connection and sent nothing for $stall s (ENVBUILD_DOWNLOAD_STALL_TIMEOUT)"
-          ;;
-      esac
+      if ((rc == 6 || rc == 7)); then
+        verdict=retry err="cannot connect to $origin"
+      elif ((rc == 28)) && [[ $answer == 000* ]]; then
+        verdict=network err="no connection to $origin within $connect s (ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT)"
+        answer=${answer#* }
+        [[ ${answer//[0.]/} == '' ]] ||
+          err="$origin accepted the connection and sent nothing for $stall s (ENVBUILD_DOWNLOAD_STALL_TIMEOUT)"
+      fi
+      _eb_now clock
+      left=$((total - (clock - start) / 1000000))
+      ((left > 0)) || verdict=network err="not done within ENVBUILD_DOWNLOAD_TIMEOUT ($total s)"
     fi
     if [[ $verdict == ok ]]; then
       rc=0
