@@ -111,6 +111,27 @@ def test_an_interrupted_reinstall_puts_the_old_install_back_and_says_so(test_rec
     assert re.fullmatch(r"envbuild: all 4 components present \(0\.\d+ s\)\n", again.stdout), again.stdout
 
 
+def test_a_step_left_running_by_a_main_process_killed_alone_is_stopped_by_the_next_run(test_recipe, reinstall):
+    """kill -9 of the main process alone (the OOM killer's way): its step goes on, orphaned. The
+    next run stops it before it puts the old install back, so that it cannot write over it."""
+    first, script, env, marks = reinstall
+    proc, wrapper = start_hanging(test_recipe, script, env, marks)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert alive(wrapper), "the step goes on without its run"
+    again = test_recipe.run(first)
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert re.fullmatch(r"envbuild: libhello: stopping the step a killed run left running \(pid \d+\)", lines[0])
+    assert lines[1] == (f"envbuild: libhello: a run killed while replacing it (pid {proc.pid}) is undone: "
+                        "the previous install is back")
+    assert re.fullmatch(r"envbuild: all 4 components present \(\d+\.\d+ s\)", lines[2]) and len(lines) == 3
+    assert not alive(wrapper)
+    assert hello(test_recipe.root) == "hello 1\n"
+    assert list((test_recipe.state / "txn").iterdir()) == []
+    assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
+
+
 def test_a_signal_during_a_lock_wait_ends_the_wait(test_recipe, tmp_path):
     """Nothing is replaced yet: the run says it was interrupted, and changed nothing."""
     script = test_recipe.render()

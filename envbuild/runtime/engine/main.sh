@@ -6,14 +6,24 @@
 # SIGTERM interrupts the wait at once (a foreground child would delay the trap
 # until it ends).
 _eb_in_subshell() {
+  _eb_background _eb_logged "$@"
+  _eb_txn_worker "$1" "$!"
+  wait "$!"
+}
+
+# In the background subshell: the output goes to the log from here, so that
+# nothing in the background holds the run's own output open (a caller reading
+# it would wait for a step its run left; a redirection of the call itself
+# would leave bash's saved copies of it there).
+_eb_logged() {
   if [[ ${ENVBUILD_STEP_OUTPUT:-} == stream ]]; then
     # Image builds: the builder's stream carries the step output live too
     # (envbuild image shows it with --verbose, and its tail on failure).
-    { _eb_subshell "$@" 2>&1 | tee -a "$_EB_LOG"; } &
+    _eb_subshell "$@" 2>&1 | tee -a "$_EB_LOG"
   else
-    _eb_subshell "$@" >>"$_EB_LOG" 2>&1 &
+    exec >>"$_EB_LOG" 2>&1
+    _eb_subshell "$@"
   fi
-  wait "$!"
 }
 
 _eb_subshell() {

@@ -114,7 +114,7 @@ _eb_txn_rollback() {
       rm -rf "$path"
       mv -T "$aside" "$path"
       _eb_point "put back $path"
-    elif [[ -e $path || -L $path ]]; then
+    elif [[ $state == absent && ( -e $path || -L $path ) ]]; then
       rm -rf "$path"
       _eb_point "remove $path"
     fi
@@ -191,6 +191,7 @@ _eb_recover() {
     if [[ -z $_EB_INSTALL_LOCKED ]] && { [[ $host != "${HOSTNAME:-unknown}" ]] || kill -0 "$pid" 2>/dev/null; }; then
       continue
     fi
+    _eb_stop_workers "$name"
     _eb_txn_finish outcome "$name"
     _EB_RECOVERED[$name]=$outcome
     case $outcome in
@@ -227,7 +228,7 @@ _eb_finish_own() {
 # and exits.
 _eb_on_signal() {
   trap '' INT TERM
-  _eb_stop_children
+  _eb_stop_tree "$_EB_PID"
   _eb_finish_own "interrupted by SIG$1" always
   rm -rf "${TMPDIR:-/tmp}/envbuild.$_EB_PID".*
   exit "$2"
@@ -245,11 +246,12 @@ _eb_on_exit() {
   rm -rf "$_EB_RUN_DIR"
 }
 
-# Stops every process this run started (a step and what it started, a lock
-# wait, heartbeats): SIGTERM, then SIGKILL to those left after 10 s. They are
-# found through /proc by their parents, as they share the run's process group
-# (a foreground Ctrl-C reaches them all; a SIGTERM to the run alone does not).
-_eb_stop_children() {
+# Stops process $1 (the run itself excepted) and every process it started: a
+# step and what it started, a lock wait, heartbeats. SIGTERM, then SIGKILL to
+# those left after 10 s. They are found through /proc by their parents, as they
+# share the run's process group (a foreground Ctrl-C reaches them all; a
+# SIGTERM to the run alone does not).
+_eb_stop_tree() {
   local stat line pid changed=1 i alive
   local -A parent=() doomed=()
   for stat in /proc/[0-9]*/stat; do
@@ -257,7 +259,7 @@ _eb_stop_children() {
     pid=${line%% *} line=${line##*) } line=${line#* }
     parent[$pid]=${line%% *}
   done
-  doomed[$_EB_PID]=1
+  doomed[$1]=1
   while ((changed)); do
     changed=0
     for pid in "${!parent[@]}"; do
@@ -280,6 +282,44 @@ _eb_stop_children() {
     sleep 0.1
   done
   kill -s KILL "${!doomed[@]}" 2>/dev/null || :
+}
+
+# The start time of process $2 (clock ticks after boot, from /proc), into the
+# variable named $1; empty when there is no such process. With the pid, it
+# names a process for good: a pid alone may be reused.
+_eb_started_at() {
+  local line=''
+  { read -r line <"/proc/$2/stat"; } 2>/dev/null || :
+  line=${line##*) }
+  if [[ -n $line ]]; then
+    read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ line _ <<<"$line"
+  fi
+  printf -v "$1" '%s' "$line"
+}
+
+# Records in the open journal of component $1 (if any) that process $2 works on
+# its new install: a run killed alone leaves it running, and whoever finishes
+# the transaction stops it first.
+_eb_txn_worker() {
+  local journal=$_EB_STATE/txn/$1 started
+  [[ -e $journal ]] || return 0
+  _eb_started_at started "$2"
+  printf 'worker\t%s\t%s\n' "$2" "$started" >>"$journal"
+}
+
+# Stops the processes still working on the transaction of component $1 that a
+# killed run left (the step it was running; its main process alone was killed).
+_eb_stop_workers() {
+  local journal=$_EB_STATE/txn/$1 state pid started now lines=() line
+  mapfile -t lines <"$journal"
+  for line in "${lines[@]:2}"; do
+    IFS=$'\t' read -r state pid started <<<"$line"
+    [[ $state == worker ]] || continue
+    _eb_started_at now "$pid"
+    [[ -n $now && $now == "$started" ]] || continue
+    _eb_say "$1: stopping the step a killed run left running (pid $pid)"
+    _eb_stop_tree "$pid"
+  done
 }
 
 # Writes the provenance and then the stamp of component $1, each atomically;
