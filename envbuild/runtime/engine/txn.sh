@@ -61,14 +61,15 @@ _eb_txn_paths() {
 # Begins replacing component $1 with the install whose stamp key is _EB_KEY:
 # the journal first, then each existing path moves aside.
 _eb_txn_begin() {
-  local name=$1 journal=$_EB_STATE/txn/$1 paths path line state aside lines=()
+  local name=$1 journal=$_EB_STATE/txn/$1 paths path line state aside tab=$'\t' lines=()
   _eb_txn_paths paths "$name"
-  lines=("run	$_EB_PID	${HOSTNAME:-unknown}" "key	$_EB_KEY")
+  # Fields are tab-separated: keys hold spaces.
+  lines=("run$tab$_EB_PID$tab${HOSTNAME:-unknown}" "key$tab$_EB_KEY")
   while IFS= read -r path; do
     if [[ -e $path || -L $path ]]; then
-      lines+=("present	$path	$path.envbuild-old.$_EB_PID")
+      lines+=("present$tab$path$tab$path.envbuild-old.$_EB_PID")
     else
-      lines+=("absent	$path")
+      lines+=("absent$tab$path")
     fi
   done <<<"$paths"
   mkdir -p "$_EB_STATE/txn"
@@ -285,14 +286,16 @@ _eb_stop_tree() {
 }
 
 # The start time of process $2 (clock ticks after boot, from /proc), into the
-# variable named $1; empty when there is no such process. With the pid, it
-# names a process for good: a pid alone may be reused.
+# variable named $1; empty when there is no such process, or only its zombie.
+# With the pid, it names a process for good: a pid alone may be reused.
 _eb_started_at() {
   local line=''
   { read -r line <"/proc/$2/stat"; } 2>/dev/null || :
   line=${line##*) }
-  if [[ -n $line ]]; then
+  if [[ -n $line && $line != Z* ]]; then
     read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ line _ <<<"$line"
+  else
+    line=''
   fi
   printf -v "$1" '%s' "$line"
 }
