@@ -113,6 +113,7 @@ def main() -> None:
                 before = None
         started = processes_started(script, env, work / "trace")
         size_kb = script.stat().st_size // 1024
+        base_kb = before.stat().st_size // 1024 if before else 0
         ours = timed_runs(["bash", str(script)], env, args.runs)
         baseline = timed_runs(["bash", str(before)], env, args.runs) if before else None
         theirs = timed_runs(["bash", str(seed)], env, args.runs)
@@ -123,7 +124,8 @@ def main() -> None:
     print(f"envbuild no-op (median):     {ours_ms:7.2f} ms   (goal <= 20 ms), script {size_kb} KB")
     if baseline:
         base_ms = statistics.median(baseline) * 1000
-        print(f"  same, envbuild {args.baseline + ':':9} {base_ms:7.2f} ms   (difference {ours_ms - base_ms:+.2f} ms)")
+        print(f"  same, envbuild {args.baseline + ':':9} {base_ms:7.2f} ms   (difference {ours_ms - base_ms:+.2f} ms), "
+              f"script {base_kb} KB")
     if started is not None:
         print(f"processes the no-op starts:  {started:7d}      (strace; goal 0)")
     print(f"seed-style checks (median):  {theirs_ms:7.2f} ms   (lower bound, see docstring)")
