@@ -68,8 +68,9 @@ def baseline_script(ref: str, into: Path) -> Path | None:
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     script = into / "setup_deps.sh"
     env = dict(os.environ, PYTHONPATH=str(into))
+    # Run from `into`: `python -m` puts the working directory first on the path.
     subprocess.run([sys.executable, "-m", "envbuild", "runtime-script", "--recipes-dir", str(Library().root),
-                    "--recipe", "mi355x-moriio", "-o", str(script)], env=env, check=True, capture_output=True)
+                    "--recipe", "mi355x-moriio", "-o", str(script)], env=env, cwd=into, check=True, capture_output=True)
     return script
 
 
