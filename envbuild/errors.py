@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped as Python writes them (a newline as \\n), so
+    that a message naming a key or value that holds one stays on one line."""
+    return CONTROL_RE.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -16,7 +25,7 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.message}"
+        return one_line(f"{where}:{key} {self.message}")
 
 
 # Exit statuses, the same for every command and for the runtime script (README, `envbuild --help`).

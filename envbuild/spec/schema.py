@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from envbuild.errors import Problem
+from envbuild.errors import CONTROL_RE, Problem
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.shell import PATH_REFERENCE
 from envbuild.spec.yamlfile import LocatedDict, LocatedList
@@ -46,6 +46,10 @@ def shown(value: Any) -> str:
     if isinstance(value, str) and len(value) > SHOWN_LIMIT:
         return f"{value[:SHOWN_LIMIT]!r}... ({len(value)} characters)"
     return repr(value)
+# Control characters (CONTROL_RE: C0, DEL, C1) are refused in every value: bash
+# drops a NUL from a value and refuses a script that holds one; the others
+# corrupt what prints them. Multi-line text may hold newlines and tabs.
+TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Checker:
@@ -130,6 +134,17 @@ def _item_line(data: Any, index: int) -> int:
     return getattr(data, "line", 0)
 
 
+def _control_character(checker: Checker, value: str, line: int, key: str, refused: re.Pattern = CONTROL_RE) -> bool:
+    """Whether `value` holds a control character that `refused` matches (reported as a problem)."""
+    found = refused.search(value)
+    if found:
+        rule = ("text may hold newlines and tabs, no other control character" if refused is TEXT_CONTROL_RE
+                else "a one-line value holds no control character")
+        checker.add(line, key, f"{shown(value)} holds the control character U+{ord(found.group()):04X} "
+                               f"(character {found.start() + 1}); {rule}")
+    return found is not None
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "nothing (null)"
@@ -151,6 +166,8 @@ class String(Check):
             return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be a string, not {_type_name(value)}")
+            return False
+        if _control_character(checker, value, line, key):
             return False
         if self.choices and value not in self.choices:
             checker.add(line, key, f"{shown(value)} is not one of: {', '.join(self.choices)}")
@@ -174,13 +191,13 @@ def string(pattern: re.Pattern | None = None, what: str = "", choices: tuple = (
 
 
 class Text(Check):
-    """Non-empty text; may span lines."""
+    """Non-empty text; may span lines (and hold tabs), no other control character."""
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
         if not isinstance(value, str) or not value.strip():
             checker.add(line, key, f"must be non-empty text, not {_type_name(value)}")
             return False
-        return True
+        return not _control_character(checker, value, line, key, TEXT_CONTROL_RE)
 
     def json_schema(self) -> dict:
         return {"type": "string", "minLength": 1}
@@ -293,6 +310,8 @@ class Url(Check):
         if not isinstance(value, str):
             checker.add(line, key, f"must be a URL string, not {_type_name(value)}")
             return False
+        if _control_character(checker, value, line, key):
+            return False
         parsed = urlparse(value)
         bad_chars = any(c.isspace() or c in "'\"`$\\" for c in value)
         if parsed.scheme not in self.schemes or bad_chars or not (parsed.netloc or parsed.scheme == "file") \
@@ -332,6 +351,8 @@ class PipRequirement(Check):
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
         if not isinstance(value, str):
             checker.add(line, key, f"must be a pip requirement string, not {_type_name(value)}")
+            return False
+        if _control_character(checker, value, line, key):
             return False
         try:
             Requirement(value)
@@ -426,7 +447,7 @@ class AbsolutePath(Check):
 
 
 def _is_control(character: str) -> bool:
-    return ord(character) < 0x20 or ord(character) == 0x7F
+    return CONTROL_RE.match(character) is not None
 
 
 class EnvValue(Check):
@@ -439,6 +460,8 @@ class EnvValue(Check):
         problem = None
         if "\n" in value:
             problem = "spans lines; a value is one line"
+        elif _control_character(checker, value, line, key):
+            return False
         else:
             stray = ENV_STRAY_DOLLAR.search(value)
             if stray:

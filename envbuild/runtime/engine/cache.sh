@@ -94,34 +94,36 @@ _eb_snapshot() {
   return 0
 }
 
-# Runs in the step's subshell, after the check: stores what the step installed
-# into cache entry directory $1. Own prefixes are kept whole; Python directories
-# as the difference against the snapshot $1/before.txt taken before the step.
+# Runs in a subshell, after the install is committed: writes what component
+# _EB_NAME installed into the new cache entry directory $1. Own prefixes are
+# kept whole; Python directories as the difference against the snapshot
+# <run dir>/<name>.before taken before the step (lists stay on this node).
 _eb_capture() {
-  local entry=$1 var dirs=()
+  local entry=$1 lists=$_EB_RUN_DIR/$_EB_NAME var dirs=()
   {
     for var in ${_EB_OWNPREFIXES[$_EB_NAME]}; do
       [[ ! -e ${!var} ]] || find "${!var}" -printf '%p\n'
     done
     if [[ ${_EB_USESPYTHON[$_EB_NAME]} == 1 ]]; then
       mapfile -t dirs < <(_eb_python_dirs)
-      _eb_snapshot "${dirs[@]}" >"$entry/after.txt"
+      _eb_snapshot "${dirs[@]}" >"$lists.after"
       # New or changed entries (their whole line differs) ...
-      LC_ALL=C comm -13 "$entry/before.txt" "$entry/after.txt" | cut -f4
+      LC_ALL=C comm -13 "$lists.before" "$lists.after" | cut -f4
     fi
-  } | sed 's|^/||' | LC_ALL=C sort -u >"$entry/files.txt"
+  } | sed 's|^/||' | LC_ALL=C sort -u >"$lists.files"
   # ... and entries gone since (their path only).
-  if [[ -e $entry/after.txt ]]; then
-    LC_ALL=C comm -23 <(cut -f4 "$entry/before.txt" | LC_ALL=C sort -u) <(cut -f4 "$entry/after.txt" | LC_ALL=C sort -u) >"$entry/removed.txt"
+  if [[ -e $lists.after ]]; then
+    LC_ALL=C comm -23 <(cut -f4 "$lists.before" | LC_ALL=C sort -u) <(cut -f4 "$lists.after" | LC_ALL=C sort -u) >"$entry/removed.txt"
   else
     : >"$entry/removed.txt"
   fi
-  tar -C / --no-recursion -czf "$entry/files.tar.gz" -T "$entry/files.txt"
-  rm -f "$entry/before.txt" "$entry/after.txt" "$entry/files.txt"
+  tar -C / --no-recursion -czf "$entry/files.tar.gz" -T "$lists.files"
+  rm -f "$lists.before" "$lists.after" "$lists.files"
   (cd "$entry" && sha256sum files.tar.gz removed.txt >SHA256SUMS)
 }
 
-# Runs in a subshell: puts cache entry $1 in place. Exit 2 means the entry is corrupt.
+# Runs in a subshell: puts cache entry $1 in place. Exit 2: its files do not
+# match SHA256SUMS; 3: its archive cannot be unpacked.
 _eb_restore() {
   local entry=$1 var path dirs=()
   (cd "$entry" && sha256sum --quiet --strict -c SHA256SUMS) || {
@@ -131,7 +133,7 @@ _eb_restore() {
   for var in ${_EB_OWNPREFIXES[$_EB_NAME]}; do
     rm -rf "${!var}"
   done
-  tar -C / -xzf "$entry/files.tar.gz" || return 2
+  tar -C / -xzf "$entry/files.tar.gz" || return 3
   [[ -s $entry/removed.txt ]] || return 0
   mapfile -t dirs < <(_eb_python_dirs)
   while IFS= read -r path; do
@@ -141,20 +143,167 @@ _eb_restore() {
   done <"$entry/removed.txt"
 }
 
-# Takes the lock of cache entry $2 for building component $1; into entry_lock
-# (a local of _eb_install), empty when the filesystem refuses locks.
-_eb_entry_lock() {
-  entry_lock=''
-  [[ -z $_EB_CACHE_RO ]] || return 0
-  if _eb_lock entry_lock "$_EB_CACHE/locks/$2.lock" "building $1 for the shared cache"; then
-    _EB_OPEN_LOCKS+=" $entry_lock"
+# Why cache entry $2 cannot be used as it is, into the variable named $1: empty
+# when it looks whole (a directory holding exactly files.tar.gz, removed.txt and
+# a SHA256SUMS of those two, one line each), `missing` when there is none. The
+# files themselves are checked against SHA256SUMS by the restore.
+_eb_entry_whole() {
+  local entry=$2 path name extra='' lines=()
+  if [[ -L $entry ]]; then
+    printf -v "$1" 'it is a symbolic link'
+  elif [[ ! -e $entry ]]; then
+    printf -v "$1" missing
+  elif [[ ! -d $entry ]]; then
+    printf -v "$1" 'it is a file, not a directory'
+  else
+    printf -v "$1" ''
+    for path in "$entry"/* "$entry"/.[!.]* "$entry"/..?*; do
+      [[ -e $path || -L $path ]] || continue
+      case ${path##*/} in
+        SHA256SUMS | files.tar.gz | removed.txt) ;;
+        *) extra+=" ${path##*/}" ;;
+      esac
+    done
+    for name in files.tar.gz removed.txt SHA256SUMS; do
+      if [[ ! -f $entry/$name || -L $entry/$name ]]; then
+        printf -v "$1" 'it has no file %s' "$name"
+        return 0
+      fi
+    done
+    if [[ -n $extra ]]; then
+      printf -v "$1" 'it holds more than its three files:%s' "$extra"
+      return 0
+    fi
+    mapfile -t lines <"$entry/SHA256SUMS"
+    if ((${#lines[@]} != 2)) || [[ ! ${lines[0]} =~ ^[0-9a-f]{64}\ \ files\.tar\.gz$ ||
+      ! ${lines[1]} =~ ^[0-9a-f]{64}\ \ removed\.txt$ ]]; then
+      printf -v "$1" 'its SHA256SUMS is not one line for files.tar.gz and one for removed.txt'
+    fi
   fi
 }
 
-# What tells cache entries apart (its SHA256SUMS line: no two builds give the
-# same archive): of entry $2, into the variable named $1.
-_eb_entry_id() {
-  local line=''
-  [[ ! -r $2/SHA256SUMS ]] || read -r line <"$2/SHA256SUMS" || true
-  printf -v "$1" 'sums:%s' "$line"
+# Takes the lock of cache entry $2 for building component $1; into entry_lock
+# (a local of _eb_install), empty when the filesystem refuses locks.
+_eb_entry_lock() {
+  _eb_lock entry_lock "$_EB_CACHE/locks/$2.lock" "building $1 for the shared cache" || :
+}
+
+# Installs component $2 from cache entry $3 when it can (`restored` into the
+# variable named $1); otherwise says how to build it: `build-store` when this
+# run holds the entry's lock (or locks are unavailable) and the entry is missing,
+# or was corrupt and is removed; `build` when the build is not to be stored (a
+# read-only cache, or $4 = fresh for --force while the entry is whole).
+# Every lock is taken while the current install is in place: a lock timeout,
+# which ends the run, leaves it as it was. A corrupt entry is reported once,
+# then looked at again under its lock (another node may have replaced it
+# meanwhile: a whole entry is restored again, holding the lock) and replaced
+# only by the node that finds it corrupt while holding the lock.
+_eb_from_cache() {
+  local name=$2 entry=$3 fresh=$4 why warned='' locked=''
+  while :; do
+    _eb_entry_whole why "$entry"
+    if [[ -z $why ]]; then
+      if [[ -n $fresh ]]; then
+        printf -v "$1" build
+        return 0
+      fi
+      _eb_restore_txn why "$name" "$entry"
+      if [[ -z $why ]]; then
+        printf -v "$1" restored
+        return 0
+      fi
+    fi
+    if [[ $why != missing && -z $warned ]]; then
+      _eb_warn "$name: cache entry $entry is corrupt or incomplete ($why); it will be rebuilt (details in $_EB_LOG)"
+      warned=1
+    fi
+    if [[ -n $_EB_CACHE_RO ]]; then
+      printf -v "$1" build
+      return 0
+    fi
+    if [[ -n $locked ]]; then
+      [[ $why == missing ]] || _eb_entry_remove "$entry"
+      printf -v "$1" build-store
+      return 0
+    fi
+    _eb_entry_lock "$name" "${entry##*/}"
+    locked=1
+  done
+}
+
+# Restores component $2 from cache entry $3 as a transaction: anything failing
+# puts the current install back. Why it failed, or nothing, into the variable named $1.
+_eb_restore_txn() {
+  local name=$2 entry=$3 rc started
+  _eb_now started
+  _eb_say "$name: restoring from the shared cache (log: $_EB_LOG)"
+  _eb_txn_begin "$name"
+  # Never call a step in a condition (&&, ||, if): bash would ignore set -e inside it.
+  set +e
+  _eb_in_subshell "$name" _eb_restore "$entry"
+  rc=$?
+  if ((rc == 0)); then
+    _eb_in_subshell "$name" _eb_check_only
+    rc=$?
+    ((rc == 0)) || rc=4
+  fi
+  set -e
+  _eb_point "restored $name (exit $rc)"
+  case $rc in
+    0)
+      _eb_stamp "$name"
+      _eb_txn_end "$name"
+      _eb_elapsed "$started"
+      _eb_say "$name: restored from the shared cache in $_EB_ELAPSED s"
+      ((_EB_RESTORED += 1))
+      printf -v "$1" ''
+      return 0
+      ;;
+    2) printf -v "$1" 'its files do not match its SHA256SUMS' ;;
+    3) printf -v "$1" 'its archive cannot be unpacked' ;;
+    4) printf -v "$1" 'the check failed after restoring it' ;;
+    *) printf -v "$1" 'restoring it failed (exit %s)' "$rc" ;;
+  esac
+  _eb_txn_rollback "$name"
+}
+
+# Removes corrupt cache entry $1 (this run holds its lock): renamed into tmp/
+# first, so that no node restores half of it.
+_eb_entry_remove() {
+  local aside=$_EB_CACHE/tmp/${1##*/}.corrupt.${HOSTNAME:-unknown}.$_EB_PID
+  if mv -T "$1" "$aside" 2>/dev/null; then
+    _eb_point "remove entry $1"
+    rm -rf "$aside" 2>/dev/null || :
+  else
+    _eb_warn "could not remove the corrupt cache entry $1"
+  fi
+}
+
+# Stores what component $2 installed as cache entry $3, best-effort: a failure
+# is a warning and the install stands. `stored` or nothing into the variable named $1.
+_eb_store() {
+  local name=$2 entry=$3 capture=$_EB_CACHE/tmp/${3##*/}.${HOSTNAME:-unknown}.$_EB_PID rc
+  printf -v "$1" ''
+  rm -rf "$capture" 2>/dev/null || :
+  if ! mkdir "$capture" 2>/dev/null; then
+    _eb_warn "$name: not stored in the shared cache: cannot create $capture; it is installed on this node only"
+    return 0
+  fi
+  set +e
+  _eb_in_subshell "$name" _eb_capture "$capture"
+  rc=$?
+  set -e
+  if ((rc == 0)) && mv -T "$capture" "$entry" 2>/dev/null; then
+    # A directory rename is atomic: other nodes see the whole entry or none.
+    _eb_point "store entry $entry"
+    printf -v "$1" stored
+    ((_EB_STORED += 1))
+    return 0
+  fi
+  rm -rf "$capture" 2>/dev/null || :
+  if ((rc != 0)); then
+    _eb_warn "$name: not stored in the shared cache: writing $capture failed (details in $_EB_LOG); it is installed on this node only"
+  elif [[ ! -e $entry ]]; then
+    _eb_warn "$name: not stored in the shared cache: cannot rename $capture to $entry; it is installed on this node only"
+  fi
 }

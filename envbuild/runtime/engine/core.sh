@@ -26,6 +26,30 @@ _eb_elapsed() {
   printf -v _EB_ELAPSED '%d.%03d' $((us / 1000000)) $(((us / 1000) % 1000))
 }
 
+# Numeric settings from the environment and their defaults (README: the runtime
+# script's variables), all checked once before anything is installed.
+declare -gA _EB_SETTINGS=([ENVBUILD_LOCK_TIMEOUT]=3600 [ENVBUILD_LOCK_HEARTBEAT]=15
+  [ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT]=10 [ENVBUILD_DOWNLOAD_STALL_TIMEOUT]=15
+  [ENVBUILD_DOWNLOAD_TIMEOUT]=1800 [ENVBUILD_DOWNLOAD_RETRIES]=3)
+
+# Setting $2 (the environment's value, else its default), into the variable named $1.
+_eb_setting() {
+  printf -v "$1" '%s' "${!2:-${_EB_SETTINGS[$2]}}"
+}
+
+_eb_check_settings() {
+  local name pattern what
+  for name in "${!_EB_SETTINGS[@]}"; do
+    [[ -n ${!name:-} ]] || continue
+    case $name in
+      ENVBUILD_LOCK_TIMEOUT) pattern='^[0-9]+([.][0-9]+)?$' what='a number of seconds' ;;
+      ENVBUILD_DOWNLOAD_RETRIES) pattern='^[0-9]+$' what='a whole number' ;;
+      *) pattern='^[1-9][0-9]*$' what='a whole number of seconds (at least 1)' ;;
+    esac
+    [[ ${!name} =~ $pattern ]] || _eb_usage_error "$name='${!name}' is not $what"
+  done
+}
+
 # Install prefixes the environment does not set get their defaults; one it sets must be absolute.
 _eb_prefix_defaults() {
   local var
@@ -94,7 +118,7 @@ _eb_detect_nic_family() {
   ((status == 0 || status == 3)) || _eb_die "NIC detection failed; set ENVBUILD_NIC_FAMILY=@NIC_FAMILY_CHOICES@ to skip it"
   _EB_NIC_FROM=detection
   if mkdir -p "$_EB_STATE" 2>/dev/null; then
-    printf '%s\t%s\n' "$fingerprint" "$_EB_NIC" >"$cache.$$" && mv -f "$cache.$$" "$cache"
+    printf '%s\t%s\n' "$fingerprint" "$_EB_NIC" >"$cache.$_EB_PID" && mv -f "$cache.$_EB_PID" "$cache"
   fi
   return 0
 }

@@ -1,14 +1,28 @@
 # ---- installing: subshells, one component, the run, options ----
 
 # Runs `$2 ARGS...` for component $1 in a subshell with the component's
-# environment, output appended to its log, lock descriptors closed.
+# environment, output appended to its log, lock descriptors closed. The
+# subshell runs in the background and is waited for: a trapped SIGINT or
+# SIGTERM interrupts the wait at once (a foreground child would delay the trap
+# until it ends).
 _eb_in_subshell() {
+  _eb_background _eb_logged "$@"
+  _eb_txn_worker "$1" "$!"
+  wait "$!"
+}
+
+# In the background subshell: the output goes to the log from here, so that
+# nothing in the background holds the run's own output open (a caller reading
+# it would wait for a step its run left; a redirection of the call itself
+# would leave bash's saved copies of it there).
+_eb_logged() {
   if [[ ${ENVBUILD_STEP_OUTPUT:-} == stream ]]; then
     # Image builds: the builder's stream carries the step output live too
     # (envbuild image shows it with --verbose, and its tail on failure).
     _eb_subshell "$@" 2>&1 | tee -a "$_EB_LOG"
   else
-    _eb_subshell "$@" >>"$_EB_LOG" 2>&1
+    exec >>"$_EB_LOG" 2>&1
+    _eb_subshell "$@"
   fi
 }
 
@@ -17,7 +31,8 @@ _eb_subshell() {
   shift 2
   (
     set -euo pipefail
-    trap - ERR
+    # A background subshell starts with SIGINT and SIGQUIT ignored; steps get them back.
+    trap - ERR INT QUIT
     for var in $_EB_OPEN_LOCKS; do
       exec {var}>&-
     done
@@ -40,18 +55,18 @@ _eb_subshell() {
 }
 
 # The step and then the check of the component, in a fresh work directory;
-# with a capture directory, what the step installed is recorded there too.
+# with a file name $1, a snapshot of the Python directories taken before the
+# step goes there (for _eb_capture).
 _eb_build() {
-  local id=${_EB_NAME//-/_} capture=${1:-} dirs=()
-  if [[ -n $capture && ${_EB_USESPYTHON[$_EB_NAME]} == 1 ]]; then
+  local id=${_EB_NAME//-/_} dirs=()
+  if [[ -n ${1:-} && ${_EB_USESPYTHON[$_EB_NAME]} == 1 ]]; then
     mapfile -t dirs < <(_eb_python_dirs)
-    _eb_snapshot "${dirs[@]}" >"$capture/before.txt"
+    _eb_snapshot "${dirs[@]}" >"$1"
   fi
   cd "$_EB_WORK"
   "_eb_step_$id"
   cd /
   _eb_check_only
-  [[ -z $capture ]] || _eb_capture "$capture"
 }
 
 # Checks run without pipefail: in `cmd | grep -q X` grep decides, even when it
@@ -63,95 +78,50 @@ _eb_check_only() {
 }
 
 # Installs component $1 (stamp key in _EB_KEY): restored from the shared cache
-# when an entry exists (unless $2 is `fresh`, as for --force NAME), else built
-# (and stored in the cache for other nodes).
-# The stamp goes away first and comes back last, so a run killed at any point
-# leaves no stamp without its files and the next run completes the install.
+# when a whole entry exists (unless $2 is `fresh`, as for --force NAME), else
+# built, then stored in the cache for other nodes (best-effort). Each install is
+# a transaction (txn.sh): a failure, an interruption or a kill at any point ends
+# with the previous install in place or the new one complete.
 _eb_install() {
-  local name=$1 started rc digest='' entry='' entry_lock='' capture='' failed='' aside platform entry_id
+  local name=$1 started rc entry='' entry_lock='' how=build platform digest stored='' snapshot=''
   _EB_LOG=$_EB_STATE/logs/$name.log
   # Image builds name a fixed stem: tools record the path (pip's direct_url.json), and layers must not vary.
-  _EB_WORK=${_EB_WORK_STEM:-${TMPDIR:-/tmp}/envbuild.$$}.$name
-  _eb_now started
+  _EB_WORK=${_EB_WORK_STEM:-${TMPDIR:-/tmp}/envbuild.$_EB_PID}.$name
   : >"$_EB_LOG"
   if [[ -n $_EB_CACHE ]] && _eb_cacheable "$name"; then
     _eb_platform platform "$name"
     digest=$(printf '%s %s\n' "$_EB_KEY" "$platform" | sha256sum)
     entry=$_EB_CACHE/entries/$name-${digest:0:32}
-    [[ ${2:-} != fresh ]] || failed=fresh
-    # An entry never changes once in place, so restores take no lock and every
-    # node restores at once; the lock elects one builder of a missing entry,
-    # and the others wait for it.
-    [[ -d $entry ]] || _eb_entry_lock "$name" "${entry##*/}"
-    # Only now, lock in hand: a run that gives up waiting leaves the install as it was.
-    _eb_set_aside "$name"
-    while [[ -d $entry && $failed != fresh ]]; do
-      _eb_entry_id entry_id "$entry"
-      if [[ $entry_id == "$failed" ]]; then
-        # Still the entry that failed here, and this run holds its lock: it goes, and is rebuilt.
-        aside=$_EB_CACHE/tmp/${entry##*/}.corrupt.${HOSTNAME:-unknown}.$$
-        mv -T "$entry" "$aside" 2>/dev/null || true
-        rm -rf "$aside"
-        break
-      fi
+    _eb_from_cache how "$name" "$entry" "${2:-}"
+    if [[ $how == restored ]]; then
       _eb_unlock "$entry_lock"
-      entry_lock=''
-      _eb_say "$name: restoring from the shared cache (log: $_EB_LOG)"
-      # Never call a step in a condition (&&, ||, if): bash would ignore set -e inside it.
-      set +e
-      _eb_in_subshell "$name" _eb_restore "$entry"
-      rc=$?
-      if ((rc == 0)); then
-        _eb_in_subshell "$name" _eb_check_only
-        rc=$?
-      fi
-      set -e
-      if ((rc == 0)); then
-        _eb_stamp "$name"
-        _eb_drop_aside "$name"
-        _eb_elapsed "$started"
-        _eb_say "$name: restored from the shared cache in $_EB_ELAPSED s"
-        ((_EB_RESTORED += 1))
-        return 0
-      fi
-      _eb_warn "$name: cache entry $entry is corrupt or incomplete; rebuilding it (details in $_EB_LOG)"
-      failed=$entry_id
-      # Another node may have found it too: the one with the lock replaces it,
-      # and the others restore the new entry.
-      _eb_entry_lock "$name" "${entry##*/}"
-    done
-    if [[ -z $_EB_CACHE_RO ]]; then
-      capture=$_EB_CACHE/tmp/${entry##*/}.${HOSTNAME:-unknown}.$$
-      rm -rf "$capture"
-      mkdir -p "$capture"
+      return 0
     fi
+    [[ $how != build-store ]] || snapshot=$_EB_RUN_DIR/$name.before
   fi
-  [[ -n $entry ]] || _eb_set_aside "$name"
+  _eb_now started
   _eb_say "$name: installing (log: $_EB_LOG)"
+  _eb_txn_begin "$name"
   rm -rf "$_EB_WORK"
   mkdir -p "$_EB_WORK"
   set +e
-  _eb_in_subshell "$name" _eb_build "$capture"
+  _eb_in_subshell "$name" _eb_build "$snapshot"
   rc=$?
   set -e
+  _eb_point "built $name (exit $rc)"
   rm -rf "$_EB_WORK"
   _eb_elapsed "$started"
   if ((rc != 0)); then
-    [[ -z $capture ]] || rm -rf "$capture"
-    rm -rf "$_EB_RUN_DIR"
+    _eb_txn_rollback "$name"
     _eb_unlock "$entry_lock"
-    _eb_put_back "$name" "$$"
     _eb_report_failure "$name" "$_EB_LOG" "$rc"
     return 1
   fi
-  if [[ -n $capture ]]; then
-    # A directory rename is atomic: other nodes see the whole entry or none.
-    mv -T "$capture" "$entry" 2>/dev/null || rm -rf "$capture"
-  fi
-  _eb_unlock "$entry_lock"
   _eb_stamp "$name"
-  _eb_drop_aside "$name"
-  _eb_say "$name: installed in $_EB_ELAPSED s${capture:+ (stored in the shared cache)}"
+  _eb_txn_end "$name"
+  [[ $how != build-store ]] || _eb_store stored "$name" "$entry"
+  _eb_unlock "$entry_lock"
+  _eb_say "$name: installed in $_EB_ELAPSED s${stored:+ (stored in the shared cache)}"
 }
 
 # Names component $1, its log $2 and exit status $3, with the reason the step or
@@ -204,7 +174,14 @@ Environment (every variable the script reads):
   ENVBUILD_NIC_SL        InfiniBand service level, over what the node's tools say
   ENVBUILD_JOBS          parallel build jobs, \$EB_JOBS in steps (default: nproc)
   ENVBUILD_CACHE_DIR     shared build cache of the cluster (default: none)
-  ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default 3600)
+  ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default ${_EB_SETTINGS[ENVBUILD_LOCK_TIMEOUT]})
+  ENVBUILD_LOCK_HEARTBEAT  seconds between a lock holder's touches of its note (default ${_EB_SETTINGS[ENVBUILD_LOCK_HEARTBEAT]})
+  ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT  seconds a download or git may take to connect (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT]})
+  ENVBUILD_DOWNLOAD_STALL_TIMEOUT  seconds without data before an attempt fails (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_STALL_TIMEOUT]})
+  ENVBUILD_DOWNLOAD_TIMEOUT  seconds a download or git fetch may take, retries included (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_TIMEOUT]})
+  ENVBUILD_DOWNLOAD_RETRIES  attempts after a failure that may pass (default ${_EB_SETTINGS[ENVBUILD_DOWNLOAD_RETRIES]}; waits 1, 2, 4... s)
+  ENVBUILD_TEST_CRASH_AT  tests only: N:SIGNAL:main|group, the run signals itself at its Nth change of state
+  ENVBUILD_TEST_TRACE    tests only: a file the run appends its changes of state to
   ENVBUILD_SOURCE_DIR    offline sources written by envbuild fetch (a directory or its http:// URL);
                          nothing is downloaded
   ENVBUILD_STEP_OUTPUT   stream: step output also on stdout (image builds)
@@ -271,11 +248,30 @@ _eb_known() {
   [[ -n ${_EB_HASH[$1]:-} ]] || _eb_usage_error "unknown component '$1' (components: ${_EB_ORDER[*]})"
 }
 
+# What an installing run does once, before its first change: its settings are
+# checked, the install lock taken, signals trapped, what killed runs left
+# finished and swept.
+_eb_start_installing() {
+  local lock_fd
+  trap '_eb_on_signal INT 130' INT
+  trap '_eb_on_signal TERM 143' TERM
+  trap _eb_on_exit EXIT
+  _eb_check_settings
+  mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs"
+  if _eb_lock lock_fd "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
+    _EB_INSTALL_LOCKED=1
+  fi
+  _eb_cache_dir
+  _eb_sweep
+  mkdir -p "$_EB_RUN_DIR"
+}
+
 _eb_main() {
-  local mode=install name dep started locked='' lock_fd
+  local mode=install name dep started locked='' prepared=''
   local -A only=() force=() fresh=() reinstalled=()
   local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]}
   _eb_now started
+  _EB_PID=$BASHPID
   while (($#)); do
     case $1 in
       -h | --help) _eb_usage; return 0 ;;
@@ -297,7 +293,12 @@ _eb_main() {
   done
   _eb_state_dir
   if [[ $mode == install ]]; then
-    _EB_RUN_DIR=$_EB_STATE/run.$$
+    _EB_RUN_DIR=$_EB_STATE/run.$_EB_PID
+    # What a killed run left is finished and swept before any stamp is read.
+    if _eb_pending; then
+      locked=1
+      _eb_start_installing
+    fi
   elif [[ $mode == check ]]; then
     _eb_say_node_rank
     _eb_say_nic_family
@@ -334,20 +335,19 @@ _eb_main() {
       done
       _eb_key "$name"
     fi
-    if [[ -z $locked ]]; then
-      # Only installers take the lock; the no-op path above never does.
-      locked=1
+    if [[ -z $prepared ]]; then
+      # Only installers check needs and take the lock; the no-op path above never does.
+      prepared=1
       _eb_preflight
-      mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs"
-      if _eb_lock lock_fd "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
-        _EB_OPEN_LOCKS+=" $lock_fd"
+      if [[ -z $locked ]]; then
+        locked=1
+        _eb_start_installing
       fi
-      _eb_cache_dir
-      _eb_sweep
-      mkdir -p "$_EB_RUN_DIR"
+      # Another run may have installed it while this one waited (and the
+      # preflight's statuses have set _EB_KEY to another component's).
       _eb_status "$name"
       if [[ $_EB_STATUS == present && -z ${force[$name]:-} ]]; then
-        _eb_say "$name: installed meanwhile by another run"
+        [[ -n ${_EB_RECOVERED[$name]:-} ]] || _eb_say "$name: installed meanwhile by another run"
         ((present += 1))
         continue
       fi
@@ -375,9 +375,9 @@ _eb_main() {
   [[ ! -e $_EB_RUN_DIR ]] || rm -rf "$_EB_RUN_DIR"
   _eb_elapsed "$started"
   if ((installed)); then
-    local restored=''
-    ((_EB_RESTORED == 0)) || restored=" ($_EB_RESTORED from the shared cache)"
-    _eb_say "installed $installed$restored, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
+    local cache=''
+    [[ -z $_EB_CACHE ]] || cache=" (shared cache: $_EB_RESTORED restored, $_EB_STORED stored)"
+    _eb_say "installed $installed$cache, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
   else
     _eb_say_all_present "$total" "$skipped"
   fi

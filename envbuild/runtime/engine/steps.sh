@@ -111,27 +111,30 @@ _eb_pip_install() {
 # (submodules and meson wraps from theirs, see _eb_offline_git).
 # An unpinned source (no commit, branch $5) gets the branch's tip, with a warning.
 _eb_git() {
-  local url=$1 commit=$2 origin=$1 head
+  local url=$1 commit=$2 origin=$1 head rc=0
   [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || _eb_offline_git "$url" "$4"
   git init -q src
   cd src
   git remote add origin "$origin"
   if [[ -z $commit ]]; then
     _eb_warn "$url is not pinned: installing the tip of branch $5 (envbuild lock pins it)"
-    git fetch -q --depth 1 origin "refs/heads/$5"
+    _eb_git_net fetch -q --depth 1 origin "refs/heads/$5"
     git -c advice.detachedHead=false checkout -q FETCH_HEAD
     EB_SRC=$PWD
     return 0
   fi
-  if ! git fetch -q --depth 1 origin "$commit"; then
+  _eb_git_net fetch -q --depth 1 origin "$commit" || rc=$?
+  if ((rc == 1)); then
     _eb_say "fetching $commit by itself failed; fetching all branches and tags of $origin"
-    git fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*'
+    _eb_git_net fetch -q --tags origin '+refs/heads/*:refs/remotes/origin/*'
+  elif ((rc != 0)); then
+    _eb_die "$url: fetching $commit failed"
   fi
   git -c advice.detachedHead=false checkout -q "$commit"
   head=$(git rev-parse HEAD)
   [[ $head == "$commit" ]] || _eb_die "$url: checked out $head, expected the pinned commit $commit"
   if [[ $3 == 1 ]]; then
-    git submodule update -q --init --recursive
+    _eb_git_net submodule update -q --init --recursive
   fi
   [[ -z ${ENVBUILD_SOURCE_DIR:-} ]] || _eb_offline_wraps
   EB_SRC=$PWD
@@ -195,30 +198,203 @@ _eb_sources() {
 
 # Copies file $1 of the offline sources (a path relative to them) to file $2; fails when it is not there.
 _eb_source_get() {
-  local base
+  local base failure
   _eb_sources
   base=$_EB_SOURCES
   if [[ -n $_EB_SOURCES_URL ]]; then
-    ENVBUILD_SOURCE_DIR='' _eb_fetch_url "$base/$1" "$2"
+    ENVBUILD_SOURCE_DIR='' _eb_fetch_url failure "$base/$1" "$2"
   else
     [[ -f $base/$1 ]] && cp "$base/$1" "$2"
   fi
 }
 
-# Fetches URL $1 to file $2; with ENVBUILD_SOURCE_DIR, copies it from its downloads/.
+# Runs `git ARGS...` (a command that talks to the origin) within the download
+# bounds: over HTTP(S) a transfer stalls out after ENVBUILD_DOWNLOAD_STALL_TIMEOUT
+# and the origin must accept a connection (checked first with curl, as git has
+# no setting for it) within ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT; over SSH the same
+# through ssh's options; all attempts end after ENVBUILD_DOWNLOAD_TIMEOUT.
+# Failures that look passing (no connection, a reset, HTTP 408, 429, 5xx) are
+# tried again like downloads (_eb_fetch_url); a timeout is not. Returns 1 when
+# git failed by itself (say, a commit the origin will not serve alone), 2 when
+# the network did. Runs where errexit is off (`||`): every status is handled here.
+_eb_git_net() {
+  local connect stall total retries attempt=0 delay=1 start clock left rc verdict err origin answer
+  _eb_setting connect ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT
+  _eb_setting stall ENVBUILD_DOWNLOAD_STALL_TIMEOUT
+  _eb_setting total ENVBUILD_DOWNLOAD_TIMEOUT
+  _eb_setting retries ENVBUILD_DOWNLOAD_RETRIES
+  _eb_now start
+  origin=$(git ls-remote --get-url origin 2>/dev/null) || origin=''
+  while :; do
+    ((attempt += 1))
+    _eb_now clock
+    left=$((total - (clock - start) / 1000000))
+    rc=0 verdict=ok err=''
+    if ((left <= 0)); then
+      verdict=network err="not done within ENVBUILD_DOWNLOAD_TIMEOUT ($total s)"
+    elif [[ $origin == http://* || $origin == https://* ]] && command -v curl >/dev/null; then
+      # What answered: the HTTP status (000: none) and the time the connection took (0: none).
+      answer=$(curl -sS -o /dev/null -w '%{http_code} %{time_connect}' --connect-timeout "$connect" \
+        --max-time "$((connect + stall < left ? connect + stall : left))" "$origin/info/refs?service=git-upload-pack") ||
+        rc=$?
+      if ((rc == 6 || rc == 7)); then
+        verdict=retry err="cannot connect to $origin"
+      elif ((rc == 28)) && [[ $answer == 000* ]]; then
+        verdict=network err="no connection to $origin within $connect s (ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT)"
+        answer=${answer#* }
+        [[ ${answer//[0.]/} == '' ]] ||
+          err="$origin accepted the connection and sent nothing for $stall s (ENVBUILD_DOWNLOAD_STALL_TIMEOUT)"
+      fi
+      _eb_now clock
+      left=$((total - (clock - start) / 1000000))
+      ((left > 0)) || verdict=network err="not done within ENVBUILD_DOWNLOAD_TIMEOUT ($total s)"
+    fi
+    if [[ $verdict == ok ]]; then
+      rc=0
+      { err=$(GIT_HTTP_LOW_SPEED_LIMIT=1 GIT_HTTP_LOW_SPEED_TIME=$stall \
+        GIT_SSH_COMMAND=${GIT_SSH_COMMAND:-ssh -o ConnectTimeout=$connect -o ServerAliveInterval=$stall -o ServerAliveCountMax=1} \
+        timeout -k 5 "$left" git "$@" 2>&1 >&3); } 3>&1 || rc=$?
+      if ((rc == 124 || rc == 137)); then
+        verdict=network err+="${err:+$'\n'}not done within ENVBUILD_DOWNLOAD_TIMEOUT ($total s)"
+      elif [[ $err =~ (too slow|timed out|Timeout) ]]; then
+        verdict=network
+      elif [[ $err =~ (Could not resolve host|Failed to connect|Connection refused|Connection reset|returned\ error:\ (5[0-9][0-9]|408|429)|early EOF|RPC failed|unexpected disconnect|hung up unexpectedly) ]]; then
+        verdict=retry
+      elif ((rc != 0)); then
+        verdict=git
+      fi
+    fi
+    [[ -z $err ]] || printf '%s\n' "$err" >&2
+    case $verdict in
+      ok) return 0 ;;
+      git) return 1 ;;
+      network) return 2 ;;
+    esac
+    _eb_now clock
+    if ((attempt > retries || (clock - start) / 1000000 + delay >= total)); then
+      return 2
+    fi
+    _eb_say "git $1 from $origin failed; trying again in $delay s (attempt $((attempt + 1)) of $((retries + 1)))"
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+}
+
+# Fetches URL $2 to file $3; why it failed goes into the variable named $1
+# (status 1). With ENVBUILD_SOURCE_DIR, copies the file from its downloads/.
+# Each attempt (curl, else wget, else Python) must connect within
+# ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT and fails when no data comes for
+# ENVBUILD_DOWNLOAD_STALL_TIMEOUT; all attempts end after ENVBUILD_DOWNLOAD_TIMEOUT.
+# A failure that may pass (no connection, a reset, HTTP 408, 429 or 5xx, a
+# transfer cut off after data came) is tried again, up to ENVBUILD_DOWNLOAD_RETRIES
+# times after 1, 2, 4... s; a timeout with nothing received is not (a server
+# that hangs would hold every node waiting on this run's locks as long again),
+# nor another HTTP error. Runs where errexit is off (`||`): every status is handled here.
 _eb_fetch_url() {
+  local url=$2 file=$3 total retries attempt=0 delay=1 start clock verdict why
+  printf -v "$1" ''
   if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
-    _eb_source_get "downloads/${1##*/}" "$2" ||
-      _eb_die "$1 is not in ENVBUILD_SOURCE_DIR (no downloads/${1##*/}); run envbuild fetch"
-  elif command -v curl >/dev/null; then
-    curl -fsSL --retry 3 -o "$2" "$1"
-  elif command -v wget >/dev/null; then
-    wget -q -O "$2" "$1"
-  else
-    "$EB_PYTHON" -c 'import shutil, sys, urllib.request
-with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], "wb") as f:
-    shutil.copyfileobj(r, f)' "$1" "$2"
+    if ! _eb_source_get "downloads/${url##*/}" "$file"; then
+      printf -v "$1" 'it is not in ENVBUILD_SOURCE_DIR (no downloads/%s); run envbuild fetch' "${url##*/}"
+      return 1
+    fi
+    return 0
   fi
+  _eb_setting total ENVBUILD_DOWNLOAD_TIMEOUT
+  _eb_setting retries ENVBUILD_DOWNLOAD_RETRIES
+  _eb_now start
+  while :; do
+    ((attempt += 1))
+    _eb_now clock
+    _eb_fetch_once verdict why "$url" "$file" "$((total * 1000000 - (clock - start)))"
+    [[ $verdict != ok ]] || return 0
+    _eb_now clock
+    if [[ $verdict == final ]] || ((attempt > retries || (clock - start) / 1000000 + delay >= total)); then
+      printf -v "$1" '%s' "$why"
+      ((attempt == 1)) || printf -v "$1" '%s (%s attempts)' "$why" "$attempt"
+      return 1
+    fi
+    _eb_say "$url: $why; trying again in $delay s (attempt $((attempt + 1)) of $((retries + 1)))"
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+}
+
+# One attempt at fetching URL $3 to file $4 within $5 microseconds: ok, retry
+# or final into the variable named $1, what happened into the one named $2. The
+# tools' outcomes are read as curl's exit statuses (22: HTTP error, 28: timeout).
+_eb_fetch_once() {
+  local url=$3 file=$4 left=$((($5 + 999999) / 1000000)) connect stall rc=0 code='' err start clock
+  _eb_setting connect ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT
+  _eb_setting stall ENVBUILD_DOWNLOAD_STALL_TIMEOUT
+  rm -f "$file"
+  _eb_now start
+  if ((left <= 0)); then
+    rc=28
+  elif command -v curl >/dev/null; then
+    code=$(curl -sSLf --connect-timeout "$connect" --speed-limit 1 --speed-time "$stall" --max-time "$left" \
+      -w '%{http_code}' -o "$file" "$url") || rc=$?
+  elif command -v wget >/dev/null; then
+    { err=$(timeout -k 5 "$left" wget -nv --tries=1 --connect-timeout="$connect" --dns-timeout="$connect" \
+      --read-timeout="$stall" -O "$file" "$url" 2>&1 >&3); } 3>&1 || rc=$?
+    printf '%s\n' "$err" >&2
+    case $rc in
+      8) rc=22 code=${err##*ERROR } code=${code:0:3} ;;
+      4)
+        _eb_now clock
+        rc=$(((clock - start) / 1000000 < (connect < stall ? connect : stall) ? 7 : 28))
+        ;;
+      124 | 137) rc=28 ;;
+    esac
+  else
+    code=$(timeout -k 5 "$left" "$EB_PYTHON" -c '
+import shutil, socket, sys, urllib.error, urllib.request
+url, path, connect, stall = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+try:
+    with urllib.request.urlopen(url, timeout=connect) as response, open(path, "wb") as out:
+        # connect went by the connect timeout; the body goes by the stall timeout
+        sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+        if sock is not None:
+            sock.settimeout(stall)
+        shutil.copyfileobj(response, out)
+except urllib.error.HTTPError as error:
+    print(error.code)
+    sys.exit(22)
+except (socket.timeout, urllib.error.URLError, OSError) as error:
+    print(error, file=sys.stderr)
+    timed_out = isinstance(error, socket.timeout) or isinstance(getattr(error, "reason", None), socket.timeout)
+    sys.exit(28 if timed_out else 7)
+' "$url" "$file" "$connect" "$stall") || rc=$?
+    ((rc != 124 && rc != 137)) || rc=28
+  fi
+  case $rc in
+    0) printf -v "$1" ok ;;
+    22)
+      printf -v "$2" 'HTTP status %s' "$code"
+      case $code in
+        408 | 429 | 5??) printf -v "$1" retry ;;
+        *) printf -v "$1" final ;;
+      esac
+      return 0
+      ;;
+    28)
+      _eb_now clock
+      if ((clock - start >= left * 1000000)); then
+        printf -v "$2" 'not done within ENVBUILD_DOWNLOAD_TIMEOUT'
+        printf -v "$1" final
+      elif [[ -s $file ]]; then
+        printf -v "$2" 'no data for %s s after the transfer began' "$stall"
+        printf -v "$1" retry
+      else
+        printf -v "$2" 'no answer within %s s (ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT) or %s s (ENVBUILD_DOWNLOAD_STALL_TIMEOUT)' "$connect" "$stall"
+        printf -v "$1" final
+      fi
+      return 0
+      ;;
+    3 | 60 | 77) printf -v "$1" final ;;
+    *) printf -v "$1" retry ;;
+  esac
+  printf -v "$2" 'the download failed (exit %s)' "$rc"
 }
 
 # The sha256 of file $2, into the variable named $1.
@@ -233,7 +409,7 @@ _eb_sha256() {
 # to a temporary name, then renamed) and reused by the other nodes, checked again
 # first; one node downloads while the others wait. Unverified downloads are not kept.
 _eb_download() {
-  local url=$1 expected=$2 file=$3 actual cached='' lock_fd='' tmp
+  local url=$1 expected=$2 file=$3 actual cached='' lock_fd='' tmp failure
   if [[ -n $_EB_CACHE && $expected != unknown ]]; then
     cached=$_EB_CACHE/downloads/$expected
     [[ -n $_EB_CACHE_RO ]] || _eb_lock lock_fd "$_EB_CACHE/locks/download-$expected.lock" "downloading $url" || :
@@ -250,7 +426,7 @@ _eb_download() {
       [[ -n $_EB_CACHE_RO ]] || rm -f "$cached"
     fi
   fi
-  _eb_fetch_url "$url" "$file.part" || _eb_die "download of $url failed"
+  _eb_fetch_url failure "$url" "$file.part" || _eb_die "download of $url failed: $failure"
   _eb_sha256 actual "$file.part"
   if [[ $expected == unknown ]]; then
     _eb_warn "$url is unverified (no sha256 in the recipe); its sha256 is $actual"
@@ -258,7 +434,7 @@ _eb_download() {
     _eb_die "sha256 mismatch for $url: expected $expected, got $actual"
   fi
   if [[ -n $cached && -z $_EB_CACHE_RO ]]; then
-    tmp=$_EB_CACHE/tmp/download-$expected.${HOSTNAME:-unknown}.$$
+    tmp=$_EB_CACHE/tmp/download-$expected.${HOSTNAME:-unknown}.$_EB_PID
     if cp "$file.part" "$tmp" && mv -f "$tmp" "$cached"; then
       _eb_say "$url: stored in the shared cache ($cached)"
     else

@@ -1,0 +1,625 @@
+"""Installs that survive anything (issue 13), beyond the crash points of test_crash_points.py:
+signals in the middle of real steps, locks taken before changes, a best-effort cache,
+corrupt entries of every form, bounded downloads, heartbeats, clock-safe sweeping.
+
+Everything runs for real: the generated script on the local test recipe, nodes in
+namespaces sharing one cache (tests/nodes.py), misbehaving servers on 127.0.0.1
+(tests/badnet.py). Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from badnet import Answer, ScriptedServer, UnreachablePort
+from localsources import make_tarball, sha256
+from nodes import Cluster, lock_waiters, wait_until, write_wrappers
+
+HELLO = "opt/hello/bin/hello"
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def hello(root: Path) -> str:
+    path = root / HELLO
+    return subprocess.run([str(path)], capture_output=True, text=True).stdout if path.exists() else ""
+
+
+@contextlib.contextmanager
+def lock_held(path: Path):
+    """Another program (flock) holds the lock on `path` meanwhile."""
+    holder = subprocess.Popen(["flock", str(path), "sleep", "300"], start_new_session=True)
+    try:
+        wait_until(lambda: subprocess.run(["flock", "-n", str(path), "true"]).returncode != 0, [holder],
+                   f"flock holding {path}")
+        yield
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)  # flock and the sleep that holds the lock with it
+        holder.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+# --- SIGINT and SIGTERM in the middle of a step -------------------------------------------
+
+
+@pytest.fixture
+def reinstall(test_recipe, tmp_path):
+    """libhello 1 installed; version 2's script, whose `make install` hangs (tests/nodes.py wrappers)."""
+    first = test_recipe.render(test_recipe.root / "v1.sh")
+    assert test_recipe.run(first).returncode == 0
+    test_recipe.set_hello_version(2)
+    test_recipe.write()
+    wrappers = write_wrappers(tmp_path / "bin")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = test_recipe.env(PATH=f"{wrappers}:{test_recipe.env()['PATH']}", EB_TEST_HANG="make install*",
+                          EB_TEST_HANG_MARKS=str(marks))
+    return first, test_recipe.render(), env, marks
+
+
+def start_hanging(test_recipe, script: Path, env: dict, marks: Path) -> tuple[subprocess.Popen, int]:
+    """The run, once its step hangs; and the pid of the hanging wrapper."""
+    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=test_recipe.root, start_new_session=True)
+    wait_until(lambda: any(marks.iterdir()), [proc], "the step hanging in make install")
+    return proc, int(next(marks.iterdir()).name)
+
+
+@pytest.mark.parametrize("how", ["SIGINT to the process group (Ctrl-C)", "SIGTERM to the main process alone"])
+def test_an_interrupted_reinstall_puts_the_old_install_back_and_says_so(test_recipe, reinstall, how):
+    first, script, env, marks = reinstall
+    state = test_recipe.state
+    old_stamp = (state / "stamps/libhello").read_text()
+    proc, wrapper = start_hanging(test_recipe, script, env, marks)
+    started = time.monotonic()
+    if how.startswith("SIGINT"):
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    # A signal to the main process alone ends the step at once, not when the step would have ended.
+    assert time.monotonic() - started < 15
+    name, status = ("SIGINT", 130) if how.startswith("SIGINT") else ("SIGTERM", 143)
+    assert proc.returncode == status
+    assert err == f"envbuild: error: interrupted by {name} while installing libhello: the previous install is in place\n"
+    assert not alive(wrapper), "the step's processes must be stopped"
+    assert hello(test_recipe.root) == "hello 1\n"
+    assert (state / "stamps/libhello").read_text() == old_stamp
+    assert list((state / "txn").iterdir()) == []
+    assert sorted(p.name for p in state.iterdir()) == ["install.lock", "logs", "provenance", "stamps", "txn"]
+    assert list((test_recipe.root / "tmp").iterdir()) == []
+    assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
+    again = test_recipe.run(first)
+    assert re.fullmatch(r"envbuild: all 4 components present \(0\.\d+ s\)\n", again.stdout), again.stdout
+
+
+def test_a_step_left_running_by_a_main_process_killed_alone_is_stopped_by_the_next_run(test_recipe, reinstall):
+    """kill -9 of the main process alone (the OOM killer's way): its step goes on, orphaned. The
+    next run stops it before it puts the old install back, so that it cannot write over it."""
+    first, script, env, marks = reinstall
+    proc, wrapper = start_hanging(test_recipe, script, env, marks)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert alive(wrapper), "the step goes on without its run"
+    again = test_recipe.run(first)
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert re.fullmatch(r"envbuild: libhello: stopping the step a killed run left running \(pid \d+\)", lines[0])
+    assert lines[1] == (f"envbuild: libhello: a run killed while replacing it (pid {proc.pid}) is undone: "
+                        "the previous install is back")
+    assert re.fullmatch(r"envbuild: all 4 components present \(\d+\.\d+ s\)", lines[2]) and len(lines) == 3
+    assert not alive(wrapper)
+    assert hello(test_recipe.root) == "hello 1\n"
+    assert list((test_recipe.state / "txn").iterdir()) == []
+    assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
+
+
+def test_a_signal_during_a_lock_wait_ends_the_wait(test_recipe, tmp_path):
+    """Nothing is replaced yet: the run says it was interrupted, and changed nothing."""
+    script = test_recipe.render()
+    (test_recipe.state).mkdir(parents=True)
+    lock = test_recipe.state / "install.lock"
+    with lock_held(lock):
+        proc = subprocess.Popen(["bash", str(script)], env=test_recipe.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        wait_until(lambda: lock_waiters(str(lock)) == 1, [proc], "the run waiting for the install lock")
+        started = time.monotonic()
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 143
+    assert err == "envbuild: error: interrupted by SIGTERM\n"
+    assert lock_waiters(str(lock)) == 0
+    assert test_recipe.builds() == []
+    assert not (test_recipe.state / "stamps").exists() or list((test_recipe.state / "stamps").iterdir()) == []
+
+
+# --- locks before changes -------------------------------------------------------------------
+
+
+def test_a_lock_timeout_after_a_corrupt_entry_keeps_the_old_install(tmp_path, file_server):
+    """The restore of version 2 fails (corrupt entry) and is undone before the run waits for the
+    entry's lock, held by another node; giving up leaves version 1 in place, stamped."""
+    cluster = Cluster(tmp_path / "c", file_server, components=["libhello"])
+    try:
+        cluster.recipe.set_hello_version(2)
+        cluster.recipe.write()
+        cluster.recipe.render()
+        assert cluster.run(1).returncode == 0  # node 1 stores version 2
+        v2 = cluster.script.read_text()
+        cluster.recipe.set_hello_version(1)
+        cluster.recipe.write()
+        cluster.recipe.render()
+        assert cluster.run(0, ENVBUILD_CACHE_DIR="").returncode == 0  # node 0 has version 1
+        stamp = (cluster.node_dir(0) / "state/stamps/libhello").read_text()
+        cluster.script.write_text(v2)
+        entry = next((cluster.cache / "entries").iterdir())
+        with open(entry / "files.tar.gz", "ab") as archive:
+            archive.write(b"junk")
+        with lock_held(cluster.cache / "locks" / f"{entry.name}.lock"):
+            result = cluster.run(0, ENVBUILD_LOCK_TIMEOUT="1")
+        lock = cluster.cache / "locks" / f"{entry.name}.lock"
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"envbuild: warning: libhello: cache entry {entry} is corrupt or incomplete (its files do not match its "
+            f"SHA256SUMS); it will be rebuilt (details in {cluster.mount}/state/logs/libhello.log)",
+            f"envbuild: error: gave up after 1 s waiting for the lock on {lock} (building libhello for the shared "
+            "cache), held by an unknown process; raise ENVBUILD_LOCK_TIMEOUT or stop that process"]
+        assert hello(cluster.node_dir(0)) == "hello 1\n"
+        assert (cluster.node_dir(0) / "state/stamps/libhello").read_text() == stamp
+        assert sorted(p.name for p in (cluster.node_dir(0) / "opt").iterdir()) == ["hello"]
+        assert list((cluster.node_dir(0) / "state/txn").iterdir()) == []
+    finally:
+        cluster.close()
+
+
+# --- the shared cache is best-effort --------------------------------------------------------
+
+
+def only_libhello(cluster: Cluster) -> None:
+    assert hello(cluster.node_dir(0)) == "hello 1\n"
+    assert sorted(p.name for p in (cluster.node_dir(0) / "state/stamps").iterdir()) == ["libhello"]
+
+
+@pytest.fixture
+def one_component(tmp_path, file_server):
+    cluster = Cluster(tmp_path / "c", file_server, components=["libhello"])
+    yield cluster
+    cluster.close()
+
+
+def test_a_full_cache_is_a_warning_and_the_install_goes_on(one_component):
+    cluster = one_component
+    cluster.cache.mkdir()
+    full = 'mount -t tmpfs -o size=256k tmpfs "$1" && { dd if=/dev/zero of="$1/fill" bs=4k 2>/dev/null; shift; exec "$@"; }'
+    result = subprocess.run(cluster.command(0, "bash", "-c", full, "full", str(cluster.cache), "bash", str(cluster.script)),
+                            env=cluster.env(0), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    capture = re.escape(f"{cluster.cache}/tmp/libhello-") + r"\w+\.node0\.\d+"
+    assert re.fullmatch(rf"envbuild: warning: libhello: not stored in the shared cache: writing {capture} failed "
+                        rf"\(details in {cluster.mount}/state/logs/libhello\.log\); it is installed on this node only\n",
+                        result.stderr), result.stderr
+    assert re.search(r"^envbuild: libhello: installed in \d+\.\d+ s$", result.stdout, re.M)
+    assert "installed 1 (shared cache: 0 restored, 0 stored)" in result.stdout
+    assert "No space left on device" in (cluster.node_dir(0) / "state/logs/libhello.log").read_text()
+    only_libhello(cluster)
+
+
+def test_a_cache_removed_during_the_run_is_a_warning(one_component):
+    cluster = one_component
+    cluster.recipe.extra_components["vandal"] = """name: vandal
+description: Removes the shared cache while the run goes on.
+build: |
+  rm -rf "$ENVBUILD_CACHE_DIR"
+"""
+    cluster.recipe.components[:] = ["vandal", "libhello"]
+    cluster.recipe.write()
+    cluster.recipe.render()
+    result = cluster.run(0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lock = re.escape(f"{cluster.cache}/locks/libhello-") + r"\w+\.lock"
+    capture = re.escape(f"{cluster.cache}/tmp/libhello-") + r"\w+\.node0\.\d+"
+    assert re.fullmatch(
+        rf"envbuild: warning: cannot open the lock file {lock}; going on without the lock for building libhello for the "
+        rf"shared cache\nenvbuild: warning: libhello: not stored in the shared cache: cannot create {capture}; it is "
+        r"installed on this node only\n", result.stderr), result.stderr
+    assert "installed 2 (shared cache: 0 restored, 0 stored)" in result.stdout
+    assert hello(cluster.node_dir(0)) == "hello 1\n"
+
+
+# --- corrupt entries of every form: found, checked again under the lock, replaced once -----
+
+
+def wrong_build(entry: Path) -> None:
+    """An archive that verifies and unpacks, holding a hello that prints the wrong version."""
+    source = tarfile.open(entry / "files.tar.gz")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else None
+            if member.name.endswith("bin/hello"):
+                data = b"#!/bin/sh\necho hello 9\n"
+                member.size = len(data)
+            target.addfile(member, io.BytesIO(data) if data is not None else None)
+    (entry / "files.tar.gz").write_bytes(buffer.getvalue())
+    resum(entry)
+
+
+def resum(entry: Path) -> None:
+    subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
+
+
+def flip_a_byte(entry: Path) -> None:
+    data = bytearray((entry / "files.tar.gz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (entry / "files.tar.gz").write_bytes(bytes(data))
+
+
+def cut_short(entry: Path) -> None:
+    archive = entry / "files.tar.gz"
+    archive.write_bytes(archive.read_bytes()[:len(archive.read_bytes()) // 2])
+    resum(entry)
+
+
+def an_extra_line(entry: Path) -> None:
+    with open(entry / "SHA256SUMS", "a") as sums:
+        sums.write(f"{'0' * 64}  stray\n")
+
+
+def a_file(entry: Path) -> None:
+    shutil.rmtree(entry)
+    entry.write_text("not a directory\n")
+
+
+CORRUPTIONS = {
+    "a file, not a directory": (a_file, "it is a file, not a directory", "structure"),
+    "no SHA256SUMS": (lambda e: (e / "SHA256SUMS").unlink(), "it has no file SHA256SUMS", "structure"),
+    "no removed.txt": (lambda e: (e / "removed.txt").unlink(), "it has no file removed.txt", "structure"),
+    "an extra file": (lambda e: (e / "stray").write_text("x\n"), "it holds more than its three files: stray",
+                      "structure"),
+    "an extra checksum line": (an_extra_line, "its SHA256SUMS is not one line for files.tar.gz and one for removed.txt",
+                               "structure"),
+    "a flipped byte": (flip_a_byte, "its files do not match its SHA256SUMS", "restore"),
+    "an archive cut short": (cut_short, "its archive cannot be unpacked", "restore"),
+    "a build that fails the check": (wrong_build, "the check failed after restoring it", "restore"),
+}
+
+
+@pytest.mark.parametrize("form", CORRUPTIONS)
+def test_a_corrupt_entry_is_found_by_every_node_and_replaced_once(one_component, form):
+    cluster = one_component
+    nodes = 4
+    assert cluster.run(0).returncode == 0
+    entry = next((cluster.cache / "entries").iterdir())
+    corrupt, why, found_by = CORRUPTIONS[form]
+    corrupt(entry)
+    # Another process holds the entry's lock until every node has found the entry corrupt and waits for it.
+    lock = cluster.cache / "locks" / f"{entry.name}.lock"
+    with lock_held(lock):
+        procs = [cluster.start(k) for k in range(1, nodes + 1)]
+        wait_until(lambda: lock_waiters(str(lock)) == nodes, procs, f"{nodes} nodes waiting for {lock.name}")
+    results = [cluster.finish(proc) for proc in procs]
+    warning = (f"envbuild: warning: libhello: cache entry {entry} is corrupt or incomplete ({why}); it will be rebuilt "
+               f"(details in {cluster.mount}/state/logs/libhello.log)\n")
+    for result in results:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr == warning
+    assert collections.Counter(cluster.recipe.builds()) == {"libhello": 2}, "".join(r.stdout for r in results)
+    builders = [r.stdout for r in results if re.search(r"^envbuild: libhello: installed in .* \(stored in the shared "
+                                                       r"cache\)$", r.stdout, re.M)]
+    assert len(builders) == 1
+    assert "installed 1 (shared cache: 0 restored, 1 stored)" in builders[0]
+    # The builder tried to restore the entry (once, and again under its lock) only if it looked whole;
+    # the others restored its replacement.
+    assert builders[0].count("envbuild: libhello: restoring from the shared cache") == (2 if found_by == "restore" else 0)
+    others = [r.stdout for r in results if r.stdout not in builders]
+    for out in others:
+        assert re.search(r"^envbuild: libhello: restored from the shared cache in ", out, re.M)
+        assert "installed 1 (shared cache: 1 restored, 0 stored)" in out
+    for k in range(1, nodes + 1):
+        assert hello(cluster.node_dir(k)) == "hello 1\n"
+    assert sorted(p.name for p in entry.iterdir()) == ["SHA256SUMS", "files.tar.gz", "removed.txt"]
+    assert subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "SHA256SUMS"], cwd=entry).returncode == 0
+    assert list((cluster.cache / "tmp").iterdir()) == []
+
+
+# --- bounded downloads ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def download(test_recipe):
+    """Renders the test recipe with one component downloading `url` (checked against `data`)."""
+
+    def render(url: str, data: bytes = b"") -> Path:
+        test_recipe.extra_components["dl"] = f"""name: dl
+description: A download.
+source:
+  url: {url}
+  sha256: {sha256(data)}
+build: |
+  echo dl >> "$EB_TEST_BUILDS"
+"""
+        test_recipe.components[:] = ["dl"]
+        test_recipe.write()
+        return test_recipe.render()
+
+    return render
+
+
+BOUNDS = {"ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT": "2", "ENVBUILD_DOWNLOAD_STALL_TIMEOUT": "2"}
+
+
+def without(*tools: str, into: Path) -> str:
+    """A PATH with every command of /usr/bin and /bin but `tools`."""
+    into.mkdir()
+    for directory in ("/usr/bin", "/bin"):
+        for tool in Path(directory).iterdir():
+            if tool.name not in tools and not (into / tool.name).exists():
+                (into / tool.name).symlink_to(tool)
+    return str(into)
+
+
+def timed(test_recipe, script: Path, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """The run and how many seconds it took."""
+    started = time.monotonic()
+    result = test_recipe.run(script, **env)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize("tool", ["curl", "wget", "python"])
+def test_a_server_that_never_answers_fails_the_download_after_the_stall_timeout(test_recipe, download, tmp_path, tool):
+    missing = {"curl": (), "wget": ("curl",), "python": ("curl", "wget")}[tool]
+    path = without(*missing, into=tmp_path / "tools") if missing else os.environ["PATH"]
+    with ScriptedServer([Answer(silent=True)]) as server:
+        result, elapsed = timed(test_recipe, download(f"{server.url}/x.tar.gz"), PATH=path, **BOUNDS)
+    assert result.returncode == 1
+    assert 2 <= elapsed < 10
+    assert server.requests == ["/x.tar.gz"], "a server that hangs is not asked again"
+    assert (f"  | envbuild: error: download of {server.url}/x.tar.gz failed: no answer within 2 s "
+            "(ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT) or 2 s (ENVBUILD_DOWNLOAD_STALL_TIMEOUT)\n") in result.stderr
+    assert test_recipe.builds() == []
+
+
+def test_a_connection_that_cannot_be_made_fails_after_the_connect_timeout(test_recipe, download):
+    with UnreachablePort() as port:
+        result, elapsed = timed(test_recipe, download(f"http://127.0.0.1:{port.port}/x.tar.gz"), **BOUNDS)
+    assert result.returncode == 1
+    assert 2 <= elapsed < 8
+    assert "failed: no answer within 2 s (ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT)" in result.stderr
+
+
+def test_a_download_that_never_ends_stops_at_the_total_timeout(test_recipe, download):
+    data = b"x" * 1000
+    with ScriptedServer([Answer(body=data, trickle=0.2)]) as server:
+        result, elapsed = timed(test_recipe, download(f"{server.url}/slow.tar.gz", data), ENVBUILD_DOWNLOAD_TIMEOUT="3",
+                                **BOUNDS)
+    assert result.returncode == 1
+    assert 3 <= elapsed < 10
+    assert f"download of {server.url}/slow.tar.gz failed: not done within ENVBUILD_DOWNLOAD_TIMEOUT\n" in result.stderr
+
+
+def retries_said(test_recipe) -> list[str]:
+    return [line for line in (test_recipe.state / "logs/dl.log").read_text().splitlines() if "trying again" in line]
+
+
+def test_passing_failures_are_tried_again_with_backoff(test_recipe, download):
+    data = make_tarball({"a": "a\n"}, "a")
+    with ScriptedServer([Answer(503), Answer(503), Answer(body=data)]) as server:
+        result = test_recipe.run(download(f"{server.url}/a.tar.gz", data), **BOUNDS)
+    assert result.returncode == 0, result.stderr
+    assert server.requests == ["/a.tar.gz"] * 3
+    assert retries_said(test_recipe) == [
+        f"envbuild: {server.url}/a.tar.gz: HTTP status 503; trying again in 1 s (attempt 2 of 4)",
+        f"envbuild: {server.url}/a.tar.gz: HTTP status 503; trying again in 2 s (attempt 3 of 4)"]
+    assert test_recipe.builds() == ["dl"]
+
+
+def test_a_transfer_cut_off_after_data_came_is_tried_again(test_recipe, download):
+    data = make_tarball({"b": "".join(sha256(str(n).encode()) for n in range(200))}, "b")  # does not compress
+    with ScriptedServer([Answer(body=data, cut=len(data) // 2), Answer(body=data)]) as server:
+        result = test_recipe.run(download(f"{server.url}/b.tar.gz", data), **BOUNDS)
+    assert result.returncode == 0, result.stderr
+    assert server.requests == ["/b.tar.gz"] * 2
+    assert retries_said(test_recipe) == [
+        f"envbuild: {server.url}/b.tar.gz: no data for 2 s after the transfer began; trying again in 1 s (attempt 2 of 4)"]
+
+
+def test_a_missing_file_is_not_asked_for_again(test_recipe, download):
+    with ScriptedServer([Answer(404)]) as server:
+        result = test_recipe.run(download(f"{server.url}/gone.tar.gz"), **BOUNDS)
+    assert result.returncode == 1
+    assert server.requests == ["/gone.tar.gz"]
+    assert f"download of {server.url}/gone.tar.gz failed: HTTP status 404\n" in result.stderr
+
+
+def test_retries_stop_at_their_number(test_recipe, download):
+    with ScriptedServer([Answer(503)]) as server:
+        result = test_recipe.run(download(f"{server.url}/busy.tar.gz"), ENVBUILD_DOWNLOAD_RETRIES="1", **BOUNDS)
+    assert result.returncode == 1
+    assert server.requests == ["/busy.tar.gz"] * 2
+    assert f"download of {server.url}/busy.tar.gz failed: HTTP status 503 (2 attempts)\n" in result.stderr
+
+
+def git_source(test_recipe, url: str) -> Path:
+    test_recipe.extra_components["repo"] = f"""name: repo
+description: A git source on a server that misbehaves.
+source:
+  git: {url}
+  commit: {'a' * 40}
+build: |
+  echo repo >> "$EB_TEST_BUILDS"
+"""
+    test_recipe.components[:] = ["repo"]
+    test_recipe.write()
+    return test_recipe.render()
+
+
+def test_a_git_server_that_never_answers_fails_after_the_stall_timeout(test_recipe):
+    with ScriptedServer([Answer(silent=True)]) as server:
+        result, elapsed = timed(test_recipe, git_source(test_recipe, f"{server.url}/repo.git"), **BOUNDS)
+    assert result.returncode == 1
+    assert elapsed < 10
+    assert (f"  | {server.url}/repo.git accepted the connection and sent nothing for 2 s "
+            "(ENVBUILD_DOWNLOAD_STALL_TIMEOUT)\n") in result.stderr
+    assert len(server.requests) == 1
+
+
+def test_a_git_server_that_stalls_after_answering_fails_after_the_stall_timeout(test_recipe):
+    """It answers the first request (envbuild's connection check) and hangs on git's own."""
+    with ScriptedServer([Answer(404), Answer(silent=True)]) as server:
+        result, elapsed = timed(test_recipe, git_source(test_recipe, f"{server.url}/repo.git"), **BOUNDS)
+    assert result.returncode == 1
+    assert elapsed < 15
+    assert "Operation too slow" in result.stderr
+    assert len(server.requests) == 2, "a stalled git transfer is not tried again"
+
+
+def test_a_git_server_that_fails_for_a_while_is_asked_again(test_recipe):
+    with ScriptedServer([Answer(503)]) as server:
+        result = test_recipe.run(git_source(test_recipe, f"{server.url}/repo.git"), ENVBUILD_DOWNLOAD_RETRIES="1",
+                                 **BOUNDS)
+    assert result.returncode == 1
+    # Each attempt: envbuild's connection check, then git's own request.
+    assert len(server.requests) == 4
+    log = (test_recipe.state / "logs/repo.log").read_text()
+    assert f"envbuild: git fetch from {server.url}/repo.git failed; trying again in 1 s (attempt 2 of 2)\n" in log
+    assert f"envbuild: error: {server.url}/repo.git: fetching {'a' * 40} failed\n" in log
+
+
+def test_a_git_fetch_that_never_ends_stops_at_the_total_timeout(test_recipe):
+    with ScriptedServer([Answer(body=b"x" * 1000, trickle=0.2)]) as server:
+        result, elapsed = timed(test_recipe, git_source(test_recipe, f"{server.url}/repo.git"),
+                                ENVBUILD_DOWNLOAD_TIMEOUT="6", **BOUNDS)
+    assert result.returncode == 1
+    assert 6 <= elapsed < 15
+    assert "not done within ENVBUILD_DOWNLOAD_TIMEOUT (6 s)" in result.stderr
+
+
+@pytest.mark.parametrize("name,value,what", [
+    ("ENVBUILD_DOWNLOAD_STALL_TIMEOUT", "0", "a whole number of seconds (at least 1)"),
+    ("ENVBUILD_DOWNLOAD_TIMEOUT", "1h", "a whole number of seconds (at least 1)"),
+    ("ENVBUILD_DOWNLOAD_RETRIES", "-1", "a whole number"),
+    ("ENVBUILD_LOCK_HEARTBEAT", "0.5", "a whole number of seconds (at least 1)"),
+])
+def test_settings_are_checked_before_anything_is_installed(test_recipe, name, value, what):
+    result = test_recipe.run(test_recipe.render(), **{name: value})
+    assert result.returncode == 2
+    assert result.stderr == f"envbuild: error: {name}='{value}' is not {what}\n"
+    assert test_recipe.builds() == []
+
+
+# --- heartbeats and clock-safe sweeping -----------------------------------------------------
+
+
+def test_a_lock_holder_keeps_its_note_fresh_and_waiters_say_how_stale_it_is(test_recipe, tmp_path):
+    wrappers = write_wrappers(tmp_path / "bin")
+    mark = tmp_path / "hang"
+    env = test_recipe.env(PATH=f"{wrappers}:{test_recipe.env()['PATH']}", EB_TEST_HANG="make install*",
+                          EB_TEST_HANG_MARK=str(mark), ENVBUILD_LOCK_HEARTBEAT="1")
+    script = test_recipe.render()
+    holder = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    note = test_recipe.state / "install.lock.holder"
+    try:
+        wait_until(mark.exists, [holder], "the holder's step")
+        first = note.stat().st_mtime
+        wait_until(lambda: note.stat().st_mtime > first, [holder], "a heartbeat", timeout=10)
+        waiter = test_recipe.run(script, ENVBUILD_LOCK_TIMEOUT="1")
+        assert waiter.returncode == 1
+        assert re.search(rf"held by pid {holder.pid} on \S+ since \S+ \(installing into {test_recipe.state}\), "
+                         r"last heartbeat [01] s ago; raise", waiter.stderr), waiter.stderr
+        if Path(LIBFAKETIME).exists():
+            # A waiter whose clock runs three days ahead judges by the filesystem's clock too.
+            ahead = test_recipe.run(script, ENVBUILD_LOCK_TIMEOUT="1", LD_PRELOAD=LIBFAKETIME, FAKETIME="+3d")
+            assert re.search(r", last heartbeat [01] s ago; raise", ahead.stderr), ahead.stderr
+        # The holder's main process is killed alone: its heartbeat, still running, stops touching the note.
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        time.sleep(2.5)
+        stopped = note.stat().st_mtime
+        time.sleep(1.5)
+        assert note.stat().st_mtime == stopped
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+    old = time.time() - 300
+    os.utime(note, (old, old))
+    with lock_held(test_recipe.state / "install.lock"):
+        stale = test_recipe.run(script, ENVBUILD_LOCK_TIMEOUT="1")
+    assert re.search(r", last heartbeat 30\d s ago; raise ENVBUILD_LOCK_TIMEOUT", stale.stderr), stale.stderr
+
+
+def test_a_node_whose_clock_runs_ahead_sweeps_nothing_that_is_recent_or_locked(cluster_with_leftovers):
+    cluster, recent, old_locked, old_free, lock = cluster_with_leftovers
+    with lock_held(lock):
+        # Three days ahead: by its own clock, everything in the cache is old.
+        result = cluster.run(0, LD_PRELOAD=LIBFAKETIME, FAKETIME="+3d")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recent.exists(), "another node's capture in progress"
+    assert old_locked.exists(), "an old capture whose lock is held: its builder is alive"
+    assert not old_free.exists()
+
+
+@pytest.fixture
+def cluster_with_leftovers(tmp_path, file_server):
+    """Another host's capture from now, one from three days ago whose entry's lock is held, one
+    from three days ago whose lock is free; and that lock."""
+    if not Path(LIBFAKETIME).exists():
+        pytest.skip("libfaketime (Debian's faketime) is installed by scripts/test")
+    cluster = Cluster(tmp_path / "c", file_server, components=["libhello"])
+    tmp = cluster.cache / "tmp"
+    tmp.mkdir(parents=True)
+    (cluster.cache / "locks").mkdir()
+    recent, old_locked, old_free = (tmp / f"other-{n:032x}.elsewhere.{n}" for n in (1, 2, 3))
+    three_days_ago = time.time() - 3 * 86400
+    for path in (recent, old_locked, old_free):
+        path.mkdir()
+        (path / "files.tar.gz").write_bytes(b"partial")
+    for path in (old_locked, old_free):
+        os.utime(path, (three_days_ago, three_days_ago))
+    lock = cluster.cache / "locks" / f"{old_locked.name.split('.')[0]}.lock"
+    lock.touch()
+    yield cluster, recent, old_locked, old_free, lock
+    cluster.close()
+
+
+# --- values the script cannot carry ----------------------------------------------------------
+
+
+def test_a_control_character_is_refused_and_no_script_is_written(tmp_path):
+    recipes = tmp_path / "r"
+    (recipes / "components").mkdir(parents=True)
+    (recipes / "r.yaml").write_text('name: r\ndescription: "x\\0y"\nbase_image: debian:12\ncomponents: [c]\n')
+    (recipes / "components" / "c.yaml").write_text('name: c\ndescription: x\nenv:\n  set:\n    "V\\nW": "a\\0b"\n')
+    result = subprocess.run(["python3", "-m", "envbuild", "runtime-script", "--recipes-dir", str(recipes), "--recipe", "r",
+                             "-o", str(tmp_path / "s.sh")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == ("r/r.yaml:2: description: 'x\\x00y' holds the control character U+0000 (character 2); "
+                             "text may hold newlines and tabs, no other control character\n")
+    assert not (tmp_path / "s.sh").exists()
+    (recipes / "r.yaml").write_text("name: r\ndescription: x\nbase_image: debian:12\ncomponents: [c]\n")
+    result = subprocess.run(["python3", "-m", "envbuild", "validate", str(recipes)], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 2
+    one_line = "a one-line value holds no control character"
+    assert result.stderr == (f"r/components/c.yaml:5: env.set.V\\nW: 'V\\nW' holds the control character U+000A "
+                             f"(character 2); {one_line}\n"
+                             f"r/components/c.yaml:5: env.set.V\\nW: 'a\\x00b' holds the control character U+0000 "
+                             f"(character 2); {one_line}\n")
