@@ -55,14 +55,16 @@ COPY envbuild/setup_deps/ /
 ENV UCX_HOME="/usr/local/ucx" \
     RIXL_HOME="/usr/local/rixl" \
     ROCM_PATH="/opt/rocm" \
-    PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
-    LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+    PATH="/opt/mori/mlx5/python/bin:/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
+    LD_LIBRARY_PATH="/opt/mori/mlx5/python/mori:/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}" \
+    PYTHONPATH="/opt/mori/mlx5/python${PYTHONPATH:+:${PYTHONPATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
-      org.opencontainers.image.version="9e2bddb32ec9" \
+      org.opencontainers.image.version="bf235026de6b" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-moriio" \
-      io.envbuild.recipe-hash="9e2bddb32ec9e32fb066e9e78f5f2c5e8f01533e581eb527135132af6212a6d5" \
+      io.envbuild.recipe-hash="bf235026de6b6bffebc5a529c8d8907384b7f40e667590f2249a95ba8920f48e" \
       io.envbuild.nic-family="mlx5" \
+      io.envbuild.nic-families="mlx5" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,moriio-proxy-deps,moriio-patches" \
       io.envbuild.lock-hash="d170ecdc80129bc0486e7333e41450a96dc8e0d47220031e9c5502a1dfec6a47" \
       io.envbuild.component.ucx.hash="731e24bdedb2727e2816f9c0318d68d2b8459360e811413611d57d7b35b1f035" \
@@ -73,8 +75,9 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-moriio" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
       io.envbuild.component.libionic.hash="67d8992a2d5d5ee6fd2285f11149ba8519a23a47bc5344f6db9b0cecd19b32a3" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
-      io.envbuild.component.mori.hash="917f01f2bbed73b291f27fbb4d6e4014661f045cf53ebae37b7e7ed6ac82aac3" \
+      io.envbuild.component.mori.hash="1412b5e4a917ca9e4a449bf71a12a94665cef0e6f3e7208e4340215ceed559a5" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
+      io.envbuild.component.mori.nic-families="mlx5" \
       io.envbuild.component.moriio-proxy-deps.hash="7838a82548a0bb73a6496ab30b08e1fea1d2a7e8620064dacbb5dd9c7c2b131c" \
       io.envbuild.component.moriio-proxy-deps.source="" \
       io.envbuild.component.moriio-patches.hash="369926680025e1034f37bc577aec8814517f2f8907df39e5a5e9cdca3205a8dc" \

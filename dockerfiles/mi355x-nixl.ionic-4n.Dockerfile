@@ -55,14 +55,16 @@ COPY envbuild/setup_deps/ /
 ENV UCX_HOME="/usr/local/ucx" \
     RIXL_HOME="/usr/local/rixl" \
     ROCM_PATH="/opt/rocm" \
-    PATH="/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
-    LD_LIBRARY_PATH="/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}"
+    PATH="/opt/mori/ionic/python/bin:/usr/local/etcd:/usr/local/ucx/bin${PATH:+:${PATH}}" \
+    LD_LIBRARY_PATH="/opt/mori/ionic/python/mori:/usr/local/rixl/lib:/usr/local/rixl/lib/x86_64-linux-gnu:/usr/local/ucx/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}}" \
+    PYTHONPATH="/opt/mori/ionic/python${PYTHONPATH:+:${PYTHONPATH}}"
 LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
-      org.opencontainers.image.version="b3cc1a5d67a6" \
+      org.opencontainers.image.version="87d6df2554d0" \
       org.opencontainers.image.base.name="vllm/vllm-openai-rocm:v0.17.1" \
       io.envbuild.recipe="mi355x-nixl" \
-      io.envbuild.recipe-hash="b3cc1a5d67a65591919e2dcdf5ca92b3cddc673154f354c3069b827b7c8cfd52" \
+      io.envbuild.recipe-hash="87d6df2554d09b1a0449e43c8578132c86319da873fb46b1c812d32b21318372" \
       io.envbuild.nic-family="ionic" \
+      io.envbuild.nic-families="ionic" \
       io.envbuild.components="ucx,rixl,etcd,libionic,mori,vllm-router,nixl-patches" \
       io.envbuild.lock-hash="93ac658540fe50eb708694382027b5cfd9025a461c1dad028ad89811f56dba5c" \
       io.envbuild.component.ucx.hash="731e24bdedb2727e2816f9c0318d68d2b8459360e811413611d57d7b35b1f035" \
@@ -73,8 +75,9 @@ LABEL org.opencontainers.image.title="envbuild/mi355x-nixl" \
       io.envbuild.component.etcd.source="https://github.com/etcd-io/etcd/releases/download/v3.6.0-rc.5/etcd-v3.6.0-rc.5-linux-amd64.tar.gz#sha256=unknown" \
       io.envbuild.component.libionic.hash="67d8992a2d5d5ee6fd2285f11149ba8519a23a47bc5344f6db9b0cecd19b32a3" \
       io.envbuild.component.libionic.source="https://repo.radeon.com/amdainic/pensando/ubuntu/1.117.5/pool/main/r/rdma-core/libionic1_54.0-149.g3304be71_amd64.deb#sha256=unknown" \
-      io.envbuild.component.mori.hash="917f01f2bbed73b291f27fbb4d6e4014661f045cf53ebae37b7e7ed6ac82aac3" \
+      io.envbuild.component.mori.hash="1412b5e4a917ca9e4a449bf71a12a94665cef0e6f3e7208e4340215ceed559a5" \
       io.envbuild.component.mori.source="https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1" \
+      io.envbuild.component.mori.nic-families="ionic" \
       io.envbuild.component.vllm-router.hash="c6d2d1d991b00f1392ce6570f49b98f11ab92f771bb709283fdb9ab0ca99c3a6" \
       io.envbuild.component.vllm-router.source="" \
       io.envbuild.component.nixl-patches.hash="036136c11fee3a42be677ab671e3e7168dad4c85229c22678e34ed9105c3bced" \

@@ -305,6 +305,7 @@ def plan(recipe, recipes_dir, cluster, nic_family, require_lock, strict, fmt):
             "gpu_target": recipe_.gpu_target or None,
             "cluster": recipe_.cluster.name if recipe_.cluster and recipe_.cluster.name else None,
             "nic_family": the_plan.nic_family or None,
+            "nic_families": list(the_plan.nic_families),
             "lock": {"file": lock.display, "hash": lock.hash} if lock else None,
             "components": rows,
         })
@@ -316,6 +317,8 @@ def plan(recipe, recipes_dir, cluster, nic_family, require_lock, strict, fmt):
         click.echo(f"cluster profile {recipe_.cluster.name}")
     if the_plan.nic_family:
         click.echo(f"NIC family {the_plan.nic_family}")
+    elif the_plan.nic_families:
+        click.echo(f"NIC families {', '.join(the_plan.nic_families)} (an image builds per family what is)")
     for index, row in enumerate(rows, 1):
         flavour = ", built per NIC family" if row["nic_specific"] else ""
         click.echo(f"{index}. {row['name']:<20} {row['hash'][:12]}  when {row['condition']}{flavour}")

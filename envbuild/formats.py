@@ -1,10 +1,14 @@
 """Formats the runtime script writes and envbuild reads back, each defined once.
 
-- The stamp (`$ENVBUILD_STATE_DIR/stamps/<component>`): one line, the stamp key:
+- The unit: what a stamp is of, a component, or `<component>@<family>` for a
+  NIC-specific component's build for one NIC family (builds for several
+  families live side by side, each in its own prefixes). `unit_name` writes it,
+  `parse_unit` reads it; the engine's `_eb_key` sets it (_EB_UNIT).
+- The stamp (`$ENVBUILD_STATE_DIR/stamps/<unit>`): one line, the stamp key:
   the content hash, then ` nic=<family>` for NIC-specific builds, then a
   ` VAR=/prefix` pair per install prefix of the component and its dependencies,
   sorted by name. The engine's `_eb_key` writes it; `parse_stamp` reads it.
-- The provenance record (`provenance/<component>`): `key=value` lines, the
+- The provenance record (`provenance/<unit>`): `key=value` lines, the
   fields of PROVENANCE_RECORD in that order. The engine's `_eb_stamp` is
   rendered from PROVENANCE_RECORD; `parse_provenance` reads it.
 - A patches field (`name=sha256,...`), in provenance and image labels.
@@ -46,6 +50,20 @@ def parse_patches(text: str) -> dict[str, str]:
         name, _, digest = item.partition("=")
         patches[name] = digest
     return patches
+
+
+UNIT_SEPARATOR = "@"  # never in a component name (lowercase letters, digits and dashes)
+
+
+def unit_name(component: str, nic_family: str | None = None) -> str:
+    """The unit a stamp is of: `component`, or `component@family` for a build per NIC family."""
+    return f"{component}{UNIT_SEPARATOR}{nic_family}" if nic_family else component
+
+
+def parse_unit(unit: str) -> tuple[str, str | None]:
+    """(component, NIC family or None) of a unit name."""
+    component, separator, family = unit.partition(UNIT_SEPARATOR)
+    return component, (family if separator else None)
 
 
 # Where a stamp key's fields start: a space before NAME=. A prefix may hold spaces itself.

@@ -60,12 +60,21 @@ class Plan:
             doc["gpu_target"] = self.recipe.gpu_target
         if self.recipe.python_protected:
             doc["python_protected"] = list(self.recipe.python_protected)
+        if self.recipe.nic_families:
+            doc["nic_families"] = list(self.recipe.nic_families)
         return _digest(doc)
 
     @property
     def nic_family(self) -> str:
+        """The one NIC family of every node (the cluster profile's, or --nic-family); "" when not known."""
         cluster = self.recipe.cluster
         return cluster.nic_family if cluster and cluster.nic_family else ""
+
+    @property
+    def nic_families(self) -> tuple[str, ...]:
+        """The NIC families an image of the plan is built for: the plan's one family, else every
+        family the recipe lists (one image for every cluster); () when neither says."""
+        return (self.nic_family,) if self.nic_family else self.recipe.nic_families
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)

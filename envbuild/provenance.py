@@ -4,8 +4,10 @@ Every kind of target becomes the same `Facts`: per component its content hash
 (unknown for a lock), its source pin (`url@commit`, `url#sha256=...`) and the
 sha256 of each patch text. `inspect` prints them, `diff` compares two.
 
-A state directory is what the runtime script leaves: `stamps/<component>` and
-`provenance/<component>`, in the formats of envbuild.formats.
+A state directory is what the runtime script leaves: `stamps/<unit>` and
+`provenance/<unit>`, in the formats of envbuild.formats (a unit is a component,
+or `<component>@<family>` for its build for one NIC family: an image for every
+cluster holds one per family).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from envbuild.errors import EnvbuildError
-from envbuild.formats import parse_patches, parse_provenance, parse_stamp
+from envbuild.formats import parse_patches, parse_provenance, parse_stamp, parse_unit
 from envbuild.pipeline import load_plan
 from envbuild.plan import Plan
 from envbuild.spec import lock as lockfile
@@ -96,8 +98,10 @@ def from_labels(ref: str, labels: dict[str, str]) -> Facts:
                   labels.get("io.envbuild.lock-hash"), details)
     for name in filter(None, labels.get("io.envbuild.components", "").split(",")):
         prefix = f"{COMPONENT_LABEL}{name}."
+        families = labels.get(prefix + "nic-families", "")
         facts.components[name] = ComponentFacts(name, labels.get(prefix + "hash"), labels.get(prefix + "source"),
-                                                parse_patches(labels.get(prefix + "patches", "")))
+                                                parse_patches(labels.get(prefix + "patches", "")),
+                                                {"nic_families": families.replace(",", ", ")} if families else {})
     return facts
 
 
@@ -115,12 +119,13 @@ def from_state_dir(path: Path) -> Facts:
     facts = Facts("state", str(path))
     # Installation order, as the provenance tells it; then the name.
     entries = []
-    for name in names(stamps) | names(provenance):
-        stamp_file, provenance_file = stamps / name, provenance / name
+    for unit in names(stamps) | names(provenance):
+        stamp_file, provenance_file = stamps / unit, provenance / unit
         stamp = parse_stamp(stamp_file.read_text(encoding="utf-8").strip()) if stamp_file.is_file() else {}
         record = parse_provenance(provenance_file.read_text(encoding="utf-8")) if provenance_file.is_file() else {}
-        entries.append((record.get("installed_at", ""), name, stamp, record))
-    for _, name, stamp, record in sorted(entries):
+        entries.append((record.get("installed_at", ""), unit, stamp, record))
+    for _, unit, stamp, record in sorted(entries):
+        name, family = parse_unit(unit)
         details = {key: value for key, value in record.items()
                    if key not in ("component", "hash", "source", "patches", "recipe", "recipe_hash")}
         if stamp:
@@ -129,6 +134,12 @@ def from_state_dir(path: Path) -> Facts:
                                                + [f"{k}={v}" for k, v in stamp["prefixes"].items()]))
         else:
             details["stamp"] = "(none: not installed, or the stamp was removed)"
+        if family:
+            # One of the component's builds per NIC family: its details carry @family.
+            details = {f"{key}@{family}": value for key, value in details.items() if key != "nic_family"}
+            known = facts.components.get(name)
+            families = f"{known.details['nic_families']}, {family}" if known else family
+            details = {**(known.details if known else {}), **details, "nic_families": families}
         facts.components[name] = ComponentFacts(
             name,
             stamp.get("hash") or record.get("hash"),

@@ -34,6 +34,7 @@ rocm_tree()/bin on PATH (hipify-perl), UCX and RIXL ROCM_PATH.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -107,10 +108,13 @@ def shared_object(path: Path) -> Path:
     return path
 
 
-def mori_build_info(python: Path) -> dict:
-    """mori.build_info() of the MoRI stand-in installed for interpreter `python`."""
+def mori_build_info(python: Path, path: Path | None = None) -> dict:
+    """mori.build_info() of the MoRI stand-in installed for interpreter `python` (in its site-packages,
+    or in directory `path`, put on PYTHONPATH: where the recipe's _eb_pip_into installs it)."""
     code = "import json, mori; print(json.dumps(mori.build_info()))"
-    result = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, cwd=python.parent)
+    env = dict(os.environ, PYTHONPATH=str(path)) if path else None
+    result = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, cwd=python.parent,
+                            env=env)
     return json.loads(result.stdout)
 
 

@@ -55,6 +55,8 @@ def test_plan_json_orders_dependencies_first_and_explains_each():
     assert mori["source"] == "https://github.com/ROCm/mori.git@b645fc8bbc62287e2b939be1558deb16692385f1"
     assert plan["components"][5]["condition"] == "NODE_RANK in 0"
     assert all(len(c["hash"]) == 64 for c in plan["components"])
+    # No cluster: what an image builds per NIC family, it builds for each the recipe lists.
+    assert (plan["nic_family"], plan["nic_families"]) == (None, ["ionic", "mlx5", "bnxt"])
 
 
 def test_cluster_profile_changes_the_recipe_hash_but_not_the_components():
@@ -64,6 +66,7 @@ def test_cluster_profile_changes_the_recipe_hash_but_not_the_components():
         plans[cluster] = json.loads(result.stdout)
     ionic, mlx5 = plans["ionic-4n"], plans["mia1"]
     assert (ionic["nic_family"], mlx5["nic_family"]) == ("ionic", "mlx5")
+    assert (ionic["nic_families"], mlx5["nic_families"]) == (["ionic"], ["mlx5"])
     assert ionic["hash"] != mlx5["hash"]
     assert [c["hash"] for c in ionic["components"]] == [c["hash"] for c in mlx5["components"]]
 

@@ -1,7 +1,9 @@
-"""dockerfiles/ holds the rendered Dockerfile of every built-in recipe for every cluster profile.
+"""dockerfiles/ holds the rendered Dockerfile of every built-in recipe for every cluster profile,
+and for no cluster (R.any-nic.Dockerfile: one image for every cluster, a MoRI build per NIC family).
 
 Refresh after an intended change with:
     envbuild dockerfile --recipe R --cluster C > dockerfiles/R.C.Dockerfile
+    envbuild dockerfile --recipe R > dockerfiles/R.any-nic.Dockerfile
 """
 
 from __future__ import annotations
@@ -22,23 +24,52 @@ from envbuild.spec.loader import Library
 DOCKERFILES = Path(__file__).resolve().parent.parent / "dockerfiles"
 LIBRARY = Library()
 PAIRS = list(itertools.product(LIBRARY.recipe_names(), LIBRARY.cluster_names()))
+ANY_NIC = "any-nic"  # no cluster profile: the name `dockerfile --check` gives the image for every cluster
 
 
 def check(recipe: str, cluster: str, directory: Path):
-    return CliRunner().invoke(main, ["dockerfile", "--recipe", recipe, "--cluster", cluster, "--check", str(directory)])
+    cluster_args = [] if cluster == ANY_NIC else ["--cluster", cluster]
+    return CliRunner().invoke(main, ["dockerfile", "--recipe", recipe, *cluster_args, "--check", str(directory)])
 
 
 def test_every_recipe_and_cluster_has_a_dockerfile_and_nothing_else_is_there():
     assert PAIRS, "no built-in recipes or cluster profiles found"
     expected = {f"{recipe}.{cluster}.Dockerfile" for recipe, cluster in PAIRS}
+    expected |= {f"{recipe}.{ANY_NIC}.Dockerfile" for recipe in LIBRARY.recipe_names()}
     assert {path.name for path in DOCKERFILES.iterdir()} == expected
 
 
-@pytest.mark.parametrize("recipe,cluster", PAIRS)
+@pytest.mark.parametrize("recipe,cluster", PAIRS + [(recipe, ANY_NIC) for recipe in LIBRARY.recipe_names()])
 def test_committed_dockerfile_is_up_to_date(recipe, cluster):
     result = check(recipe, cluster, DOCKERFILES)
     assert result.exit_code == 0, result.output
     assert f"{DOCKERFILES / f'{recipe}.{cluster}.Dockerfile'}: up to date" in result.output
+
+
+@pytest.mark.parametrize("recipe", LIBRARY.recipe_names())
+def test_the_image_for_every_cluster_builds_mori_once_per_nic_family(recipe):
+    """A stage per family, each running libionic (which MoRI needs, and which runs in the image) before
+    MoRI; the image copies the three builds in, and its ENV leaves MoRI's environment to setup_deps.sh."""
+    text = (DOCKERFILES / f"{recipe}.{ANY_NIC}.Dockerfile").read_text()
+    for family in ("ionic", "mlx5", "bnxt"):
+        stage = text[text.index(f"\nFROM envbuild-base AS component-mori.{family}\n"):]
+        stage = stage[:stage.index("\nFROM ", 1)]
+        assert [line for line in stage.splitlines() if line.startswith(("RUN ", "COPY "))] == [
+            "COPY envbuild/components/04-libionic/ /",
+            "RUN ENVBUILD_COMPONENT=libionic bash /opt/envbuild/lib/run-component.sh libionic",
+            "COPY envbuild/components/05-mori/ /",
+            f"RUN ENVBUILD_COMPONENT=mori@{family} ENVBUILD_NIC_FAMILY={family} bash "
+            "/opt/envbuild/lib/run-component.sh --stage mori",
+        ]
+    image = text[text.index("\nFROM envbuild-base\n"):]
+    assert [line for line in image.splitlines() if line.startswith("COPY --from=component-mori")] == [
+        f"COPY --from=component-mori.{family} /envbuild-out/ /" for family in ("ionic", "mlx5", "bnxt")]
+    # libionic comes first in the image as in the stages: the builder runs it once for all four.
+    assert image.split("\n")[3:5] == ["COPY envbuild/components/04-libionic/ /",
+                                      "RUN ENVBUILD_COMPONENT=libionic bash /opt/envbuild/lib/run-component.sh libionic"]
+    assert "/opt/mori" not in image[image.index("\nENV "):image.index("\nLABEL ")]
+    assert '      io.envbuild.nic-families="ionic,mlx5,bnxt" \\\n' in text
+    assert '      io.envbuild.component.mori.nic-families="ionic,mlx5,bnxt" \\\n' in text
 
 
 def test_check_fails_on_a_stale_or_missing_dockerfile(tmp_path):

@@ -50,8 +50,13 @@ def test_dockerfile_matches_golden():
     check_golden(GOLDEN / "features" / "Dockerfile", render_dockerfile(PLAN))
 
 
+def test_dockerfile_for_every_nic_family_matches_golden():
+    """Without the cluster profile: the recipe's nic_families, nic-specific built once per family."""
+    check_golden(GOLDEN / "features" / "any-nic.Dockerfile", render_dockerfile(load_plan(FEATURES, "features")))
+
+
 def test_every_feature_component_has_a_golden_file_and_nothing_else_is_there():
-    expected = {f"{s.name}.sh" for s in PLAN.steps} | {"recipe-part.sh", "Dockerfile"}
+    expected = {f"{s.name}.sh" for s in PLAN.steps} | {"recipe-part.sh", "Dockerfile", "any-nic.Dockerfile"}
     assert {p.name for p in (GOLDEN / "features").iterdir()} == expected
 
 

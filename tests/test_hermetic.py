@@ -46,7 +46,7 @@ def test_builtin_mori_pins_what_its_cmake_would_take_from_the_build_host(recipe)
                  "  ionic) _eb_provider_library ionic ;;",
                  "  bnxt) _eb_provider_library bnxt_re ;;",
                  "export MORI_GPU_ARCHS=$EB_GPU_TARGET",
-                 "_eb_pip -v . 2>&1 | tee pip.log",
+                 '_eb_pip_into "$MORI_HOME/python" -v . 2>&1 | tee pip.log',
                  "  _eb_need_file \"${ROCM_PATH:-/opt/rocm}\"/bin/hipcc '${ROCM_PATH:-/opt/rocm}/bin/hipcc'",
                  "  _eb_need_python_headers"):
         assert line + "\n" in mori, line
@@ -116,9 +116,10 @@ def test_mori_comes_out_as_asked_on_a_lying_build_host_or_fails_saying_why(tmp_p
     host = HostileHost(tmp_path / "host", **claims)
     stack = StackRecipe(tmp_path / "stack", {"mori": upstream.mori}, ["mori"])
     python = venv_python(tmp_path / "venv")
-    env = stack.env(upstream.repos, upstream.rocm, python, ENVBUILD_NIC_FAMILY=family)
+    mori_home = tmp_path / "mori"
+    env = stack.env(upstream.repos, upstream.rocm, python, ENVBUILD_NIC_FAMILY=family, MORI_HOME=str(mori_home))
     result = host.run("bash", str(stack.render()), env=env, timeout=300)
-    stamp = stack.root / "state" / "stamps" / "mori"
+    stamp = stack.root / "state" / "stamps" / f"mori@{family}"
     if isinstance(expected, str):
         assert result.returncode == 1, result.stdout + result.stderr
         headline = result.stderr.splitlines()[0]
@@ -128,8 +129,11 @@ def test_mori_comes_out_as_asked_on_a_lying_build_host_or_fails_saying_why(tmp_p
     else:
         assert result.returncode == 0, result.stdout + result.stderr
         device, host_nics = expected
-        assert mori_build_info(python) == {"device_nic": device, "host_nics": host_nics, "gpu_archs": ["gfx950"]}
-        assert stamp.read_text().endswith(f" nic={family}\n")
+        assert mori_build_info(python, mori_home / "python") == {"device_nic": device, "host_nics": host_nics,
+                                                                 "gpu_archs": ["gfx950"]}
+        # Into MORI_HOME as given (set, it is not the default's directory per family), not site-packages.
+        assert stamp.read_text().endswith(f" nic={family} MORI_HOME={mori_home}\n")
+        assert not list((python.parent.parent / "lib").glob("python*/site-packages/mori*"))
         # Submodules came with the source: setup.py fetched nothing.
         assert upstream_log(stack.root / "upstream.log") == [f"mori compile mori.c jobs={os.cpu_count()}"]
     # Pinned, MoRI's CMake asks neither lspci nor a GPU enumerator.

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from nic_fixtures import SCENARIOS, ionic_rails, make_node, pod_two_of_eight_node
+from nic_fixtures import SCENARIOS, ionic_rails, make_node, mlx5_rails, pod_two_of_eight_node, rail
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,9 @@ def test_cli_and_script_exit_alike(args, status, scripts, tmp_path):
 
 
 def test_script_uses_detection_for_nic_conditions_and_caches_it(tmp_path, scripts):
-    node = SCENARIOS["mia1"](tmp_path)
+    # Mixed vendors: bash does not decide (tests/test_fleet.py), the detector does.
+    node = make_node(tmp_path, mlx5_rails(3) + [rail("ionic", "ionic_0", 7, "enp8s0")])
+    assert node.detect()["family"] == "mlx5"
     state = tmp_path / "state"
     env = node.environ(ENVBUILD_PYTHON=sys.executable, ENVBUILD_ROOT=str(node.root), ENVBUILD_STATE_DIR=str(state))
     env["PATH"] += ":/usr/bin:/bin"

@@ -107,6 +107,47 @@ env:
 """,
 }
 
+# Built per NIC family (tests of the image for every cluster): a Python package and a
+# command, each saying the family it was built for, installed into a prefix that
+# holds a directory per family; and a component that needs it, so is built per family too.
+NICDRV = """name: nicdrv
+description: Built per NIC family; says which it was built for.
+nic_specific: true
+prefix:
+  NICDRV_HOME: {install_root}/opt/nicdrv
+build: |
+  echo "nicdrv-$EB_NIC_FAMILY" >> {builds_log}
+  mkdir -p nicdrv "$NICDRV_HOME/bin"
+  printf 'FAMILY = "%s"\\n' "$EB_NIC_FAMILY" > nicdrv/__init__.py
+  printf '[project]\\nname = "nicdrv"\\nversion = "1.0"\\n' > pyproject.toml
+  _eb_pip_into "$NICDRV_HOME/python" --no-build-isolation .
+  printf '#!/bin/sh\\necho "nicdrv for %s"\\n' "$EB_NIC_FAMILY" > "$NICDRV_HOME/bin/nicdrv"
+  chmod +x "$NICDRV_HOME/bin/nicdrv"
+check: |
+  "$EB_PYTHON" -c 'import nicdrv, os; assert nicdrv.FAMILY == os.environ["EB_NIC_FAMILY"], nicdrv.__file__'
+env:
+  set:
+    NICDRV_HOME: ${{NICDRV_HOME}}
+  path:
+    PATH:
+      - ${{NICDRV_HOME}}/bin
+    PYTHONPATH:
+      - ${{NICDRV_HOME}}/python
+"""
+NICDEP = """name: nicdep
+description: Needs nicdrv, so it is built per NIC family too.
+depends:
+  - nicdrv
+prefix:
+  NICDEP_HOME: {install_root}/opt/nicdep
+build: |
+  echo "nicdep-$EB_NIC_FAMILY" >> {builds_log}
+  mkdir -p "$NICDEP_HOME"
+  nicdrv > "$NICDEP_HOME/made-with"
+check: |
+  grep -qx "nicdrv for $EB_NIC_FAMILY" "$NICDEP_HOME/made-with"
+"""
+
 # A component whose build fails after printing, for the failure paths.
 BROKEN = """name: broken
 description: A build that fails.

@@ -10,7 +10,7 @@ from envbuild import __version__
 from envbuild.errors import EnvbuildError
 from envbuild.formats import patches_field, provenance_writer_words
 from envbuild.plan import Plan, Step
-from envbuild.runtime.nic import NIC_FAMILIES
+from envbuild.runtime.nic import FAMILIES, NIC_FAMILIES, NO_NIC
 from envbuild.render.templating import jinja, recipe_source, summary
 from envbuild.shell import PATH_REFERENCE, env_word, identifier, quote, words
 from envbuild.spec.model import Component, EnvSpec, PipGroup
@@ -43,7 +43,10 @@ def _engine_file(name: str) -> str:
         .replace("@NIC_FAMILY_PATTERN@", " | ".join(families))
         .replace("@NIC_FAMILY_WORDS@", " ".join(families))
         .replace("@NIC_FAMILY_CHOICES@", "|".join(families))
+        .replace("@NO_NIC@", NO_NIC)
         .replace("@PROVENANCE_RECORD@", provenance_writer_words())
+        .replace("@NIC_VENDOR_CASES@", "\n      ".join(f"{quote(family.vendor_id)}) family={name} ;;"
+                                                     for name, family in FAMILIES.items()))
     )
 
 
@@ -69,8 +72,19 @@ _eb_nic_detect() {
 
 
 def uses_python(component: Component) -> bool:
-    """Whether the component installs into Python's site-packages (pip groups or _eb_pip in its build)."""
+    """Whether the component installs Python packages (pip groups, or _eb_pip or _eb_pip_into in its build):
+    what it builds then depends on the Python (the shared cache's key says which)."""
     return bool(component.pip) or "_eb_pip" in component.build
+
+
+# An _eb_pip call, which installs into the Python's site-packages (not _eb_pip_into, _eb_pip_base).
+_SITE_PACKAGES_PIP = re.compile(r"(?<![\w-])_eb_pip(?![\w-])")
+
+
+def writes_site_packages(component: Component) -> bool:
+    """Whether the component installs into the Python's site-packages, a place every component shares
+    (pip groups, or _eb_pip in its build); _eb_pip_into installs into a prefix of its own."""
+    return bool(component.pip) or bool(_SITE_PACKAGES_PIP.search(component.build))
 
 
 def engine_text() -> str:

@@ -9,7 +9,8 @@ a registry.
 
 Contract with the Dockerfile renderer: a component's layer is a RUN whose
 instruction starts with `RUN ENVBUILD_COMPONENT=<name>`, so the builder's
-`Step N/M : RUN ENVBUILD_COMPONENT=<name> ...` line names the component.
+`Step N/M : RUN ENVBUILD_COMPONENT=<name> ...` line names the component (or,
+as `<component>@<family>`, its build for one NIC family).
 (The `# envbuild component: <name>` comment above it is for readers of the
 Dockerfile: the builder strips comments, so they never reach the stream.)
 """
@@ -445,7 +446,7 @@ def _parents(path: str) -> list[str]:
 # --- build event stream -------------------------------------------------------
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-_COMPONENT = re.compile(r"^RUN\s+ENVBUILD_COMPONENT=([\"']?)([A-Za-z0-9_.+-]+)\1(?:\s|$)")
+_COMPONENT = re.compile(r"^RUN\s+ENVBUILD_COMPONENT=([\"']?)([A-Za-z0-9_.+@-]+)\1(?:\s|$)")
 _USING_CACHE = re.compile(r"^\s*---> Using cache$")
 _RUNNING_IN = re.compile(r"^\s*---> Running in ([0-9a-f]+)$")
 _LAYER = re.compile(r"^\s*---> ([0-9a-f]{12,64})$")

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence, TextIO
 from envbuild.errors import EnvbuildError, UsageError
 from envbuild.formats import IMAGE_EPOCH
 from envbuild.plan import Plan
-from envbuild.render.dockerfile import build_context, instruction_component
+from envbuild.render.dockerfile import build_context, image_units, instruction_component
 from envbuild.render.script import RUNTIME
 from envbuild.run import docker_engine
 
@@ -25,9 +25,10 @@ SOURCE_DIR = "ENVBUILD_SOURCE_DIR"
 
 @dataclass(frozen=True)
 class ComponentReport:
-    """What a build did for one component: how long its step ran, what it adds to the image."""
+    """What a build did for one component (or one NIC family's build of it): how long its step ran,
+    what it adds to the image."""
 
-    name: str
+    name: str  # the component, or component@family (envbuild.formats.unit_name)
     seconds: float | None  # how long its step ran; None when it came from the layer cache
     added_bytes: int  # what its layers in the image hold (its copy, or its fragment and step)
 
@@ -39,7 +40,7 @@ class Baked:
     image_id: str  # sha256:... of the image (of the existing one when reused)
     seconds: float
     reused: bool
-    components: tuple[ComponentReport, ...] = ()  # plan order; empty when reused
+    components: tuple[ComponentReport, ...] = ()  # plan order, each family's build apart; empty when reused
     added_bytes: int = 0  # every layer the image has over its base
 
 
@@ -126,7 +127,8 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
 
 def _report(plan: Plan, sizes: dict[str, int], transcript: docker_engine.BuildTranscript
             ) -> tuple[tuple[ComponentReport, ...], int]:
-    """Each component's build time and the bytes its layers add, from the build's steps and the image's layers."""
+    """Each component's (each family's build's) build time and the bytes its layers add, from the build's
+    steps and the image's layers."""
     seconds: dict[str, float] = {}
     added: dict[str, int] = {}
     for step in transcript.steps:
@@ -137,7 +139,8 @@ def _report(plan: Plan, sizes: dict[str, int], transcript: docker_engine.BuildTr
             seconds[name] = step.elapsed
         layer = next((size for layer_id, size in sizes.items() if step.image_id and layer_id.startswith(step.image_id)), 0)
         added[name] = added.get(name, 0) + layer
-    return tuple(ComponentReport(s.name, seconds.get(s.name), added.get(s.name, 0)) for s in plan.steps), sum(sizes.values())
+    return (tuple(ComponentReport(unit, seconds.get(unit), added.get(unit, 0)) for unit in image_units(plan)),
+            sum(sizes.values()))
 
 
 def summary_lines(baked: Baked) -> list[str]:

@@ -7,7 +7,8 @@
 #   run-component.sh --stage NAME   installs NAME, then moves what it installed
 #                                   (own prefixes, stamp, provenance, fragment)
 #                                   under /envbuild-out for the image to copy in;
-#                                   fails if the step wrote anywhere else
+#                                   fails if the step wrote anywhere else (with
+#                                   ENVBUILD_NIC_FAMILY: that family's build)
 #   run-component.sh --apt PKG...   installs the apt packages of every component
 #
 # Layers are reproducible: the steps see SOURCE_DATE_EPOCH (Python's .pyc files,
@@ -90,8 +91,10 @@ export_component() {
   for var in ${_EB_OWNPREFIXES[$name]}; do
     [[ ! -e ${!var} ]] || export_path "${!var}"
   done
-  export_path "$_EB_STATE/stamps/$name"
-  export_path "$_EB_STATE/provenance/$name"
+  # Named by the unit: a NIC-specific component's build for one family (_eb_key).
+  _eb_key "$name"
+  export_path "$_EB_STATE/stamps/$_EB_UNIT"
+  export_path "$_EB_STATE/provenance/$_EB_UNIT"
   for path in /opt/envbuild/lib/components/[0-9]*-"$name".sh; do
     export_path "$path"
   done

@@ -213,6 +213,7 @@ class Library:
 
     def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
         base_image, cluster_from, env, ucx_extra, python, gpu_target = "", None, EnvSpec(), (), None, ""
+        nic_families: tuple[str, ...] = ()
         build_env: dict[str, str] = {}
         listings: list[tuple[str, str, int]] = []
         for path, data in reversed(chain):  # the root of the chain first
@@ -226,6 +227,7 @@ class Library:
                 ucx_extra = file.nic.ucx_net_devices_extra
             python = file.python or python
             gpu_target = file.gpu_target or gpu_target
+            nic_families = file.nic_families or nic_families
             items = data.get("components") or []
             for index, item in enumerate(items):
                 if item not in [n for n, _, _ in listings]:
@@ -259,6 +261,7 @@ class Library:
             python=python,
             gpu_target=gpu_target,
             build_env=tuple(build_env.items()),
+            nic_families=nic_families,
         )
 
     def components_for(self, recipe: Recipe) -> dict[str, Component]:

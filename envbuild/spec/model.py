@@ -324,6 +324,10 @@ class RecipeFile:
         schema.gpu_arch, default="",
         doc="the GPU architecture every build targets ($EB_GPU_TARGET and PYTORCH_ROCM_ARCH in steps), "
             "whatever GPUs the build host has")
+    nic_families: tuple[str, ...] = yaml_key(
+        schema.list_of(schema.nic_family), default=(), build=tuple,
+        doc="the NIC families of the nodes it serves: an image built for no one cluster or family holds a "
+            "build of each NIC-specific component for each, and the runtime script activates the node's")
     notes: str = yaml_key(schema.text, default="", doc="for readers only")
 
 
@@ -345,6 +349,7 @@ class Recipe:
     python: TargetPython | None = None  # the base image's Python, the last of the chain that says
     gpu_target: str = ""  # of the chain, the last that says
     build_env: tuple[tuple[str, str], ...] = ()  # build_env of the chain, later files overriding
+    nic_families: tuple[str, ...] = ()  # of the chain, the last that says
 
     def line(self, key: str) -> int:
         return dict(self.key_lines).get(key, 1)

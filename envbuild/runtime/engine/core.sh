@@ -51,13 +51,26 @@ _eb_check_settings() {
 }
 
 # Install prefixes the environment does not set get their defaults; one it sets must be absolute.
+# The prefixes a NIC-specific component owns hold a directory per NIC family, so
+# that builds for several families live side by side: such a prefix left to its
+# default, or set to the default's directory of a family (what an image's ENV
+# or an earlier run exported), becomes the default's directory of this node's
+# family once that is known (_eb_nic_family); until then it holds the default.
 _eb_prefix_defaults() {
-  local var
+  local var name default
+  local -A per_family=()
+  for name in "${_EB_ORDER[@]}"; do
+    [[ ${_EB_NICSPEC[$name]} != 1 ]] || for var in ${_EB_OWNPREFIXES[$name]}; do per_family[$var]=1; done
+  done
   for var in "${!_EB_PREFIX_DEFAULT[@]}"; do
-    if [[ -z ${!var:-} ]]; then
-      printf -v "$var" '%s' "${_EB_PREFIX_DEFAULT[$var]}"
+    default=${_EB_PREFIX_DEFAULT[$var]}
+    if [[ -n ${per_family[$var]:-} && (-z ${!var:-} || (${!var%/*} == "$default" && " @NIC_FAMILY_WORDS@ " == *" ${!var##*/} "*)) ]]; then
+      printf -v "$var" '%s' "$default"
+      _EB_NIC_PENDING+=" $var"
+    elif [[ -z ${!var:-} ]]; then
+      printf -v "$var" '%s' "$default"
     elif [[ ${!var} != /* ]]; then
-      _eb_usage_error "$var='${!var}' is not an absolute path (an install prefix; the default is ${_EB_PREFIX_DEFAULT[$var]})"
+      _eb_usage_error "$var='${!var}' is not an absolute path (an install prefix; the default is $default)"
     fi
   done
 }
@@ -79,6 +92,7 @@ _eb_state_dir() {
 # The NIC family: ENVBUILD_NIC_FAMILY, else the cluster profile, else detection.
 # Detection runs once per hardware fingerprint; the result is kept in the state dir.
 _eb_nic_family() {
+  local var
   [[ -z ${_EB_NIC:-} ]] || return 0
   if [[ -n ${ENVBUILD_NIC_FAMILY:-} ]]; then
     _EB_NIC=$ENVBUILD_NIC_FAMILY
@@ -93,19 +107,49 @@ _eb_nic_family() {
     @NIC_FAMILY_PATTERN@) ;;
     *) _eb_die "NIC family '$_EB_NIC' (from $_EB_NIC_FROM) is not one of: @NIC_FAMILY_WORDS@" ;;
   esac
+  # The prefixes NIC-specific components own: this family's directory in each (_eb_prefix_defaults).
+  for var in $_EB_NIC_PENDING; do
+    printf -v "$var" '%s/%s' "${!var}" "$_EB_NIC"
+  done
+  _EB_NIC_PENDING=''
 }
 
+# Detection as envbuild.runtime.nic does it, by PCI vendor id, read here without
+# a process when that decides: every RDMA device has a port and the vendor id of
+# one and the same family (its family), or there is no RDMA device (none). That
+# spares the container start a Python (60 to 90 ms). Anything else (mixed or
+# unknown vendors), or a cluster profile that expects a rail count (the
+# detector says on stderr when the node has another), asks the detector, once
+# per hardware fingerprint: the result is kept in the state dir.
 _eb_detect_nic_family() {
-  local root=${ENVBUILD_ROOT:-} fingerprint='' dev value cache cached_fp cached_family status=0
+  local root=${ENVBUILD_ROOT:-} fingerprint='' dev value port ports vendor family seen='' undecided=''
+  local cache cached_fp cached_family status=0
   for dev in "$root"/sys/class/infiniband/*; do
     [[ -e $dev ]] || continue
     value=''
     [[ -r $dev/device/vendor ]] && read -r value <"$dev/device/vendor"
     fingerprint+="${dev##*/}=$value;"
-    for value in "$dev"/ports/*/state; do
-      [[ -r $value ]] && read -r value <"$value" && fingerprint+="$value;"
+    vendor=${value,,}
+    case $vendor in
+      @NIC_VENDOR_CASES@
+      *) family='' ;;
+    esac
+    ports=0
+    for port in "$dev"/ports/*; do
+      [[ ! ${port##*/} =~ ^[0-9]+$ ]] || ports=$((ports + 1))
+      [[ -r $port/state ]] && read -r value <"$port/state" && fingerprint+="$value;"
     done
+    [[ -n $family && $ports != 0 && ${seen:-$family} == "$family" ]] || undecided=1
+    seen=$family
   done
+  [[ $_EB_PROFILE_JSON != *'"rail_count"'* ]] || undecided=1
+  if [[ -z $undecided && -n $seen ]]; then
+    _EB_NIC=$seen _EB_NIC_FROM="detection (PCI vendor $vendor of every RDMA device)"
+    return 0
+  elif [[ -z $undecided ]]; then
+    _EB_NIC=@NO_NIC@ _EB_NIC_FROM="detection (no RDMA device)"
+    return 0
+  fi
   _eb_state_dir
   cache=$_EB_STATE/nic-family
   if [[ -r $cache ]] && { IFS=$'\t' read -r cached_fp cached_family <"$cache"; } && [[ $cached_fp == "$fingerprint" ]]; then
@@ -159,22 +203,25 @@ _eb_applies() {
 
 # The stamp key of component $1 into _EB_KEY: its content hash, the NIC family it
 # was built for, and the prefixes it and its dependencies were installed into.
+# Into _EB_UNIT, what its stamp, provenance and cache entry are named by: the
+# component, or component@family when it is built per NIC family.
 _eb_key() {
   local var
-  _EB_KEY=${_EB_HASH[$1]}
+  _EB_KEY=${_EB_HASH[$1]} _EB_UNIT=$1
   if [[ ${_EB_NICSPEC[$1]} == 1 ]]; then
     _eb_nic_family
-    _EB_KEY+=" nic=$_EB_NIC"
+    _EB_KEY+=" nic=$_EB_NIC" _EB_UNIT+=@$_EB_NIC
   fi
   for var in ${_EB_PREFIXVARS[$1]}; do
     _EB_KEY+=" $var=${!var}"
   done
 }
 
-# Sets _EB_STATUS of component $1 to present, missing or outdated.
+# Sets _EB_STATUS of component $1 to present, missing or outdated (and _EB_KEY, _EB_UNIT).
 _eb_status() {
-  local stamp=$_EB_STATE/stamps/$1 have=''
+  local stamp have=''
   _eb_key "$1"
+  stamp=$_EB_STATE/stamps/$_EB_UNIT
   if [[ ! -r $stamp ]]; then
     _EB_STATUS=missing
   elif read -r have <"$stamp" && [[ $have == "$_EB_KEY" ]]; then

@@ -86,6 +86,19 @@ _eb_pip() {
   return "$status"
 }
 
+# _eb_pip_into DIR [pip options...] requirements...: like _eb_pip, into DIR (a
+# directory under one of the component's prefixes, which its env puts on
+# PYTHONPATH) instead of the Python's site-packages, which every component
+# shares: builds of one component for several NIC families then live side by
+# side, and an image builds it in a stage of its own. Only what is named is
+# installed (--no-deps): what it requires comes from the base image or an
+# earlier component. --upgrade replaces what DIR already holds of it.
+_eb_pip_into() {
+  local dir=$1
+  shift
+  _eb_pip --target "$dir" --upgrade --no-deps "$@"
+}
+
 # _eb_pip_base NAME==VERSION...: what a locked pip group takes from the base image,
 # at the versions the image it was locked against had. Other versions here mean the
 # lock was made for another base image: the step fails saying which, rather than

@@ -45,10 +45,11 @@ _eb_write_durably() {
 }
 
 # The paths a replacement of component $2 sets aside, one per line into the
-# variable named $1: stamp and provenance, and the prefixes it owns alone
-# (a shared prefix cannot be set aside; its files are replaced in place).
+# variable named $1: stamp and provenance (its unit's, _EB_UNIT: the family's
+# for a build per NIC family), and the prefixes it owns alone (a shared prefix
+# cannot be set aside; its files are replaced in place). The stamp comes first.
 _eb_txn_paths() {
-  local var list=$_EB_STATE/stamps/$2$'\n'$_EB_STATE/provenance/$2
+  local var list=$_EB_STATE/stamps/$_EB_UNIT$'\n'$_EB_STATE/provenance/$_EB_UNIT
   if _eb_owns_prefixes "$2"; then
     for var in ${_EB_OWNPREFIXES[$2]}; do
       [[ ${!var} != *[$'\t\n']* ]] || _eb_die "$var='${!var}' holds a tab or a newline; install prefixes cannot"
@@ -132,6 +133,9 @@ _eb_txn_rollback() {
 _eb_txn_finish() {
   local journal=$_EB_STATE/txn/$2 stamp=$_EB_STATE/stamps/$2 have='' line state path aside moved='' lines=()
   mapfile -t lines <"$journal"
+  # The stamp is the first path the journal names (_eb_txn_paths): for a build
+  # per NIC family, that family's, whichever family this run is on.
+  ((${#lines[@]} < 3)) || IFS=$'\t' read -r _ stamp _ <<<"${lines[2]}"
   { read -r have <"$stamp"; } 2>/dev/null || :
   if ((${#lines[@]} < 2)); then
     # Written by rename, a journal is whole: this one is not envbuild's.
@@ -325,18 +329,19 @@ _eb_stop_workers() {
   done
 }
 
-# Writes the provenance and then the stamp of component $1, each atomically;
-# the stamp's rename commits the component's transaction.
+# Writes the provenance and then the stamp of component $1 (named by its unit,
+# _EB_UNIT, with the key _EB_KEY), each atomically; the stamp's rename commits
+# the component's transaction.
 _eb_stamp() {
   local now
   mkdir -p "$_EB_STATE/provenance"
   _eb_utc_now now
   # The record's fields are envbuild.formats.PROVENANCE_RECORD's.
-  printf '%s\n' @PROVENANCE_RECORD@ >"$_EB_STATE/provenance/$1.tmp.$_EB_PID"
-  mv -f "$_EB_STATE/provenance/$1.tmp.$_EB_PID" "$_EB_STATE/provenance/$1"
-  _eb_point "provenance $1"
-  _eb_write_durably "$_EB_STATE/stamps/$1" "$_EB_KEY"
-  _eb_point "stamp $1"
+  printf '%s\n' @PROVENANCE_RECORD@ >"$_EB_STATE/provenance/$_EB_UNIT.tmp.$_EB_PID"
+  mv -f "$_EB_STATE/provenance/$_EB_UNIT.tmp.$_EB_PID" "$_EB_STATE/provenance/$_EB_UNIT"
+  _eb_point "provenance $_EB_UNIT"
+  _eb_write_durably "$_EB_STATE/stamps/$_EB_UNIT" "$_EB_KEY"
+  _eb_point "stamp $_EB_UNIT"
 }
 
 # Removes what runs killed on this host left behind: their temporary files and

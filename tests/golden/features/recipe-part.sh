@@ -1,6 +1,6 @@
 # ---- recipe features ----
 _EB_RECIPE=features
-_EB_RECIPE_HASH=86b216d05523705b105d89342c541a8e126191abb1006a6ba1241d529f616bdd
+_EB_RECIPE_HASH=c31fbbb3fb483a78cce588f665f3c55ce24b7aa9e42e1c3f960a14265cdbd947
 _EB_PROFILE=lab
 _EB_PROFILE_NIC=mlx5
 _EB_PROFILE_JSON='{"dscp": 26, "name": "lab", "nic_family": "mlx5", "rail_count": 2}'

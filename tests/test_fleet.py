@@ -1,0 +1,222 @@
+"""Builds per NIC family side by side, and activating the node's family (issue 10, item 3), with the
+real runtime script on this machine; tests/test_fleet_image.py does it in an image.
+
+A NIC-specific component's prefixes hold a directory per family and its stamp is
+stamps/<component>@<family>, so the builds for several families live in one state
+directory; the skip path finds the node's family's stamp, and sourcing the script
+exports that build's environment. The family comes from the node's sysfs (fixture
+trees under ENVBUILD_ROOT, tests/nic_fixtures.py), in bash when the PCI vendor ids
+decide it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envbuild.pipeline import load_plan
+from envbuild.runtime.nic import FAMILIES, NO_NIC
+from localsources import FileServer
+from nic_fixtures import SCENARIOS, ionic_node, ionic_rails, make_node, mia1_node, mlx5_rails, rail
+from stamps import expected_stamp, stamp_of
+from testrecipe import NICDEP, NICDRV, LocalRecipe
+
+COMPONENTS = ["libhello", "nicdrv", "nicdep"]
+# Prints what the environment resolves: the command, the Python package, the prefix.
+SHOW = 'nicdrv; "$ENVBUILD_PYTHON" -c "import nicdrv; print(nicdrv.FAMILY, nicdrv.__file__)"; echo "$NICDRV_HOME"'
+
+
+@pytest.fixture
+def fleet(tmp_path, file_server):
+    return LocalRecipe(tmp_path / "t", file_server, components=list(COMPONENTS),
+                       extra_components={"nicdrv": NICDRV, "nicdep": NICDEP},
+                       recipe_extra="nic_families: [ionic, mlx5]\n")
+
+
+def shown(recipe: LocalRecipe, family: str) -> list[str]:
+    """What SHOW prints when `family`'s build is active."""
+    home = recipe.root / "opt" / "nicdrv" / family
+    return [f"nicdrv for {family}", f"{family} {home}/python/nicdrv/__init__.py", str(home)]
+
+
+def sourced(recipe: LocalRecipe, script, command: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", f'source "$1" && {command}', "_", str(script)], env=recipe.env(**env),
+                          capture_output=True, text=True, cwd=recipe.root)
+
+
+def test_builds_for_several_families_live_side_by_side(fleet):
+    script = fleet.render()
+    for family in ("ionic", "mlx5"):
+        result = fleet.run(script, ENVBUILD_NIC_FAMILY=family)
+        assert result.returncode == 0, result.stderr
+    # Back on ionic: its build is there, nothing runs.
+    again = fleet.run(script, ENVBUILD_NIC_FAMILY="ionic")
+    assert again.returncode == 0, again.stderr
+    assert re.fullmatch(r"envbuild: all 3 components present \(0\.\d{3} s\)\n", again.stdout)
+    assert fleet.builds() == ["libhello", "nicdrv-ionic", "nicdep-ionic", "nicdrv-mlx5", "nicdep-mlx5"]
+
+    stamps = fleet.state / "stamps"
+    assert sorted(path.name for path in stamps.iterdir()) == [
+        "libhello", "nicdep@ionic", "nicdep@mlx5", "nicdrv@ionic", "nicdrv@mlx5"]
+    plan = load_plan(fleet.recipes, "testrecipe")
+    for family in ("ionic", "mlx5"):
+        for name, var in (("nicdrv", "NICDRV_HOME"), ("nicdep", "NICDEP_HOME")):
+            want = expected_stamp(plan, plan.step(name), family)
+            # The defaults are the recipe's prefixes with the family as their last directory.
+            want["prefixes"] = {key: f"{value}/{family}" if key in ("NICDRV_HOME", "NICDEP_HOME") else value
+                                for key, value in want["prefixes"].items()}
+            assert stamp_of((stamps / f"{name}@{family}").read_text()) == want
+            assert (fleet.root / "opt" / name / family).is_dir(), var
+    assert (fleet.root / "opt" / "nicdep" / "mlx5" / "made-with").read_text() == "nicdrv for mlx5\n"
+    assert sorted(path.name for path in (fleet.state / "provenance").iterdir()) == sorted(path.name for path in stamps.iterdir())
+
+
+def test_sourcing_activates_the_build_of_the_family_the_nodes_nics_have(fleet, scratch):
+    script = fleet.render()
+    for family in ("ionic", "mlx5"):
+        assert fleet.run(script, ENVBUILD_NIC_FAMILY=family).returncode == 0
+    before = fleet.builds()
+    (scratch / "ionic").mkdir()
+    (scratch / "mia1").mkdir()
+    nodes = {"ionic": ionic_node(scratch / "ionic"), "mlx5": mia1_node(scratch / "mia1")}
+    for family, node in nodes.items():
+        # No ENVBUILD_NIC_FAMILY: the family comes from the node's devices.
+        result = sourced(fleet, script, f"bash {script} --check --quiet; echo check $?; {SHOW}",
+                         ENVBUILD_NIC_FAMILY="", ENVBUILD_ROOT=str(node.root))
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert re.fullmatch(r"envbuild: all 3 components present \(0\.\d{3} s\)", lines[0])
+        assert lines[1:] == ["check 0", *shown(fleet, family)]
+        assert result.stderr == ""
+    assert fleet.builds() == before
+
+
+def test_a_family_not_built_yet_is_built_at_start_and_activated(fleet, scratch):
+    script = fleet.render()
+    assert fleet.run(script, ENVBUILD_NIC_FAMILY="ionic").returncode == 0
+    node = make_node(scratch, mlx5_rails(2))  # a family the state has no build for
+    result = sourced(fleet, script, SHOW, ENVBUILD_NIC_FAMILY="", ENVBUILD_ROOT=str(node.root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-3:] == shown(fleet, "mlx5")
+    assert fleet.builds() == ["libhello", "nicdrv-ionic", "nicdep-ionic", "nicdrv-mlx5", "nicdep-mlx5"]
+
+
+def test_a_prefix_exported_for_another_family_moves_to_this_family(fleet):
+    """An image's ENV, or a shell that sourced the script on an ionic node, exports ionic's directory:
+    on an mlx5 node that is not a setting, and mlx5's build goes to its own directory."""
+    script = fleet.render()
+    assert fleet.run(script, ENVBUILD_NIC_FAMILY="ionic").returncode == 0
+    ionic_home = str(fleet.root / "opt" / "nicdrv" / "ionic")
+    result = sourced(fleet, script, SHOW, ENVBUILD_NIC_FAMILY="mlx5", NICDRV_HOME=ionic_home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-3:] == shown(fleet, "mlx5")
+    assert (fleet.root / "opt" / "nicdrv" / "ionic" / "bin" / "nicdrv").read_text().endswith('"nicdrv for ionic"\n')
+    assert stamp_of((fleet.state / "stamps" / "nicdrv@ionic").read_text())["prefixes"] == {"NICDRV_HOME": ionic_home}
+
+
+def test_a_prefix_set_to_anything_else_is_used_as_it_is(fleet):
+    script = fleet.render()
+    custom = fleet.root / "custom"
+    result = sourced(fleet, script, SHOW, ENVBUILD_NIC_FAMILY="mlx5", NICDRV_HOME=str(custom))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-3:] == [
+        "nicdrv for mlx5", f"mlx5 {custom}/python/nicdrv/__init__.py", str(custom)]
+    assert stamp_of((fleet.state / "stamps" / "nicdrv@mlx5").read_text())["prefixes"] == {"NICDRV_HOME": str(custom)}
+    assert not (fleet.root / "opt" / "nicdrv").exists()
+
+
+def test_activation_starts_no_process(fleet, scratch, tmp_path):
+    """The skip path with the family read from sysfs: bash alone, as with ENVBUILD_NIC_FAMILY."""
+    script = fleet.render()
+    assert fleet.run(script, ENVBUILD_NIC_FAMILY="ionic").returncode == 0
+    trace = tmp_path / "trace"
+    node = ionic_node(scratch)
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-o", str(trace), "bash", str(script)],
+        env=fleet.env(ENVBUILD_NIC_FAMILY="", ENVBUILD_ROOT=str(node.root)), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    calls = trace.read_text().splitlines()
+    assert len(calls) == 1 and "execve(" in calls[0] and "bash" in calls[0], calls
+    assert not (fleet.state / "nic-family").exists()  # decided, not cached
+
+
+@pytest.fixture(scope="module")
+def detecting(tmp_path_factory):
+    """A recipe with one NIC-specific component, and its script."""
+    root = tmp_path_factory.mktemp("detecting")
+    (root / "www").mkdir()
+    server = FileServer(root / "www")
+    recipe = LocalRecipe(root / "t", server, components=["flavoured"], extra_components={
+        "flavoured": "name: flavoured\ndescription: Built per NIC family.\nnic_specific: true\nbuild: ':'\n"})
+    yield recipe, recipe.render()
+    server.close()
+
+
+def read_in_bash(root: Path) -> str | None:
+    """The rule the runtime script decides by without the detector: every RDMA device has a port and
+    the PCI vendor id of one and the same family (that family), or there is none (none); else None."""
+    families = set()
+    for device in (root / "sys" / "class" / "infiniband").glob("*"):
+        vendor = device / "device" / "vendor"
+        vendor_id = vendor.read_text().strip().lower() if vendor.is_file() else ""
+        ports = [port for port in (device / "ports").glob("*") if port.name.isdigit()]
+        families.add(next((name for name, family in FAMILIES.items() if family.vendor_id == vendor_id and ports), None))
+    return NO_NIC if not families else families.pop() if len(families) == 1 and None not in families else None
+
+
+# Whole nodes of one vendor, as clusters have them: bash decides.
+DECIDED_IN_BASH = {"ionic", "ionic-without-tools", "mia1", "bnxt-upstream", "bnxt-v2-only", "no-nic"}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_the_family_read_in_bash_is_the_detectors(detecting, scratch, scenario):
+    recipe, script = detecting
+    node = SCENARIOS[scenario](scratch)
+    state = scratch / "state"
+    result = recipe.run(script, "--check", ENVBUILD_NIC_FAMILY="", ENVBUILD_ROOT=str(node.root),
+                        ENVBUILD_STATE_DIR=str(state), PATH=f"{node.bin}:/usr/bin:/bin")
+    said = re.search(r"^envbuild: NIC family (\S+) \(from (.*)\); built for it: flavoured$", result.stdout, re.M)
+    assert said, result.stdout + result.stderr
+    family, source = said.groups()
+    assert family == node.detect()["family"]
+    decided = read_in_bash(node.root)
+    assert decided or scenario not in DECIDED_IN_BASH
+    if decided == NO_NIC:
+        assert source == "detection (no RDMA device)"
+    elif decided:
+        assert source == f"detection (PCI vendor {FAMILIES[decided].vendor_id} of every RDMA device)"
+    else:
+        assert source == "detection"
+    # Only the detector's answer is kept (per hardware fingerprint).
+    assert (state / "nic-family").exists() == (decided is None)
+
+
+def test_mixed_vendors_are_left_to_the_detector(detecting, scratch):
+    recipe, script = detecting
+    node = make_node(scratch, ionic_rails(3) + [rail("mlx5", f"rdma{i}", i, f"ens{i + 1}np0") for i in (3, 4)])
+    result = recipe.run(script, "--check", ENVBUILD_NIC_FAMILY="", ENVBUILD_ROOT=str(node.root),
+                        ENVBUILD_STATE_DIR=str(scratch / "state"))
+    family = node.detect()["family"]
+    assert f"envbuild: NIC family {family} (from detection); built for it: flavoured\n" in result.stdout
+
+
+def test_inspect_lists_the_families_of_a_state(fleet):
+    script = fleet.render()
+    for family in ("ionic", "mlx5"):
+        assert fleet.run(script, ENVBUILD_NIC_FAMILY=family).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "envbuild", "inspect", str(fleet.state), "--format", "json"],
+                            capture_output=True, text=True, env=fleet.env())
+    assert result.returncode == 0, result.stderr
+    components = {c["name"]: c for c in json.loads(result.stdout)["components"]}
+    assert sorted(components) == sorted(COMPONENTS)
+    nicdrv = components["nicdrv"]["details"]
+    assert nicdrv["nic_families"] == "ionic, mlx5"
+    assert stamp_of(nicdrv["stamp@ionic"])["prefixes"] == {"NICDRV_HOME": str(fleet.root / "opt/nicdrv/ionic")}
+    assert stamp_of(nicdrv["stamp@mlx5"])["nic_family"] == "mlx5"
+    assert "nic_family" not in nicdrv and "stamp" not in nicdrv
+    assert "nic_families" not in components["libhello"]["details"]
