@@ -92,11 +92,15 @@ _eb_pip() {
 # shares: builds of one component for several NIC families then live side by
 # side, and an image builds it in a stage of its own. Only what is named is
 # installed (--no-deps): what it requires comes from the base image or an
-# earlier component. --upgrade replaces what DIR already holds of it.
+# earlier component. --upgrade replaces what DIR already holds of it. pip
+# compiles in its temporary directory, whose name the bytecode would keep (and
+# an image's layers would differ): the bytecode is compiled in DIR instead (a
+# file that does not compile stays without, as pip leaves it).
 _eb_pip_into() {
   local dir=$1
   shift
-  _eb_pip --target "$dir" --upgrade --no-deps "$@"
+  _eb_pip --target "$dir" --upgrade --no-deps --no-compile "$@"
+  "$EB_PYTHON" -m compileall -q "$dir" >/dev/null || :
 }
 
 # _eb_pip_base NAME==VERSION...: what a locked pip group takes from the base image,
