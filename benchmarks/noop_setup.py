@@ -32,7 +32,7 @@ from envbuild.formats import stamp_line  # noqa: E402
 from envbuild.pipeline import load_plan  # noqa: E402
 from envbuild.render.script import render_script  # noqa: E402
 from envbuild.spec.loader import Library  # noqa: E402
-from stamps import expected_stamp  # noqa: E402
+from stamps import expected_stamp, expected_unit  # noqa: E402
 
 NIC_FAMILY = "ionic"
 SEED_CHECKS = """
@@ -98,7 +98,8 @@ def main() -> None:
         stamps = work / "state" / "stamps"
         stamps.mkdir(parents=True)
         for step in plan.steps:
-            (stamps / step.name).write_text(stamp_line(expected_stamp(plan, step, NIC_FAMILY)) + "\n")
+            (stamps / expected_unit(plan, step, NIC_FAMILY)).write_text(
+                stamp_line(expected_stamp(plan, step, NIC_FAMILY)) + "\n")
         seed = work / "seed_checks.sh"
         seed.write_text(SEED_CHECKS)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "ENVBUILD_STATE_DIR": str(work / "state"),
