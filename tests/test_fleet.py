@@ -95,6 +95,17 @@ def test_sourcing_activates_the_build_of_the_family_the_nodes_nics_have(fleet, s
     assert fleet.builds() == before
 
 
+def test_env_prints_the_environment_of_the_nodes_family(fleet, scratch):
+    script = fleet.render()
+    (scratch / "node").mkdir()
+    node = mia1_node(scratch / "node")
+    result = fleet.run(script, "--env", ENVBUILD_NIC_FAMILY="", ENVBUILD_ROOT=str(node.root))
+    assert result.returncode == 0, result.stderr
+    home = fleet.root / "opt" / "nicdrv" / "mlx5"
+    assert f"export NICDRV_HOME={home}\n" in result.stdout
+    assert f"export PYTHONPATH={home}/python" in result.stdout  # before what the environment had
+
+
 def test_a_family_not_built_yet_is_built_at_start_and_activated(fleet, scratch):
     script = fleet.render()
     assert fleet.run(script, ENVBUILD_NIC_FAMILY="ionic").returncode == 0

@@ -246,9 +246,11 @@ _eb_prepend() {
   _EB_EXPORTED+=("$1")
 }
 
-# Exports the environment of component $1 and of everything it depends on.
+# Exports the environment of component $1 and of everything it depends on (for
+# one built per NIC family, that family's build: its prefixes are the family's).
 _eb_apply_env() {
   local name
+  [[ ${_EB_NICSPEC[$1]} != 1 ]] || _eb_nic_family
   for name in ${_EB_ENVCHAIN[$1]}; do
     "_eb_env_${name//-/_}"
   done
