@@ -414,8 +414,11 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
 
     Each component gets its own layer, in plan order, running the same step as
     the runtime script and writing the same stamps, so `setup_deps.sh` inside
-    the image finds nothing to install. An image whose tag exists and holds the
-    same recipe hash (label io.envbuild.recipe-hash) is reused. With --sources
+    the image finds nothing to install. Without --cluster or --nic-family, what
+    is built per NIC family (MoRI) is built for each family the recipe lists
+    (nic_families), and sourcing setup_deps.sh at container start activates the
+    node's. An image whose tag exists and holds the same recipe hash (label
+    io.envbuild.recipe-hash) is reused. With --sources
     DIR the steps install from an `envbuild fetch` directory and have no
     network (the base image needs python3 and git to serve it to them).
     """
