@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from envbuild.pipeline import load_plan
+from envbuild.render.dockerfile import image_units, instruction_component, render_dockerfile
 from envbuild.runtime.nic import FAMILIES, NO_NIC
 from localsources import FileServer
 from nic_fixtures import SCENARIOS, ionic_node, ionic_rails, make_node, mia1_node, mlx5_rails, rail
@@ -230,3 +231,63 @@ def test_inspect_lists_the_families_of_a_state(fleet):
     assert stamp_of(nicdrv["stamp@mlx5"])["nic_family"] == "mlx5"
     assert "nic_family" not in nicdrv and "stamp" not in nicdrv
     assert "nic_families" not in components["libhello"]["details"]
+
+
+def write_recipe(root: Path, nic_families: str, build: str) -> Path:
+    (root / "components").mkdir(parents=True)
+    (root / "components" / "drv.yaml").write_text(
+        f"name: drv\ndescription: Built per NIC family.\nnic_specific: true\nprefix:\n  DRV_HOME: /opt/drv\n"
+        f"build: |\n  {build}\n")
+    (root / "r.yaml").write_text(f"name: r\ndescription: R.\nbase_image: debian:bookworm\ncomponents: [drv]\n"
+                                 f"{nic_families}")
+    return root
+
+
+def dockerfile(recipes: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envbuild", "dockerfile", "--recipes-dir", str(recipes),
+                           "--recipe", "r", *args], capture_output=True, text=True)
+
+
+def test_an_image_for_every_cluster_needs_the_families_and_builds_into_prefixes(tmp_path):
+    unsaid = dockerfile(write_recipe(tmp_path / "unsaid", "", "true"))
+    assert (unsaid.returncode, unsaid.stdout) == (1, "")
+    assert unsaid.stderr == (
+        "envbuild: error: drv is built per NIC family and an image build cannot detect the cluster's NICs: give "
+        "--cluster PROFILE or --nic-family ionic|mlx5|bnxt|none, or list the families in recipe r's nic_families "
+        "for an image that serves them all\n")
+    shared = write_recipe(tmp_path / "shared", "nic_families: [ionic, bnxt]\n", "_eb_pip .")
+    refused = dockerfile(shared)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        "envbuild: error: drv is built per NIC family and writes outside prefixes of its own (site-packages, dpkg or "
+        "other components' files), so one image cannot hold a build for each family: give it a prefix and install "
+        "into it (_eb_pip_into for Python packages), or build the image for one family with --cluster PROFILE or "
+        "--nic-family\n")
+    # For one family it runs in the image, as before.
+    one = dockerfile(shared, "--nic-family", "bnxt")
+    assert one.returncode == 0, one.stderr
+    assert "RUN ENVBUILD_COMPONENT=drv ENVBUILD_NIC_FAMILY=bnxt bash /opt/envbuild/lib/run-component.sh drv\n" in one.stdout
+    fleet = dockerfile(write_recipe(tmp_path / "fleet", "nic_families: [ionic, bnxt]\n", "_eb_pip_into \"$DRV_HOME\" ."))
+    assert fleet.returncode == 0, fleet.stderr
+    assert [line for line in fleet.stdout.splitlines() if line.startswith(("FROM", "RUN ENVBUILD", "COPY --from"))] == [
+        "FROM debian:bookworm AS envbuild-base",
+        "FROM envbuild-base AS component-drv.ionic",
+        "RUN ENVBUILD_COMPONENT=drv@ionic ENVBUILD_NIC_FAMILY=ionic bash /opt/envbuild/lib/run-component.sh --stage drv",
+        "FROM envbuild-base AS component-drv.bnxt",
+        "RUN ENVBUILD_COMPONENT=drv@bnxt ENVBUILD_NIC_FAMILY=bnxt bash /opt/envbuild/lib/run-component.sh --stage drv",
+        "FROM envbuild-base",
+        "COPY --from=component-drv.ionic /envbuild-out/ /",
+        "COPY --from=component-drv.bnxt /envbuild-out/ /",
+    ]
+
+
+def test_the_build_report_names_each_build_per_family(tmp_path):
+    """What run.image reports a build time and size for: each family's build apart."""
+    recipes = write_recipe(tmp_path / "fleet", "nic_families: [ionic, bnxt]\n", "_eb_pip_into \"$DRV_HOME\" .")
+    plan = load_plan(recipes, "r")
+    assert image_units(plan) == ["drv@ionic", "drv@bnxt"]
+    assert image_units(load_plan(recipes, "r", nic_family="ionic")) == ["drv"]
+    text = render_dockerfile(plan)
+    steps = [line for line in text.splitlines() if line.startswith(("RUN ENVBUILD", "COPY --from", "COPY envbuild/c"))]
+    assert [instruction_component(step) for step in steps] == ["drv", "drv@ionic", "drv", "drv@bnxt", "drv@ionic",
+                                                               "drv@bnxt"]

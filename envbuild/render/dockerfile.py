@@ -30,7 +30,7 @@ from typing import Sequence
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
-from envbuild.formats import IMAGE_EPOCH, parse_unit, patches_field, unit_name
+from envbuild.formats import IMAGE_EPOCH, patches_field, unit_name
 from envbuild.plan import Plan, Step
 from envbuild.render.script import RUNTIME, engine_text, render_fragment, render_script, writes_site_packages
 from envbuild.render.templating import jinja, recipe_source, summary
@@ -119,7 +119,7 @@ def _writes_only_own_prefixes(step: Step) -> bool:
 
 def per_family(plan: Plan, step: Step) -> bool:
     """Whether an image of the plan builds the step once per NIC family: a NIC-specific component
-    in an image for every cluster (the plan names no one family, the recipe lists several)."""
+    in an image for every cluster (the plan names no one family, the recipe lists families)."""
     return step.nic_specific and not plan.nic_family and bool(plan.nic_families)
 
 
@@ -149,6 +149,8 @@ def _image_layers(plan: Plan) -> list[ImageLayer]:
                 note = f"built for NIC family {family}, one of the image's builds per family; setup_deps.sh " \
                        "activates the node's"
                 assignments = {"ENVBUILD_COMPONENT": unit_name(step.name, family), "ENVBUILD_NIC_FAMILY": family}
+                if when.node_ranks:
+                    assignments["NODE_RANK"] = str(when.node_ranks[0])
                 layers.append(ImageLayer(step.name, True, note, context_dir, _run(assignments, True, step.name), True,
                                          family))
             own_stage.add(step.name)

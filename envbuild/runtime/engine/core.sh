@@ -203,8 +203,8 @@ _eb_applies() {
 
 # The stamp key of component $1 into _EB_KEY: its content hash, the NIC family it
 # was built for, and the prefixes it and its dependencies were installed into.
-# Into _EB_UNIT, what its stamp, provenance and cache entry are named by: the
-# component, or component@family when it is built per NIC family.
+# Into _EB_UNIT, what its stamp and provenance are named by: the component, or
+# component@family when it is built per NIC family (envbuild.formats.unit_name).
 _eb_key() {
   local var
   _EB_KEY=${_EB_HASH[$1]} _EB_UNIT=$1
