@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -291,3 +292,23 @@ def test_the_build_report_names_each_build_per_family(tmp_path):
     steps = [line for line in text.splitlines() if line.startswith(("RUN ENVBUILD", "COPY --from", "COPY envbuild/c"))]
     assert [instruction_component(step) for step in steps] == ["drv", "drv@ionic", "drv", "drv@bnxt", "drv@ionic",
                                                                "drv@bnxt"]
+
+
+def test_the_shared_cache_keeps_a_build_per_family(fleet):
+    """A node restores its family's build that another node stored; a node of another family builds its own."""
+    script = fleet.render()
+    cache = fleet.root / "cache"
+    first = fleet.run(script, ENVBUILD_NIC_FAMILY="ionic", ENVBUILD_CACHE_DIR=str(cache))
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(fleet.root / "opt")  # a fresh node: nothing installed, its own state dir
+    for family, state in (("ionic", "state-ionic"), ("mlx5", "state-mlx5")):
+        result = fleet.run(script, ENVBUILD_NIC_FAMILY=family, ENVBUILD_CACHE_DIR=str(cache),
+                           ENVBUILD_STATE_DIR=str(fleet.root / state))
+        assert result.returncode == 0, result.stderr
+        restored = re.findall(r"^envbuild: (\S+): restored from the shared cache", result.stdout, re.M)
+        assert restored == (["libhello", "nicdrv", "nicdep"] if family == "ionic" else ["libhello"])
+        assert sorted(p.name for p in (fleet.root / state / "stamps").iterdir()) == [
+            "libhello", f"nicdep@{family}", f"nicdrv@{family}"]
+    assert fleet.builds() == ["libhello", "nicdrv-ionic", "nicdep-ionic", "nicdrv-mlx5", "nicdep-mlx5"]
+    assert sourced(fleet, script, SHOW, ENVBUILD_NIC_FAMILY="ionic",
+                   ENVBUILD_STATE_DIR=str(fleet.root / "state-ionic")).stdout.splitlines()[-3:] == shown(fleet, "ionic")
