@@ -318,7 +318,8 @@ def plan(recipe, recipes_dir, cluster, nic_family, require_lock, strict, fmt):
     if the_plan.nic_family:
         click.echo(f"NIC family {the_plan.nic_family}")
     elif the_plan.nic_families:
-        click.echo(f"NIC families {', '.join(the_plan.nic_families)} (an image builds per family what is)")
+        click.echo(f"NIC families {', '.join(the_plan.nic_families)}: an image builds each component built per "
+                   "NIC family once for each")
     for index, row in enumerate(rows, 1):
         flavour = ", built per NIC family" if row["nic_specific"] else ""
         click.echo(f"{index}. {row['name']:<20} {row['hash'][:12]}  when {row['condition']}{flavour}")
