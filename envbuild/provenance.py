@@ -137,9 +137,9 @@ def from_state_dir(path: Path) -> Facts:
         if family:
             # One of the component's builds per NIC family: its details carry @family.
             details = {f"{key}@{family}": value for key, value in details.items() if key != "nic_family"}
-            known = facts.components.get(name)
-            families = f"{known.details['nic_families']}, {family}" if known else family
-            details = {**(known.details if known else {}), **details, "nic_families": families}
+            known = facts.components[name].details if name in facts.components else {}
+            families = ", ".join(filter(None, (known.get("nic_families"), family)))
+            details = {**known, **details, "nic_families": families}
         facts.components[name] = ComponentFacts(
             name,
             stamp.get("hash") or record.get("hash"),

@@ -232,6 +232,12 @@ def test_inspect_lists_the_families_of_a_state(fleet):
     assert stamp_of(nicdrv["stamp@mlx5"])["nic_family"] == "mlx5"
     assert "nic_family" not in nicdrv and "stamp" not in nicdrv
     assert "nic_families" not in components["libhello"]["details"]
+    # A stamp an earlier envbuild wrote (one per component, the family in it) reads along.
+    (fleet.state / "stamps" / "nicdrv").write_text("ab" * 32 + " nic=bnxt\n")
+    older = subprocess.run([sys.executable, "-m", "envbuild", "inspect", str(fleet.state), "--format", "json"],
+                           capture_output=True, text=True, env=fleet.env())
+    nicdrv = next(c for c in json.loads(older.stdout)["components"] if c["name"] == "nicdrv")["details"]
+    assert (nicdrv["nic_families"], nicdrv["stamp"]) == ("ionic, mlx5", "ab" * 32 + " nic=bnxt")
 
 
 def write_recipe(root: Path, nic_families: str, build: str) -> Path:
