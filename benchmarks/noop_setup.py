@@ -59,9 +59,10 @@ def timed_runs(command: list[str], env: dict[str, str], runs: int) -> list[float
 
 
 def baseline_script(ref: str, into: Path) -> Path | None:
-    """The script rendered by envbuild as of git `ref` (its package unpacked into `into`), or None."""
+    """The script rendered by envbuild as of git `ref` from that ref's own recipes (both unpacked
+    into `into`: a newer recipe may use keys the older envbuild does not know), or None."""
     repo = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "envbuild"], capture_output=True)
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "envbuild", "recipes"], capture_output=True)
     if archive.returncode != 0:
         print(f"baseline {ref}: {archive.stderr.decode().strip()}")
         return None
@@ -69,7 +70,7 @@ def baseline_script(ref: str, into: Path) -> Path | None:
     script = into / "setup_deps.sh"
     env = dict(os.environ, PYTHONPATH=str(into))
     # Run from `into`: `python -m` puts the working directory first on the path.
-    subprocess.run([sys.executable, "-m", "envbuild", "runtime-script", "--recipes-dir", str(Library().root),
+    subprocess.run([sys.executable, "-m", "envbuild", "runtime-script", "--recipes-dir", str(into / "recipes"),
                     "--recipe", "mi355x-moriio", "-o", str(script)], env=env, cwd=into, check=True, capture_output=True)
     return script
 

@@ -70,6 +70,7 @@ def test_runtime_script_to_stdout_is_the_default_recipes_script(installed):
     ["plan", "--format", "json"],
     ["dockerfile", "--cluster", "mia1"],
     ["image", "--cluster", "ionic-4n", "--dry-run"],
+    ["image", "--recipe", "mi355x-moriio", "--dry-run"],
     ["lock", "--check"],
     ["inspect", "mi355x-nixl", "--format", "json"],
     ["diff", "mi355x-moriio", "mi355x-nixl"],
