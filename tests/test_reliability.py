@@ -526,6 +526,14 @@ def test_settings_are_checked_before_anything_is_installed(test_recipe, name, va
     assert test_recipe.builds() == []
 
 
+def test_a_state_dir_that_cannot_be_made_is_one_error_line(test_recipe):
+    result = test_recipe.run(test_recipe.render(), ENVBUILD_STATE_DIR="/proc/envbuild-state")
+    assert result.returncode == 1
+    assert result.stderr == ("envbuild: error: cannot create the state dir /proc/envbuild-state "
+                             "(ENVBUILD_STATE_DIR): No such file or directory\n")
+    assert test_recipe.builds() == []
+
+
 # --- heartbeats and clock-safe sweeping -----------------------------------------------------
 
 

@@ -252,12 +252,13 @@ _eb_known() {
 # checked, the install lock taken, signals trapped, what killed runs left
 # finished and swept.
 _eb_start_installing() {
-  local lock_fd
+  local lock_fd why
   trap '_eb_on_signal INT 130' INT
   trap '_eb_on_signal TERM 143' TERM
   trap _eb_on_exit EXIT
   _eb_check_settings
-  mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs"
+  why=$(mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs" 2>&1) \
+    || _eb_die "cannot create the state dir $_EB_STATE (ENVBUILD_STATE_DIR): ${why##*: }"
   if _eb_lock lock_fd "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
     _EB_INSTALL_LOCKED=1
   fi
