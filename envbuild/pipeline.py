@@ -10,17 +10,21 @@ import dataclasses
 from pathlib import Path
 
 from envbuild.plan import Plan, make_plan
-from envbuild.spec.loader import Library, is_recipe_path
+from envbuild.spec.loader import Library, check_recipe_file, is_recipe_path
 
 
 def open_library(recipes_dir: Path | None, recipe: str | None) -> tuple[Library, str]:
     """The library a recipe is read with, and the recipe (name or file) to read.
 
     A recipe file takes its components from `recipes_dir` when given, else from
-    its own directory; with no recipe, the directory's default recipe.
+    its own directory; with no recipe, the directory's default recipe. A recipe
+    file that is missing or no recipe is refused first (loader.check_recipe_file),
+    before its directory is taken for a recipes directory.
     """
-    if recipe and is_recipe_path(recipe) and recipes_dir is None:
-        return Library(Path(recipe).parent), recipe
+    if recipe and is_recipe_path(recipe):
+        check_recipe_file(Path(recipe))
+        if recipes_dir is None:
+            return Library(Path(recipe).parent), recipe
     library = Library(recipes_dir)
     return library, library.chosen_recipe(recipe)
 

@@ -15,6 +15,8 @@ from click.testing import CliRunner
 from envbuild import __version__
 from envbuild.cli import main
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def walk(group, prefix=()):
     for name, command in sorted(group.commands.items()):
@@ -237,3 +239,25 @@ def test_what_is_not_a_recipe_is_named(tmp_path, relative, message):
     result = envbuild("plan", "-r", str(tmp_path / relative), "--recipes-dir", str(tmp_path / "recipes"))
     assert result.returncode == 2
     assert result.stderr == f"{tmp_path / relative}: {message}\n"
+
+
+RECIPE_COMMANDS = [["plan", "--recipe"], ["runtime-script", "--recipe"], ["dockerfile", "--recipe"],
+                   ["image", "--dry-run", "--recipe"], ["lock", "--check", "--recipe"],
+                   ["fetch", "--into", "out", "--recipe"], ["patches", "check", "--recipe"], ["detect-nic", "--recipe"],
+                   ["validate"]]
+
+
+@pytest.mark.parametrize("command", RECIPE_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("given, message", [
+    ("missing.yaml", "missing.yaml: no such recipe file"),
+    ("sub/missing.yml", "sub/missing.yml: no such recipe file"),
+    ("/nonexistent.yaml", "/nonexistent.yaml: no such recipe file"),
+    ("/dev/null", "/dev/null: not a regular file; a recipe is a .yaml or .yml file"),
+])
+def test_a_recipe_file_that_is_not_there_is_named_as_such(tmp_path, command, given, message):
+    """Not the directory it would be in, taken for a recipes directory ('.: no recipes or components here')."""
+    result = envbuild(*command, given, cwd=tmp_path)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"envbuild: error: {message}\n", "")
+    with_dir = envbuild(*command, given, "--recipes-dir", str(REPO_ROOT / "recipes"), cwd=tmp_path)
+    assert (with_dir.returncode, with_dir.stderr) == (2, f"envbuild: error: {message}\n")
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from envbuild.errors import Problem, RecipeError
+from envbuild.errors import Problem, RecipeError, UsageError
 from envbuild.spec import lock as lockfile
 from envbuild.spec import patches, schema
 from envbuild.spec.lock import Lock
@@ -175,7 +175,7 @@ class Library:
         """
         path = self.recipe_path(reference)
         if is_recipe_path(reference):
-            self._check_recipe_file(path)
+            check_recipe_file(path)
         chain: list[tuple[Path, LocatedDict]] = []
         current = path.stem
         while True:
@@ -198,18 +198,6 @@ class Library:
             current = data["extends"]
             path = self.recipe_path(current)
         return self._combine(chain, cluster)
-
-    def _check_recipe_file(self, path: Path) -> None:
-        shown = display_path(path)
-        if path.is_dir():
-            raise RecipeError([Problem(shown, None, "", "is a directory, not a recipe file "
-                                                        "(a recipes directory is given with --recipes-dir)")])
-        if path.exists() and path.suffix not in SUFFIXES:
-            raise RecipeError([Problem(shown, None, "", "is not a recipe file (recipes are .yaml or .yml files)")])
-        kind = _other_kind(path) if path.exists() else None
-        if kind is not None:
-            raise RecipeError([Problem(shown, None, "", f"is {kind}, not a recipe; "
-                                                        "a recipe lists components under `components:`")])
 
     def _combine(self, chain: list[tuple[Path, LocatedDict]], cluster_name: str | None) -> Recipe:
         base_image, cluster_from, env, ucx_extra, python, gpu_target = "", None, EnvSpec(), (), None, ""
@@ -296,6 +284,26 @@ class Library:
         """The lock next to the recipe's file (`<recipe>.lock`), None when there is none."""
         path = lockfile.lock_path(Path(recipe.file).parent, recipe.name)
         return lockfile.load(path, display_path(path))
+
+
+def check_recipe_file(path: Path) -> None:
+    """Refuses what --recipe names as a file when it is no recipe file: UsageError when there
+    is no such file or it is not a regular one (a device, a FIFO), RecipeError when it is a
+    directory, not .yaml/.yml, or a component file or cluster profile."""
+    shown = display_path(path)
+    if not path.exists():
+        raise UsageError(f"{shown}: no such recipe file")
+    if path.is_dir():
+        raise RecipeError([Problem(shown, None, "", "is a directory, not a recipe file "
+                                                    "(a recipes directory is given with --recipes-dir)")])
+    if not path.is_file():
+        raise UsageError(f"{shown}: not a regular file; a recipe is a .yaml or .yml file")
+    if path.suffix not in SUFFIXES:
+        raise RecipeError([Problem(shown, None, "", "is not a recipe file (recipes are .yaml or .yml files)")])
+    kind = _other_kind(path)
+    if kind is not None:
+        raise RecipeError([Problem(shown, None, "", f"is {kind}, not a recipe; "
+                                                    "a recipe lists components under `components:`")])
 
 
 def _other_kind(path: Path) -> str | None:
