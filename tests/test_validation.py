@@ -108,3 +108,40 @@ def test_pip_options_may_give_a_value_as_the_next_item(tmp_path):
     assert result.returncode == 2
     assert "components/a.yaml:5: pip[0].options[0]: 'http://x/simple' is neither a pip option (--name or " \
            "--name=value) nor the value of the option before it, as in [--index-url, URL]" in result.stderr
+
+
+@pytest.mark.parametrize("name, user", [
+    ("PATH", "the shell"), ("HOME", "the shell"), ("IFS", "the shell"), ("SHELL", "the shell"),
+    ("TMPDIR", "the shell"), ("BASH_ENV", "the shell"), ("LD_PRELOAD", "the dynamic loader"),
+    ("LD_LIBRARY_PATH", "the dynamic loader"), ("PYTHONPATH", "Python and pip"),
+    ("ENVBUILD_STATE_DIR", "envbuild itself"), ("ENVBUILD_ANYTHING", "envbuild itself"),
+    ("EB_PYTHON", "envbuild itself"), ("_EB_WORK", "envbuild itself"),
+])
+def test_a_prefix_may_not_take_a_variable_the_shell_the_loader_or_envbuild_uses(tmp_path, name, user):
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "a.yaml").write_text(f"name: a\ndescription: A.\nprefix:\n  A_HOME: /opt/a\n"
+                                                    f"  {name}: /opt/x\n")
+    with pytest.raises(RecipeError) as info:
+        Library(tmp_path).component("a")
+    assert [str(p) for p in info.value.problems] == [
+        f"{tmp_path}/components/a.yaml:5: prefix.{name}: {name} is used by {user}; a prefix may not take it (the "
+        "script exports each prefix and takes it from the environment when set there): name it after the "
+        "component, as UCX_HOME"]
+
+
+def test_the_component_schema_refuses_reserved_prefix_names_too():
+    """Editors check with the JSON Schema: it refuses what validation refuses."""
+    import jsonschema
+
+    from envbuild.spec.model import COMPONENT
+    from envbuild.spec.schema import RESERVED_VARIABLES, document
+
+    validator = jsonschema.Draft202012Validator(document("component", COMPONENT))
+    for name in ("HOME", "LD_PRELOAD", "PYTHONPATH", "ENVBUILD_STATE_DIR", "EB_X", "_EB_X", "BASH_ENV"):
+        assert not validator.is_valid({"name": "a", "description": "A.", "prefix": {name: "/opt/x"}}), name
+    for name in ("UCX_HOME", "HOMEBREW_HOME", "EBX_HOME", "MY_PATH"):
+        assert validator.is_valid({"name": "a", "description": "A.", "prefix": {name: "/opt/x"}}), name
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for _, names, beginnings in RESERVED_VARIABLES:
+        for word in (*names, *(f"{beginning}*" for beginning in beginnings)):
+            assert f"`{word}`" in readme, word

@@ -187,7 +187,7 @@ class Component:
     depends: tuple[str, ...] = yaml_key(schema.list_of(schema.component_name), default=(), build=tuple,
                                         doc="components installed before it")
     prefix: tuple[tuple[str, str], ...] = yaml_key(
-        schema.mapping_of(schema.env_name, schema.abs_path), default=(), build=lambda data: tuple(data.items()),
+        schema.mapping_of(schema.prefix_name, schema.abs_path), default=(), build=lambda data: tuple(data.items()),
         doc="install prefixes it owns (VAR: /path), overridable from the environment at run time")
     build: str = yaml_key(schema.text, default="", doc="bash, run in the checked-out source")
     check: str = yaml_key(schema.text, default="", doc="bash that must succeed before the stamp is written")

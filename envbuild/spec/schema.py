@@ -479,8 +479,52 @@ class EnvValue(Check):
 ENV_VALUE_RE = re.compile(r"^(?:[^$\n]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$")
 ENV_STRAY_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
+# Variables a prefix may not be named (the keys of `prefix:`): the runtime script takes a
+# prefix from the environment when it is set there, exports it, and steps run with it, so
+# a prefix named so would take the value the variable already has (HOME: /root) or change
+# what reads it: (who uses it, exact names, name beginnings). README: Recipes.
+RESERVED_VARIABLES = (
+    ("the shell", ("PATH", "HOME", "SHELL", "IFS", "BASH_ENV", "ENV", "CDPATH", "PWD", "OLDPWD", "TMPDIR",
+                   "SHELLOPTS", "BASHOPTS", "GLOBIGNORE", "PS4", "POSIXLY_CORRECT"), ("BASH_",)),
+    ("the dynamic loader", (), ("LD_",)),
+    ("Python and pip", (), ("PYTHON", "PIP_")),
+    ("envbuild itself", (), ("ENVBUILD_", "EB_", "_EB_")),
+)
+
+
+def reserved_by(name: str) -> str | None:
+    """Who uses variable `name` (the shell, the dynamic loader, ...) when a prefix may not take it, else None."""
+    for user, names, beginnings in RESERVED_VARIABLES:
+        if name in names or name.startswith(beginnings):
+            return user
+    return None
+
+
+@dataclass
+class PrefixName(String):
+    """The variable of an install prefix: a variable name that the shell, the loader, Python or envbuild
+    does not use (RESERVED_VARIABLES)."""
+
+    def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if not super().__call__(checker, value, line, key):
+            return False
+        user = reserved_by(value)
+        if user is not None:
+            checker.add(line, key, f"{value} is used by {user}; a prefix may not take it (the script exports "
+                                   "each prefix and takes it from the environment when set there): name it after "
+                                   "the component, as UCX_HOME")
+            return False
+        return True
+
+    def json_schema(self) -> dict:
+        names = [name for _, exact, _ in RESERVED_VARIABLES for name in exact]
+        beginnings = "|".join(re.escape(b) for _, _, starts in RESERVED_VARIABLES for b in starts)
+        return dict(super().json_schema(), **{"not": {"anyOf": [{"enum": names}, {"pattern": f"^({beginnings})"}]}})
+
+
 component_name = string(NAME_RE, "a valid name (lowercase letters, digits and dashes)")
 env_name = string(ENV_NAME_RE, "a valid environment variable name")
+prefix_name = PrefixName(ENV_NAME_RE, "a valid environment variable name")
 one_line = string(re.compile(r"^[^\n]*$"), "one line of text")
 abs_path = AbsolutePath()
 apt_package = string(APT_RE, "a Debian package name")
