@@ -22,7 +22,7 @@ from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT
 from envbuild.pipeline import load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
-from envbuild.spec.schema import ENV_NAME_RE
+from envbuild.spec.schema import ENV_NAME_RE, Checker, image_reference
 from envbuild.spec.loader import RECIPE_VARIABLE, RECIPES_VARIABLE, Library
 from envbuild.spec.yamlfile import display_path
 
@@ -136,7 +136,18 @@ cluster_option = click.option("--cluster", metavar="PROFILE", shell_complete=com
                               help="Cluster profile from clusters/ (NIC family, QoS fallbacks, env).")
 nic_family_option = click.option("--nic-family", type=click.Choice(NIC_FAMILIES),
                                  help="Build NIC-specific components (MoRI) for this family; overrides the profile's.")
-base_image_option = click.option("--base-image", metavar="IMAGE", help="Use this base image instead of the recipe's.")
+
+
+def _base_image(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--base-image, checked as a recipe's base_image is (UsageError)."""
+    checker = Checker(f"--{param.name.replace('_', '-')}")
+    if value is not None and not image_reference(checker, value, 0, ""):
+        raise UsageError(str(checker.problems[0]))
+    return value
+
+
+base_image_option = click.option("--base-image", metavar="IMAGE", callback=_base_image,
+                                 help="Use this base image instead of the recipe's.")
 require_lock_option = click.option("--require-lock", is_flag=True,
                                    help="Refuse to render unless <recipes-dir>/<recipe>.lock exists and agrees with the recipe.")
 strict_option = click.option("--strict", is_flag=True,
@@ -384,9 +395,18 @@ def dockerfile_name(plan: Plan) -> str:
     return f"{plan.recipe.name}.{suffix}.Dockerfile"
 
 
+def _image_tags(ctx: click.Context, param: click.Parameter, tags: tuple[str, ...]) -> tuple[str, ...]:
+    """--tag values, each checked as an image reference before anything is planned (UsageError)."""
+    from envbuild.run.registry import parse_reference
+
+    for tag in tags:
+        parse_reference(tag)
+    return tags
+
+
 @main.command()
 @plan_options(base_image_option, require_lock_option, strict_option)
-@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG",
+@click.option("--tag", "-t", "tags", multiple=True, metavar="TAG", callback=_image_tags,
               help="Image tag; give it again for more tags (default: envbuild/<recipe>:<recipe hash prefix>).")
 @click.option("--no-cache", is_flag=True, help="Build every layer again, even if the tagged image exists.")
 @click.option("--pull/--no-pull", default=None,
@@ -426,12 +446,9 @@ def image(recipe, recipes_dir, cluster, nic_family, base_image, require_lock, st
     from envbuild.render.dockerfile import build_context
     from envbuild.run.docker_engine import BuildProgress
     from envbuild.run.image import bake, default_tag, push_tags, step_settings, summary_lines
-    from envbuild.run.registry import parse_reference
 
     plan = make_plan(recipes_dir, recipe, cluster, nic_family, base_image, require_lock, strict)
     tags = list(tags) or [default_tag(plan)]
-    for tag in tags:
-        parse_reference(tag)
     settings = _build_settings(build_env, build_secrets)
     if dry_run:
         files = build_context(plan, list(step_settings(settings, sources)))

@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from envbuild.errors import EnvbuildError
+from envbuild.errors import EnvbuildError, UsageError
 from envbuild.formats import parse_patches, parse_provenance, parse_stamp, parse_unit
 from envbuild.pipeline import load_plan
 from envbuild.plan import Plan
@@ -109,7 +109,7 @@ def from_state_dir(path: Path) -> Facts:
     """A runtime script's state directory: its stamps and provenance records (envbuild.formats)."""
     stamps, provenance = path / "stamps", path / "provenance"
     if not stamps.is_dir() and not provenance.is_dir():
-        raise EnvbuildError(f"{path} is not an envbuild state directory (no stamps/ or provenance/ in it)")
+        raise UsageError(f"{path} is not an envbuild state directory (no stamps/ or provenance/ in it)")
 
     def names(directory: Path) -> set[str]:
         if not directory.is_dir():
@@ -236,6 +236,8 @@ def read(target: str, recipes_dir: Path | None = None) -> Facts:
 
     An image reference that names its registry (REGISTRY[:PORT]/NAME:TAG) is read
     from that registry without pulling; any other from the local Docker engine.
+    UsageError (exit 2) when the target is none of them (a path that does not
+    exist, an image the engine does not have).
     """
     path = Path(target)
     if path.suffix == lockfile.SUFFIX and path.is_file():
@@ -244,6 +246,11 @@ def read(target: str, recipes_dir: Path | None = None) -> Facts:
         return from_state_dir(path)
     if path.suffix in SUFFIXES or target in Library(recipes_dir).recipe_names():
         return from_plan(load_plan(recipes_dir, target))
+    # No image reference starts with / or . (nor names a .lock): such a target is a path.
+    if target.startswith(("/", ".")) or path.suffix == lockfile.SUFFIX:
+        if not path.exists():
+            raise UsageError(f"{target}: no such file or directory")
+        raise UsageError(f"{target}: neither a lock file (*{lockfile.SUFFIX}), a state directory nor a recipe file")
     from envbuild.run import registry
 
     reference = registry.parse_reference(target)
@@ -254,6 +261,6 @@ def read(target: str, recipes_dir: Path | None = None) -> Facts:
 
     labels = docker_engine.image_labels(docker_engine.connect(), target)
     if labels is None:
-        raise EnvbuildError(f"{target} is neither a lock file, a state directory, a recipe of "
-                            f"{Library(recipes_dir).root} nor an image of the local Docker engine")
+        raise UsageError(f"{target} is neither a lock file, a state directory, a recipe of "
+                         f"{Library(recipes_dir).root} nor an image of the local Docker engine")
     return from_labels(target, labels)

@@ -261,3 +261,25 @@ def test_a_recipe_file_that_is_not_there_is_named_as_such(tmp_path, command, giv
     with_dir = envbuild(*command, given, "--recipes-dir", str(REPO_ROOT / "recipes"), cwd=tmp_path)
     assert (with_dir.returncode, with_dir.stderr) == (2, f"envbuild: error: {message}\n")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["image"], ["image", "--dry-run"], ["dockerfile"], ["fetch", "--into", "out"]],
+                         ids=" ".join)
+def test_a_base_image_that_is_no_image_reference_is_refused_as_a_recipes_would_be(tmp_path, command):
+    result = envbuild(*command, "--base-image", "no such", cwd=tmp_path,
+                      env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert (result.returncode, result.stderr, result.stdout) == (
+        2, "envbuild: error: --base-image: 'no such' is not an image reference\n", "")
+    recipes = write_recipes(tmp_path / "recipes")
+    (recipes / "r.yaml").write_text("name: r\ndescription: R.\nbase_image: no such\n")
+    recipe = envbuild("validate", str(recipes / "r.yaml"), "--recipes-dir", str(recipes))
+    assert recipe.stderr == f"{recipes / 'r.yaml'}:3: base_image: 'no such' is not an image reference\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_tag_exits_two_before_the_recipe_is_even_planned(tmp_path):
+    result = envbuild("image", "-t", "Bad Tag", "--recipe", "nosuch", cwd=tmp_path,
+                      env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert (result.returncode, result.stderr, result.stdout) == (
+        2, "envbuild: error: invalid image reference 'Bad Tag': uppercase letters are not allowed in a repository "
+           "name\n", "")

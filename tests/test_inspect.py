@@ -83,11 +83,37 @@ def test_inspect_a_state_directory(state, tmp_path):
 def test_inspect_refuses_what_it_cannot_read(tmp_path):
     (tmp_path / "empty").mkdir()
     result = envbuild("inspect", str(tmp_path / "empty"), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == f"envbuild: error: {tmp_path / 'empty'} is not an envbuild state directory (no stamps/ or provenance/ in it)\n"
     result = envbuild("inspect", "no-such/image:tag", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("envbuild: error: no Docker engine answers on DOCKER_HOST=unix:///nonexistent/docker.sock")
+
+
+@pytest.mark.parametrize("target, message", [
+    ("/nonexistent", "/nonexistent: no such file or directory"),
+    ("./missing", "./missing: no such file or directory"),
+    ("../missing", "../missing: no such file or directory"),
+    ("missing.lock", "missing.lock: no such file or directory"),
+    ("missing.yaml", "missing.yaml: no such recipe file"),
+    ("/dev/null", "/dev/null: neither a lock file (*.lock), a state directory nor a recipe file"),
+    ("Bad Ref", "invalid image reference 'Bad Ref': uppercase letters are not allowed in a repository name"),
+])
+def test_inspect_and_diff_of_what_is_not_there_exit_two_naming_it(state, tmp_path, target, message):
+    """A path is never taken for an image reference (no Docker engine is asked: NO_DOCKER)."""
+    for command in (["inspect", target], ["diff", target, str(state)], ["diff", str(state), target]):
+        result = envbuild(*command, cwd=tmp_path)
+        assert (result.returncode, result.stderr, result.stdout) == (2, f"envbuild: error: {message}\n", ""), command
+
+
+@pytest.mark.docker
+def test_diff_of_images_the_engine_does_not_have_exits_two_naming_the_first(engine, tmp_path):
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    result = envbuild("diff", "envbuild-test/nosuch1", "envbuild-test/nosuch2", cwd=tmp_path, recipes=recipes,
+                      docker=True)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("envbuild: error: envbuild-test/nosuch1 is neither a lock file, a state directory, a "
+                             f"recipe of {recipes} nor an image of the local Docker engine\n")
 
 
 def test_diff_state_directories(state, tmp_path):

@@ -78,7 +78,7 @@ def test_push_every_tag_then_pull_by_digest_and_inspect_the_registry(engine, ses
 def test_a_bad_tag_is_one_line_before_anything_is_built(sources):
     result = envbuild_cli(*image_args(sources, "envbuild-test/base:any", "-t", "good/name:1", "-t", "Bad/Name:1"),
                           env={"DOCKER_HOST": "unix:///nonexistent.sock"})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr == ("envbuild: error: invalid image reference 'Bad/Name:1': "
                              "uppercase letters are not allowed in a repository name\n")
 

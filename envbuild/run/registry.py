@@ -1,6 +1,6 @@
 """Image references, and an image's labels read from its registry (HTTP API v2) without pulling it.
 
-    ref = parse_reference("127.0.0.1:5000/team/envbuild:v1")  # EnvbuildError when malformed
+    ref = parse_reference("127.0.0.1:5000/team/envbuild:v1")  # UsageError when malformed
     labels = registry_labels(ref)                                # the config's labels
 
 Registries on 127.0.0.0/8 and localhost are spoken to over plain HTTP, as the
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import requests
 
-from envbuild.errors import EnvbuildError
+from envbuild.errors import EnvbuildError, UsageError
 
 DOCKER_HUB = "registry-1.docker.io"
 # The distribution project's reference grammar (reference/regexp.go).
@@ -58,13 +58,13 @@ class Reference:
 
 
 def parse_reference(ref: str) -> Reference:
-    """An image reference as Docker reads it; raises EnvbuildError naming what is wrong, in one line."""
+    """An image reference as Docker reads it; raises UsageError (exit 2) naming what is wrong, in one line."""
     match = _REFERENCE.match(ref)
     if not match or len(ref.split("@")[0].rsplit(":", 1)[0]) > 255:
         why = "uppercase letters are not allowed in a repository name" if re.search(r"[A-Z]", ref.split(":")[0]) \
             else "expected [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST], lowercase, with a tag of letters, digits, " \
                  "'_', '.' and '-'"
-        raise EnvbuildError(f"invalid image reference {ref!r}: {why}")
+        raise UsageError(f"invalid image reference {ref!r}: {why}")
     domain, path = match.group("domain"), match.group("path")
     if domain and not ("." in domain or ":" in domain or domain == "localhost" or domain.startswith("[")):
         domain, path = None, f"{domain}/{path}"  # a first component like `team/` is a namespace, not a host

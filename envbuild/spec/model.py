@@ -304,7 +304,7 @@ class RecipeFile:
     name: str = yaml_key(schema.component_name, default="", required=True, doc="the file's name, without .yaml")
     description: str = yaml_key(schema.text, default="", required=True, build=_strip,
                                 doc="what it installs; the first line is its summary")
-    base_image: str = yaml_key(schema.string(schema.IMAGE_RE, "an image reference"), default="",
+    base_image: str = yaml_key(schema.image_reference, default="",
                                doc="the image it goes on top of")
     extends: str = yaml_key(schema.component_name, default="", doc="a recipe whose values this one starts from")
     cluster: str = yaml_key(schema.component_name, default="", doc="a cluster profile from clusters/")

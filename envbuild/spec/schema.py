@@ -524,6 +524,7 @@ class PrefixName(String):
 
 component_name = string(NAME_RE, "a valid name (lowercase letters, digits and dashes)")
 env_name = string(ENV_NAME_RE, "a valid environment variable name")
+image_reference = string(IMAGE_RE, "an image reference")  # a recipe's base_image, and --base-image
 prefix_name = PrefixName(ENV_NAME_RE, "a valid environment variable name")
 one_line = string(re.compile(r"^[^\n]*$"), "one line of text")
 abs_path = AbsolutePath()
