@@ -47,12 +47,12 @@ from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonica
 from envbuild.errors import UsageError
 from envbuild.net import DownloadFailed, fetch_url, file_sha256, last_line
 from envbuild.spec.model import PipGroup, Recipe
+from envbuild.spec.schema import PIP_INDEX_OPTIONS, pip_option_items, pip_option_name
 from envbuild.spec.sources import UNRESOLVED, UNVERIFIED, VERIFIED
 
 # Options of a pip group that say where packages come from, which `pip download` takes too;
 # the others (--ignore-installed, --force-reinstall, ...) are about installing.
-DOWNLOAD_OPTIONS = ("--index-url", "--extra-index-url", "--no-index", "--find-links", "--pre", "--only-binary",
-                    "--no-binary", "--prefer-binary", "--trusted-host")
+DOWNLOAD_OPTIONS = (*PIP_INDEX_OPTIONS, "--no-index", "--pre", "--only-binary", "--no-binary", "--prefer-binary")
 # pip download options that choose the target themselves (given with --pip-option, they win).
 TARGET_OPTIONS = ("--python-version", "--platform", "--implementation", "--abi")
 FROM_RECIPE, FROM_HOST = "recipe", "host"
@@ -133,7 +133,8 @@ def host_warning(recipe: Recipe, target: Target) -> str | None:
 
 
 def download_options(options: Sequence[str]) -> list[str]:
-    return [option for option in options if option.split("=", 1)[0] in DOWNLOAD_OPTIONS]
+    """The DOWNLOAD_OPTIONS of a pip group's options, each with its value ([--find-links, URL] too)."""
+    return [word for item in pip_option_items(options) if pip_option_name(item) in DOWNLOAD_OPTIONS for word in item]
 
 
 def download(python: str, into: Path, args: Sequence[str]) -> subprocess.CompletedProcess:

@@ -25,9 +25,11 @@ and in a container of the test base image with --network none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -40,7 +42,7 @@ import pytest
 from envbuild.mirror import absolute_url
 from envbuild.run.docker_engine import SOURCES_LABEL
 from envbuild.spec.sources import offline_git_name
-from localsources import GIT_BASE, FileServer, commit_files, git, git_redirect_env, make_tarball, sha256
+from localsources import GIT_BASE, FileServer, commit_files, git, git_redirect_env, make_tarball, make_wheel, sha256
 
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 RECIPE = """name: {name}
@@ -349,6 +351,80 @@ def test_installs_in_a_network_namespace_without_network(offline, fetched):
         "leaf\n", "deep\n", "tiny\n", "gitlib\n"]
     log = (offline.root / "state/logs/builtpkg.log").read_text()
     assert "Successfully installed builtpkg-1.0" in log
+
+
+INDEXED = """name: indexed
+description: pip packages from a find-links page, its options written in both forms.
+pip:
+  - requirements: [tinyfirst]
+    options: [--no-index, '--find-links={url}/dist/']
+  - requirements: [tinysecond]
+    options: [--no-index, --find-links, '{url}/dist/', --trusted-host, 127.0.0.1]
+"""
+
+
+class CountingListener:
+    """Accepts connections on 127.0.0.1:`port` and closes them at once, counting them."""
+
+    def __init__(self, port: int):
+        self.socket = socket.create_server(("127.0.0.1", port))
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self.socket.accept()
+                self.accepted += 1
+                connection.close()
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def test_an_offline_install_leaves_out_the_recipes_own_index_options(tmp_path):
+    """The fetch directory replaces the recipe's --find-links (--index-url, ...): pip never tries its
+    server, which is down by then."""
+    (tmp_path / "www" / "dist").mkdir(parents=True)
+    for name in ("tinyfirst", "tinysecond"):
+        wheel, data = make_wheel(name, "1.0", value=name)
+        (tmp_path / "www" / "dist" / wheel).write_bytes(data)
+    server = FileServer(tmp_path / "www")
+    recipes = tmp_path / "recipes"
+    (recipes / "components").mkdir(parents=True)
+    (recipes / "components" / "indexed.yaml").write_text(INDEXED.format(url=server.url))
+    write_recipe(recipes, "indexed", ["indexed"])
+    envbuild = [sys.executable, "-m", "envbuild"]
+    try:
+        fetched = subprocess.run([*envbuild, "fetch", "--recipes-dir", str(recipes), "--recipe", "indexed", "--into",
+                                  str(tmp_path / "sources")], capture_output=True, text=True, timeout=600)
+    finally:
+        server.close()
+    assert fetched.returncode == 0, fetched.stderr
+    assert sorted(p.name for p in (tmp_path / "sources" / "pip").iterdir()) == [
+        "tinyfirst-1.0-py3-none-any.whl", "tinysecond-1.0-py3-none-any.whl"]
+    script = tmp_path / "setup_deps.sh"
+    rendered = subprocess.run([*envbuild, "runtime-script", "--recipes-dir", str(recipes), "--recipe", "indexed",
+                               "-o", str(script)], capture_output=True, text=True)
+    assert rendered.returncode == 0, rendered.stderr
+    assert (f"  _eb_pip_indexed 1 --find-links={server.url}/dist/ --no-index tinyfirst\n"
+            f"  _eb_pip_indexed 4 --find-links {server.url}/dist/ --trusted-host 127.0.0.1 --no-index tinysecond\n"
+            in script.read_text())
+    down = CountingListener(int(server.url.rsplit(":", 1)[1]))  # where the recipe's server was
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+           "ENVBUILD_STATE_DIR": str(tmp_path / "state"), "ENVBUILD_PYTHON": str(_venv(tmp_path)),
+           "ENVBUILD_NIC_FAMILY": "none", "ENVBUILD_SOURCE_DIR": str(tmp_path / "sources")}
+    try:
+        result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=600)
+    finally:
+        down.close()
+    assert result.returncode == 0, result.stdout + result.stderr + _logs(tmp_path / "state")
+    assert "installed 1, present 0, skipped 0 of 1 components" in result.stdout
+    assert down.accepted == 0
+    assert server.url not in _logs(tmp_path / "state")
+    imported = subprocess.run([str(_venv(tmp_path)), "-c", "import tinyfirst, tinysecond; "
+                               "print(tinyfirst.VALUE, tinysecond.VALUE)"], capture_output=True, text=True)
+    assert imported.stdout == "tinyfirst tinysecond\n", imported.stderr
 
 
 @pytest.fixture(scope="module")

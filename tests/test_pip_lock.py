@@ -112,7 +112,7 @@ def test_without_the_base_image_the_lock_pins_for_the_recipes_python_unverified(
         "reason": f"resolved without the base image's installed packages: {NO_ENGINE}; downloaded by pip for {TARGET}",
     }]
     # Not applied: the image may have other versions of them (tests/test_pip_lock_image.py locks against one).
-    assert f"  _eb_pip {quote('--index-url=' + index.url)} tinya\n" in recipe.render().read_text()
+    assert f"  _eb_pip_indexed 1 {quote('--index-url=' + index.url)} tinya\n" in recipe.render().read_text()
 
 
 def test_strict_lock_names_everything_unsettled_and_writes_nothing(recipe):
@@ -163,7 +163,7 @@ def test_without_the_recipes_python_pip_pins_are_unverified_and_strict_refuses_t
     assert lock_doc(recipe)["python"]["from"] == "host"
     # Not applied: pins for another Python may not install on the target.
     plain = envbuild(recipe, "runtime-script", "--recipe", "testrecipe", "-o", "-")
-    assert f"  _eb_pip {quote('--index-url=' + index.url)} tinya\n" in plain.stdout
+    assert f"  _eb_pip_indexed 1 {quote('--index-url=' + index.url)} tinya\n" in plain.stdout
 
     for args in (["lock", "--check", "--strict"], ["runtime-script", "--strict", "-o", "-"],
                  ["plan", "--require-lock", "--strict"]):

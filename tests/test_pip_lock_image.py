@@ -165,7 +165,7 @@ def test_a_group_is_locked_against_what_the_image_has_and_installs_exactly_that(
     lines = [f"helper==1.0 --hash=sha256:{recipes.group()['packages'][0]['sha256']}",
              f"serving==1.0 --hash=sha256:{recipes.group()['packages'][1]['sha256']}"]
     assert (f"  _eb_pip_base shared==1.0 torch==2.9.0+rocm\n"
-            f"  _eb_pip --require-hashes --no-deps {quote('--index-url=' + index.url)} "
+            f"  _eb_pip_indexed 1 {quote('--index-url=' + index.url)} --require-hashes --no-deps "
             f"-r <(printf '%s\\n' {' '.join(quote(line) for line in lines)})\n") in recipes.script()
 
     index.publish("serving", "2.0", ("torch>=2.0", "shared>=2.0", "helper>=2"))  # newer releases the lock ignores
@@ -246,4 +246,4 @@ def test_without_the_image_groups_are_resolved_alone_unverified_and_strict_names
         ("helper", "1.0"), ("serving", "1.0"), ("shared", "2.0"), ("torch", "2.8.0")]
     assert (group["status"], "base" in group) == ("unverified", False)
     # Not applied: the step resolves at run time, under the guard.
-    assert f"  _eb_pip {quote('--index-url=' + index.url)} serving\n" in recipes.script()
+    assert f"  _eb_pip_indexed 1 {quote('--index-url=' + index.url)} serving\n" in recipes.script()

@@ -100,8 +100,9 @@ def test_pip_options_may_give_a_value_as_the_next_item(tmp_path):
         "    options: [--index-url, 'http://127.0.0.1:8080/simple', --no-deps, --extra-index-url=http://x/simple]\n")
     (tmp_path / "r.yaml").write_text("name: r\ndescription: R.\nbase_image: debian:bookworm\ncomponents: [a]\n")
     plan = load_plan(tmp_path, "r")
-    assert ("  _eb_pip --index-url http://127.0.0.1:8080/simple --no-deps --extra-index-url=http://x/simple quart\n"
-            in render_fragment(plan, plan.step("a")))
+    # The index options first, counted: an install from offline sources leaves them out.
+    assert ("  _eb_pip_indexed 3 --index-url http://127.0.0.1:8080/simple --extra-index-url=http://x/simple --no-deps "
+            "quart\n" in render_fragment(plan, plan.step("a")))
     (tmp_path / "components" / "a.yaml").write_text(
         "name: a\ndescription: A.\npip:\n  - requirements: [quart]\n    options: ['http://x/simple', --index-url]\n")
     result = run_envbuild("validate", "--recipes-dir", str(tmp_path), "r", cwd=tmp_path)

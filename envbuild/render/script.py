@@ -124,13 +124,17 @@ def _prelude(step: Step) -> list[str]:
 
 def _pip_lines(group: PipGroup) -> list[str]:
     """The engine calls of a pip group. A locked group installs exactly its locked packages,
-    hash-checked, after checking that the base image has what the lock took from it."""
+    hash-checked, after checking that the base image has what the lock took from it. The
+    group's package index options come first, counted (`_eb_pip_indexed N`), so that an
+    install from offline sources leaves them out."""
+    index, options = group.split_options()
+    pip = f"_eb_pip_indexed {len(index)} {words(index)}" if index else "_eb_pip"
     if not group.locked and not group.base:
-        return [f"_eb_pip {words(group.options + group.requirements)}"]
+        return [f"{pip} {words(options + group.requirements)}"]
     lines = [f"_eb_pip_base {words(group.base)}"] if group.base else []
     if group.locked:
-        options = words(("--require-hashes", "--no-deps") + group.options)
-        lines.append(f"_eb_pip {options} -r <(printf '%s\\n' {words(group.locked)})")
+        options = ("--require-hashes", "--no-deps") + options
+        lines.append(f"{pip} {words(options)} -r <(printf '%s\\n' {words(group.locked)})")
     return lines
 
 

@@ -72,6 +72,14 @@ class PipGroup:
     # instead, as `name==version` at the versions it had; the install expects them.
     base: tuple[str, ...] = ()
 
+    def split_options(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(its package index options (schema.PIP_INDEX_OPTIONS, with their values), the other options)."""
+        index: list[str] = []
+        other: list[str] = []
+        for item in schema.pip_option_items(self.options):
+            (index if schema.pip_option_name(item) in schema.PIP_INDEX_OPTIONS else other).extend(item)
+        return tuple(index), tuple(other)
+
     def identity(self) -> dict:
         doc = {"requirements": list(self.requirements), "options": list(self.options)}
         doc = dict(doc, locked=list(self.locked)) if self.locked else doc

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -562,6 +562,30 @@ class PipOptions(Check):
 
     def json_schema(self) -> dict:
         return {"type": "array", "items": {"type": "string", "minLength": 1}}
+
+
+# pip options that say where packages come from. With offline sources (ENVBUILD_SOURCE_DIR)
+# a recipe's are left out: the fetched pip/ directory replaces every index and link page.
+# (pip's short -i and -f are no options a recipe may write: PipOptions takes --name forms.)
+PIP_INDEX_OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--trusted-host")
+
+
+def pip_option_items(options: Sequence[str]) -> list[tuple[str, ...]]:
+    """Valid pip options (PipOptions) one tuple per option, with its value when that is the next
+    item: [--index-url, URL, --no-deps, --find-links=DIR] -> [(--index-url, URL), (--no-deps,),
+    (--find-links=DIR,)]."""
+    items: list[tuple[str, ...]] = []
+    for option in options:
+        if items and not option.startswith("-") and len(items[-1]) == 1 and "=" not in items[-1][0]:
+            items[-1] += (option,)
+        else:
+            items.append((option,))
+    return items
+
+
+def pip_option_name(item: tuple[str, ...]) -> str:
+    """The --name of an item of pip_option_items."""
+    return item[0].split("=", 1)[0]
 
 
 PIP_GROUP = Shape({

@@ -86,6 +86,20 @@ _eb_pip() {
   return "$status"
 }
 
+# _eb_pip_indexed N [pip options...] requirements...: _eb_pip for a recipe's pip
+# group whose first N words are its package index options (--index-url,
+# --find-links, ... with their values; envbuild picks them when it renders the
+# script). With ENVBUILD_SOURCE_DIR they are left out: the fetched pip/ replaces
+# every index, and pip must not try to reach one (it retries one that is down).
+_eb_pip_indexed() {
+  local count=$1
+  shift
+  if [[ -n ${ENVBUILD_SOURCE_DIR:-} ]]; then
+    shift "$count"
+  fi
+  _eb_pip "$@"
+}
+
 # _eb_pip_into DIR [pip options...] requirements...: like _eb_pip, into DIR (a
 # directory under one of the component's prefixes, which its env puts on
 # PYTHONPATH) instead of the Python's site-packages, which every component
