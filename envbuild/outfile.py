@@ -22,13 +22,15 @@ from envbuild.errors import EnvbuildError, UsageError
 def write(text: str, output: str | Path | None, mode: int = 0o644) -> Path | None:
     """Writes `text` to `output` (None or "-": standard output); the path written, None for stdout.
 
-    `mode` is for a file this call creates. Raises UsageError for a directory,
-    EnvbuildError when the file cannot be written.
+    `mode` is for a file this call creates. Raises UsageError for a directory or
+    an empty name, EnvbuildError when the file cannot be written.
     """
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return None
+    if not str(output):
+        raise UsageError("the output file name is empty; give a file name, or - for standard output")
     path = Path(os.path.realpath(output))
     try:
         existing = os.stat(path)

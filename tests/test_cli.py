@@ -149,6 +149,10 @@ def test_output_dash_is_stdout_and_a_directory_is_refused(tmp_path):
     directory = envbuild("runtime-script", "-o", str(tmp_path))
     assert directory.returncode == 2
     assert directory.stderr.splitlines()[-1] == f"envbuild: error: {tmp_path} is a directory; give a file name"
+    empty = envbuild("runtime-script", "-q", "-o", "", cwd=tmp_path)
+    assert (empty.returncode, empty.stdout, empty.stderr) == (
+        2, "", "envbuild: error: the output file name is empty; give a file name, or - for standard output\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failing_command_leaves_the_output_as_it_was(tmp_path):
