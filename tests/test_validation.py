@@ -10,6 +10,7 @@ import pytest
 
 from envbuild.errors import RecipeError
 from envbuild.spec.loader import Library
+from envbuild.spec.model import PipGroup
 from envbuild.pipeline import load_plan
 
 INVALID = Path(__file__).parent / "invalid"
@@ -146,3 +147,15 @@ def test_the_component_schema_refuses_reserved_prefix_names_too():
     for _, names, beginnings in RESERVED_VARIABLES:
         for word in (*names, *(f"{beginning}*" for beginning in beginnings)):
             assert f"`{word}`" in readme, word
+
+
+def test_the_readme_component_example_is_valid_with_either_form_of_pip(tmp_path):
+    """The Recipes section's example, as written and with the pip groups its comment shows."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("Adding a component takes one YAML file:\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    line = next(line for line in example.splitlines() if line.startswith("pip:"))
+    groups = line.split("# or a list of groups: ", 1)[1].replace(", ...]", "]")
+    (tmp_path / "components").mkdir()
+    for pip, expected in ((line, (PipGroup(("meson",)),)), (f"pip: {groups}", (PipGroup(("meson",), ("--no-deps",)),))):
+        (tmp_path / "components" / "ucx.yaml").write_text(example.replace(line, pip))
+        assert Library(tmp_path).component("ucx").pip == expected
