@@ -806,8 +806,8 @@ def diff(a, b, recipes_dir, fmt):
 
     Each of A and B is a recipe (name or file), a lock file (*.lock), a state
     directory or an image. Prints what B adds or removes, and the components
-    whose pin, patches or build (content hash with the same pin) changed.
-    Exit 0 when they are equal, 3 when they differ.
+    whose pin, patches or build (content hash with the same pin) changed, or
+    one line saying they are the same. Exit 0 when they are equal, 3 when they differ.
     """
     from envbuild import provenance
 
@@ -822,6 +822,9 @@ def diff(a, b, recipes_dir, fmt):
         click.echo(f"--- {first.kind} {first.origin}\n+++ {second.kind} {second.origin}")
         for change in changes:
             click.echo(str(change))
+    else:
+        click.echo(f"{first.kind} {first.origin} and {second.kind} {second.origin} are the same "
+                   f"({len(first.components)} components)")
     sys.exit(EXIT_MISMATCH if changes else 0)
 
 

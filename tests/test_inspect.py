@@ -119,8 +119,9 @@ def test_diff_of_images_the_engine_does_not_have_exits_two_naming_the_first(engi
 def test_diff_state_directories(state, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(state, other)
-    assert envbuild("diff", str(state), str(other), cwd=tmp_path).returncode == 0
-    assert envbuild("diff", str(state), str(other), cwd=tmp_path).stdout == ""
+    same = envbuild("diff", str(state), str(other), cwd=tmp_path)
+    assert (same.returncode, same.stdout, same.stderr) == (
+        0, f"state {state} and state {other} are the same (3 components)\n", "")
 
     write_state(other, "ucx", f"{'99' * 32} UCX_HOME=/usr/local/ucx", source=UCX_SOURCE)  # rebuilt, same pin
     write_state(other, "mori", "e5" * 32, source="https://x/mori.git@" + "aa" * 20)  # moved
@@ -146,7 +147,9 @@ def test_diff_recipes_by_file(test_recipe, tmp_path):
     new = tmp_path / "new-recipes"
     shutil.copytree(old, new)
     same = envbuild("diff", str(old / "testrecipe.yaml"), str(new / "testrecipe.yaml"), cwd=tmp_path)
-    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    assert (same.returncode, same.stdout) == (
+        0, "recipe t/recipes/testrecipe.yaml and recipe new-recipes/testrecipe.yaml are the same (4 components)\n"
+    ), same.stderr
 
     _edit(new / "components" / "libhello.yaml", test_recipe.libhello_commit, "ab" * 20)
     _edit(new / "components" / "rank0-tool.yaml", "echo ready", "echo steady")
@@ -181,7 +184,8 @@ def test_diff_locks_and_a_recipe_against_its_lock(test_recipe, tmp_path):
     assert run("lock", "--recipe", "testrecipe").returncode == 0
     lock = test_recipe.recipes / "testrecipe.lock"
     same = run("diff", "testrecipe", str(lock))
-    assert (same.returncode, same.stdout) == (0, ""), same.stderr  # the recipe's pins are the lock's
+    assert (same.returncode, same.stdout) == (  # the recipe's pins are the lock's
+        0, f"recipe t/recipes/testrecipe.yaml and lock {lock} are the same (4 components)\n"), same.stderr
 
     old_lock = tmp_path / "old.lock"
     shutil.copy(lock, old_lock)
@@ -217,7 +221,9 @@ def test_inspect_and_diff_the_state_the_script_writes(test_recipe, tmp_path):
         expected_stamp(plan, plan.step(c["name"])) for c in doc["components"]]
 
     same = envbuild("diff", "testrecipe", str(test_recipe.state), cwd=tmp_path, recipes=test_recipe.recipes)
-    assert (same.returncode, same.stdout) == (0, ""), same.stdout + same.stderr
+    assert (same.returncode, same.stdout) == (
+        0, f"recipe t/recipes/testrecipe.yaml and state {test_recipe.state} are the same (4 components)\n"
+    ), same.stderr
     old_commit = test_recipe.libhello_commit
     test_recipe.set_hello_version(2)
     test_recipe.write()
@@ -253,6 +259,8 @@ def test_inspect_and_diff_an_image_built_with_the_recipe_labels(test_recipe, tmp
         assert [c["name"] for c in doc["components"]] == [s.name for s in plan.steps]
         assert all(c["hash"] == plan.step(c["name"]).hash for c in doc["components"])
         same = envbuild("diff", "testrecipe", tag, cwd=tmp_path, recipes=test_recipe.recipes, docker=True)
-        assert (same.returncode, same.stdout) == (0, ""), same.stderr
+        assert (same.returncode, same.stdout) == (
+            0, f"recipe t/recipes/testrecipe.yaml and image {tag} are the same (4 components)\n"
+        ), same.stderr
     finally:
         session.cleanup(engine)
