@@ -691,7 +691,8 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
     doc = resolve(the_plan, resolver, image)
     text = lockfile.dump(doc)
     written = lockfile.Lock(path, shown, yaml.safe_load(text))
-    if (doc.get("python") or {}).get("from") == wheels.FROM_HOST:
+    # Only groups resolved here (no base image to run pip in) were resolved for the Python running pip.
+    if image is not None and image.run is None and (doc.get("python") or {}).get("from") == wheels.FROM_HOST:
         output().warn(wheels.host_warning(the_plan.recipe, wheels.target_of(the_plan.recipe)))
     if strict:
         lockfile.refuse_unsettled(written, the_recipe.name)

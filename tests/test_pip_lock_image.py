@@ -82,8 +82,9 @@ class Recipes:
             (root / "recipes" / "components" / f"{name}.yaml").write_text(
                 f"name: {name}\ndescription: {name}.\n" + text.format(index=index.url))
 
-    def write(self, image: str, version: str = "3.11", components: str = "serve") -> None:
-        python = PYTHON.format(version=version)
+    def write(self, image: str, version: str | None = "3.11", components: str = "serve") -> None:
+        """The recipe on `image`, its python block for Python `version` (None: no python block)."""
+        python = PYTHON.format(version=version) if version else ""
         (self.root / "recipes" / "r.yaml").write_text(RECIPE.format(image=image, python=python, components=components))
 
     def envbuild(self, *args: str) -> subprocess.CompletedProcess:
@@ -219,6 +220,19 @@ def test_a_group_that_would_replace_a_protected_distribution_is_unresolved_at_lo
                   "because these package versions have conflicting dependencies. The conflict is caused by: "
                   "oldtorch 1.0 depends on torch==2.8.0; The user requested (constraint) torch==2.9.0+rocm",
     }
+
+
+def test_a_recipe_without_its_python_block_locked_in_the_image_is_not_said_to_be_resolved_here(images, recipes):
+    """The warning that pip resolved for the Python running it here is for groups resolved here only."""
+    recipes.write(images[0], version=None)
+    result = recipes.envbuild("lock", "--network", "host")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("envbuild: warning: ")]
+    # The one about the base image's digest (a local image has none) only.
+    assert [line.split(": unresolved: ")[0] for line in warnings] == [
+        f"envbuild: warning: recipes/r.lock: base image {images[0]}"]
+    assert (recipes.group()["status"], recipes.group()["reason"]) == (
+        "verified", f"resolved by pip in a container of {images[0]} against its installed packages; files measured")
 
 
 def test_without_the_image_groups_are_resolved_alone_unverified_and_strict_names_them(engine, session, recipes,
