@@ -374,6 +374,33 @@ def test_failing_step_fails_the_build_naming_the_component(engine, session, base
     assert not image_exists(engine, session.tag("broken-cli"))
 
 
+FAILING = """name: failing
+description: A build that fails at once.
+build: |
+  echo "compiling failing"
+  echo "fatal: failing on purpose" >&2
+  exit 3
+"""
+
+
+@pytest.mark.docker
+def test_a_failing_step_shows_its_log_tail_once(engine, session, base_image, sources):
+    with recipe_of(sources, ["failing"], {"failing": FAILING}):
+        cli = envbuild_cli(*image_args(sources, base_image, "--tag", session.tag("failing-cli")))
+    assert cli.returncode == 1, cli.stderr
+    shown = untimed(cli.stderr)
+    failed = next(index for index, line in enumerate(shown) if line.startswith("failing: FAILED after "))
+    # The engine's report holds the log's last lines: shown once, not after the same lines as the step printed them.
+    assert shown[failed + 1] == "--- last 3 output lines of failing ---"
+    assert re.fullmatch(r"    envbuild: error: failing failed \(exit 3\) after [\d.]+ s; log: "
+                        r"/var/lib/envbuild/logs/failing\.log", shown[failed + 2])
+    assert shown[failed + 3:-1] == ["      | compiling failing", "      | fatal: failing on purpose", "---",
+                                    "error: the command exited with code 1"]
+    assert re.fullmatch(r"envbuild: error: image build failed in component 'failing' \(step \d+/\d+\): the command "
+                        r"exited with code 1", shown[-1])
+    assert not image_exists(engine, session.tag("failing-cli"))
+
+
 STRAY = """name: stray
 description: Declares a prefix and writes outside it too.
 prefix:

@@ -75,6 +75,20 @@ class BuildFailed(EnvbuildError):
         return f"image build failed in {where}: {error}"
 
 
+# The runtime engine's failure report (engine/main.sh, _eb_report_failure): `envbuild: error:
+# NAME failed (exit N) after ...; log: FILE`, then the log's last lines as `  | line`.
+_ENGINE_REPORT = re.compile(r"^envbuild: error: \S+ failed \(exit \d+\) ")
+
+
+def failure_tail(output: Sequence[str]) -> list[str]:
+    """What to show of a failed step's last output lines: from the engine's failure report on when
+    they hold one (it ends with the step log's last lines, which the output before it repeats),
+    else all of them."""
+    lines = list(output)
+    reports = [index for index, line in enumerate(lines) if _ENGINE_REPORT.match(line)]
+    return lines[reports[-1]:] if reports else lines
+
+
 def concise_error(error: str) -> str:
     """The builder's error without the echo of the whole RUN command."""
     nonzero = _NONZERO_EXIT.match(error.strip())
@@ -632,7 +646,8 @@ class BuildProgress(BuildTranscript):
     lines stamped with the seconds since the build started ("[  12.3s] building
     <name>..."). Verbose: also every line the builder and the steps print.
     Quiet: nothing but a failure. On failure: the failing step's last output
-    lines. Every value in `redact` (secret build settings) shows as ***.
+    lines (failure_tail: the engine's report on its log, once). Every value in
+    `redact` (secret build settings) shows as ***.
     Pass it as build()'s on_event, and close() it after the build.
     """
 
@@ -749,9 +764,10 @@ class BuildProgress(BuildTranscript):
         name = step.component or step.describe()
         elapsed = f" after {step.elapsed:.1f}s" if step.elapsed is not None else ""
         self._write(f"{name}: FAILED{elapsed}")
-        if step.output and not self.verbose:
-            self._write(f"--- last {len(step.output)} output lines of {name} ---")
-            for line in step.output:
+        tail = failure_tail(step.output)
+        if tail and not self.verbose:
+            self._write(f"--- last {len(tail)} output lines of {name} ---")
+            for line in tail:
                 self._write(f"    {line}")
             self._write("---")
         self._write(f"error: {concise_error(error)}")
