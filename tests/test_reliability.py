@@ -75,9 +75,10 @@ def reinstall(test_recipe, tmp_path):
     return first, test_recipe.render(), env, marks
 
 
-def start_hanging(test_recipe, script: Path, env: dict, marks: Path) -> tuple[subprocess.Popen, int]:
-    """The run, once its step hangs; and the pid of the hanging wrapper."""
-    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def start_hanging(test_recipe, script: Path, env: dict, marks: Path, argv: list[str] | None = None
+                  ) -> tuple[subprocess.Popen, int]:
+    """The run (`bash SCRIPT`, or argv), once its step hangs; and the pid of the hanging wrapper."""
+    proc = subprocess.Popen(argv or ["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=test_recipe.root, start_new_session=True)
     wait_until(lambda: any(marks.iterdir()), [proc], "the step hanging in make install")
     return proc, int(next(marks.iterdir()).name)
@@ -109,6 +110,33 @@ def test_an_interrupted_reinstall_puts_the_old_install_back_and_says_so(test_rec
     assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
     again = test_recipe.run(first)
     assert re.fullmatch(r"envbuild: all 4 components present \(0\.\d+ s\)\n", again.stdout), again.stdout
+
+
+@pytest.mark.parametrize("caller,signal_to,status,said", [
+    ("source {script} && echo launched", "caller", 143, ""),
+    ("trap 'echo caller-trap; exit 7' TERM; source {script}; echo launched", "caller", 7, "caller-trap\n"),
+    ("source {script} && echo launched", "group", 130, ""),
+])
+def test_a_sourced_install_stops_when_its_caller_is_signalled(test_recipe, reinstall, caller, signal_to, status, said):
+    """`docker stop` sends SIGTERM to PID 1 only: the caller that sources the script. The install, which
+    runs in a child of it, is stopped and undone at once; then the caller's trap runs, or it ends as the
+    signal ends it. Ctrl-C (SIGINT to the process group) reaches both, with the same result."""
+    first, script, env, marks = reinstall
+    proc, wrapper = start_hanging(test_recipe, script, env, marks, ["bash", "-c", caller.format(script=script)])
+    started = time.monotonic()
+    if signal_to == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == status
+    assert out.endswith(said) and "launched" not in out
+    name = "SIGINT" if signal_to == "group" else "SIGTERM"
+    assert err == f"envbuild: error: interrupted by {name} while installing libhello: the previous install is in place\n"
+    assert not alive(wrapper)
+    assert hello(test_recipe.root) == "hello 1\n"
+    assert list((test_recipe.state / "txn").iterdir()) == []
 
 
 def test_a_step_left_running_by_a_main_process_killed_alone_is_stopped_by_the_next_run(test_recipe, reinstall):
