@@ -554,6 +554,30 @@ def test_settings_are_checked_before_anything_is_installed(test_recipe, name, va
     assert test_recipe.builds() == []
 
 
+@pytest.mark.parametrize("option", [[], ["--check"], ["--list"]])
+@pytest.mark.parametrize("name,value,message", [
+    ("ENVBUILD_JOBS", "abc", "ENVBUILD_JOBS='abc' is not a whole number of jobs (at least 1)"),
+    ("ENVBUILD_JOBS", "0", "ENVBUILD_JOBS='0' is not a whole number of jobs (at least 1)"),
+    ("ENVBUILD_JOBS", "1 2", "ENVBUILD_JOBS='1 2' is not a whole number of jobs (at least 1)"),
+    ("ENVBUILD_NIC_FAMILY", "IONIC", "ENVBUILD_NIC_FAMILY='IONIC' is not one of: ionic mlx5 bnxt none"),
+    ("NODE_RANK", "abc", "NODE_RANK='abc' is not a whole number (the node's rank)"),
+    ("HELLO_HOME", "/opt/a:b", "HELLO_HOME='/opt/a:b' holds ':', which would split PATH and the other lists it "
+                               "goes into (an install prefix)"),
+    ("HELLO_HOME", "/opt/a\nb", "HELLO_HOME holds a control character (an install prefix)"),
+])
+def test_a_bad_value_in_the_environment_is_a_usage_error_in_every_mode(test_recipe, option, name, value, message):
+    result = test_recipe.run(test_recipe.render(), *option, **{name: value})
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"envbuild: error: {message}\n")
+    assert test_recipe.builds() == []
+
+
+def test_a_prefix_with_a_trailing_slash_is_the_same_install(test_recipe):
+    script = test_recipe.render()
+    assert test_recipe.run(script).returncode == 0
+    again = test_recipe.run(script, HELLO_HOME=f"{test_recipe.root}/opt/hello//")
+    assert re.fullmatch(r"envbuild: all 4 components present \(\d+\.\d+ s\)\n", again.stdout), again.stdout
+
+
 def test_a_state_dir_that_cannot_be_made_is_one_error_line(test_recipe):
     result = test_recipe.run(test_recipe.render(), ENVBUILD_STATE_DIR="/proc/envbuild-state")
     assert result.returncode == 1

@@ -256,7 +256,6 @@ _eb_start_installing() {
   trap '_eb_on_signal INT 130' INT
   trap '_eb_on_signal TERM 143' TERM
   trap _eb_on_exit EXIT
-  _eb_check_settings
   why=$(mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs" 2>&1) \
     || _eb_die "cannot create the state dir $_EB_STATE (ENVBUILD_STATE_DIR): ${why##*: }"
   if _eb_lock lock_fd "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
@@ -278,7 +277,7 @@ _eb_main() {
       -h | --help) _eb_usage; return 0 ;;
       --version) _eb_version; return 0 ;;
       --check) mode=check ;;
-      --list) _eb_list; return 0 ;;
+      --list) mode=list ;;
       --env) mode=env _EB_QUIET=1 ;;
       -q | --quiet) _EB_QUIET=1 ;;
       --detect-nic) shift; _eb_nic_detect "$@"; return ;;
@@ -292,6 +291,8 @@ _eb_main() {
     esac
     shift
   done
+  _eb_check_settings
+  [[ $mode != list ]] || { _eb_list; return 0; }
   _eb_state_dir
   if [[ $mode == install ]]; then
     _EB_RUN_DIR=$_EB_STATE/run.$_EB_PID
