@@ -578,6 +578,50 @@ def test_a_prefix_with_a_trailing_slash_is_the_same_install(test_recipe):
     assert re.fullmatch(r"envbuild: all 4 components present \(\d+\.\d+ s\)\n", again.stdout), again.stdout
 
 
+# --- prefixes that hold someone else's files ----------------------------------------------
+
+
+def foreign_files(directory: Path) -> dict[str, str]:
+    (directory / "projects").mkdir(parents=True)
+    (directory / "projects/thesis.tex").write_text("important\n")
+    return files_in(directory)
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("when", ["first install", "prefix moved after an install"])
+def test_a_prefix_holding_files_no_install_made_is_refused_and_kept(test_recipe, tmp_path, when):
+    script = test_recipe.render()
+    data = tmp_path / "mydata"
+    before = foreign_files(data)
+    if when == "prefix moved after an install":
+        assert test_recipe.run(script).returncode == 0
+    built = test_recipe.builds()
+    result = test_recipe.run(script, HELLO_HOME=str(data))
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"envbuild: error: libhello: HELLO_HOME={data} holds files no install of libhello made (its stamp does not "
+        f"record that prefix), which installing would delete; move them away, set HELLO_HOME to another "
+        f"directory, or replace them with --force libhello\n"), result.stderr
+    assert files_in(data) == before
+    assert test_recipe.builds() == built
+
+
+def test_an_empty_prefix_directory_or_force_is_installed_into(test_recipe, tmp_path):
+    script = test_recipe.render()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert test_recipe.run(script, HELLO_HOME=str(empty)).returncode == 0
+    assert (empty / "bin/hello").exists()
+    data = tmp_path / "mydata"
+    foreign_files(data)
+    forced = test_recipe.run(script, "--force", "libhello", HELLO_HOME=str(data))
+    assert forced.returncode == 0, forced.stderr
+    assert sorted(files_in(data)) == ["bin/hello"]
+
+
 def test_a_state_dir_that_cannot_be_made_is_one_error_line(test_recipe):
     result = test_recipe.run(test_recipe.render(), ENVBUILD_STATE_DIR="/proc/envbuild-state")
     assert result.returncode == 1
