@@ -492,7 +492,7 @@ build: |
     test_recipe.write()
     result = test_recipe.run(test_recipe.render(), ENVBUILD_CACHE_DIR=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
-    assert ("envbuild: warning: shared: not using the shared cache: its prefix SHARED_HOME=/usr/local/ is a shared "
+    assert ("envbuild: warning: shared: not using the shared cache: its prefix SHARED_HOME=/usr/local is a shared "
             "directory, which a restore would replace whole\n") in result.stderr
     assert list((tmp_path / "cache/entries").iterdir()) == []
 

@@ -306,8 +306,8 @@ def test_the_shared_cache_keeps_a_build_per_family(fleet):
     cache = fleet.root / "cache"
     first = fleet.run(script, ENVBUILD_NIC_FAMILY="ionic", ENVBUILD_CACHE_DIR=str(cache))
     assert first.returncode == 0, first.stderr
-    shutil.rmtree(fleet.root / "opt")  # a fresh node: nothing installed, its own state dir
     for family, state in (("ionic", "state-ionic"), ("mlx5", "state-mlx5")):
+        shutil.rmtree(fleet.root / "opt")  # a fresh node: nothing installed, its own state dir
         result = fleet.run(script, ENVBUILD_NIC_FAMILY=family, ENVBUILD_CACHE_DIR=str(cache),
                            ENVBUILD_STATE_DIR=str(fleet.root / state))
         assert result.returncode == 0, result.stderr
@@ -315,6 +315,6 @@ def test_the_shared_cache_keeps_a_build_per_family(fleet):
         assert restored == (["libhello", "nicdrv", "nicdep"] if family == "ionic" else ["libhello"])
         assert sorted(p.name for p in (fleet.root / state / "stamps").iterdir()) == [
             "libhello", f"nicdep@{family}", f"nicdrv@{family}"]
+        assert sourced(fleet, script, SHOW, ENVBUILD_NIC_FAMILY=family,
+                       ENVBUILD_STATE_DIR=str(fleet.root / state)).stdout.splitlines()[-3:] == shown(fleet, family)
     assert fleet.builds() == ["libhello", "nicdrv-ionic", "nicdep-ionic", "nicdrv-mlx5", "nicdep-mlx5"]
-    assert sourced(fleet, script, SHOW, ENVBUILD_NIC_FAMILY="ionic",
-                   ENVBUILD_STATE_DIR=str(fleet.root / "state-ionic")).stdout.splitlines()[-3:] == shown(fleet, "ionic")

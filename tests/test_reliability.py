@@ -75,9 +75,10 @@ def reinstall(test_recipe, tmp_path):
     return first, test_recipe.render(), env, marks
 
 
-def start_hanging(test_recipe, script: Path, env: dict, marks: Path) -> tuple[subprocess.Popen, int]:
-    """The run, once its step hangs; and the pid of the hanging wrapper."""
-    proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def start_hanging(test_recipe, script: Path, env: dict, marks: Path, argv: list[str] | None = None
+                  ) -> tuple[subprocess.Popen, int]:
+    """The run (`bash SCRIPT`, or argv), once its step hangs; and the pid of the hanging wrapper."""
+    proc = subprocess.Popen(argv or ["bash", str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=test_recipe.root, start_new_session=True)
     wait_until(lambda: any(marks.iterdir()), [proc], "the step hanging in make install")
     return proc, int(next(marks.iterdir()).name)
@@ -109,6 +110,33 @@ def test_an_interrupted_reinstall_puts_the_old_install_back_and_says_so(test_rec
     assert sorted(p.name for p in (test_recipe.root / "opt").iterdir()) == ["data", "hello", "tools"]
     again = test_recipe.run(first)
     assert re.fullmatch(r"envbuild: all 4 components present \(0\.\d+ s\)\n", again.stdout), again.stdout
+
+
+@pytest.mark.parametrize("caller,signal_to,status,said", [
+    ("source {script} && echo launched", "caller", 143, ""),
+    ("trap 'echo caller-trap; exit 7' TERM; source {script}; echo launched", "caller", 7, "caller-trap\n"),
+    ("source {script} && echo launched", "group", 130, ""),
+])
+def test_a_sourced_install_stops_when_its_caller_is_signalled(test_recipe, reinstall, caller, signal_to, status, said):
+    """`docker stop` sends SIGTERM to PID 1 only: the caller that sources the script. The install, which
+    runs in a child of it, is stopped and undone at once; then the caller's trap runs, or it ends as the
+    signal ends it. Ctrl-C (SIGINT to the process group) reaches both, with the same result."""
+    first, script, env, marks = reinstall
+    proc, wrapper = start_hanging(test_recipe, script, env, marks, ["bash", "-c", caller.format(script=script)])
+    started = time.monotonic()
+    if signal_to == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == status
+    assert out.endswith(said) and "launched" not in out
+    name = "SIGINT" if signal_to == "group" else "SIGTERM"
+    assert err == f"envbuild: error: interrupted by {name} while installing libhello: the previous install is in place\n"
+    assert not alive(wrapper)
+    assert hello(test_recipe.root) == "hello 1\n"
+    assert list((test_recipe.state / "txn").iterdir()) == []
 
 
 def test_a_step_left_running_by_a_main_process_killed_alone_is_stopped_by_the_next_run(test_recipe, reinstall):
@@ -524,6 +552,74 @@ def test_settings_are_checked_before_anything_is_installed(test_recipe, name, va
     assert result.returncode == 2
     assert result.stderr == f"envbuild: error: {name}='{value}' is not {what}\n"
     assert test_recipe.builds() == []
+
+
+@pytest.mark.parametrize("option", [[], ["--check"], ["--list"]])
+@pytest.mark.parametrize("name,value,message", [
+    ("ENVBUILD_JOBS", "abc", "ENVBUILD_JOBS='abc' is not a whole number of jobs (at least 1)"),
+    ("ENVBUILD_JOBS", "0", "ENVBUILD_JOBS='0' is not a whole number of jobs (at least 1)"),
+    ("ENVBUILD_JOBS", "1 2", "ENVBUILD_JOBS='1 2' is not a whole number of jobs (at least 1)"),
+    ("ENVBUILD_NIC_FAMILY", "IONIC", "ENVBUILD_NIC_FAMILY='IONIC' is not one of: ionic mlx5 bnxt none"),
+    ("NODE_RANK", "abc", "NODE_RANK='abc' is not a whole number (the node's rank)"),
+    ("HELLO_HOME", "/opt/a:b", "HELLO_HOME='/opt/a:b' holds ':', which would split PATH and the other lists it "
+                               "goes into (an install prefix)"),
+    ("HELLO_HOME", "/opt/a\nb", "HELLO_HOME holds a control character (an install prefix)"),
+])
+def test_a_bad_value_in_the_environment_is_a_usage_error_in_every_mode(test_recipe, option, name, value, message):
+    result = test_recipe.run(test_recipe.render(), *option, **{name: value})
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", f"envbuild: error: {message}\n")
+    assert test_recipe.builds() == []
+
+
+def test_a_prefix_with_a_trailing_slash_is_the_same_install(test_recipe):
+    script = test_recipe.render()
+    assert test_recipe.run(script).returncode == 0
+    again = test_recipe.run(script, HELLO_HOME=f"{test_recipe.root}/opt/hello//")
+    assert re.fullmatch(r"envbuild: all 4 components present \(\d+\.\d+ s\)\n", again.stdout), again.stdout
+
+
+# --- prefixes that hold someone else's files ----------------------------------------------
+
+
+def foreign_files(directory: Path) -> dict[str, str]:
+    (directory / "projects").mkdir(parents=True)
+    (directory / "projects/thesis.tex").write_text("important\n")
+    return files_in(directory)
+
+
+def files_in(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("when", ["first install", "prefix moved after an install"])
+def test_a_prefix_holding_files_no_install_made_is_refused_and_kept(test_recipe, tmp_path, when):
+    script = test_recipe.render()
+    data = tmp_path / "mydata"
+    before = foreign_files(data)
+    if when == "prefix moved after an install":
+        assert test_recipe.run(script).returncode == 0
+    built = test_recipe.builds()
+    result = test_recipe.run(script, HELLO_HOME=str(data))
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        f"envbuild: error: libhello: HELLO_HOME={data} holds files no install of libhello made (its stamp does not "
+        f"record that prefix), which installing would delete; move them away, set HELLO_HOME to another "
+        f"directory, or replace them with --force libhello\n"), result.stderr
+    assert files_in(data) == before
+    assert test_recipe.builds() == built
+
+
+def test_an_empty_prefix_directory_or_force_is_installed_into(test_recipe, tmp_path):
+    script = test_recipe.render()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert test_recipe.run(script, HELLO_HOME=str(empty)).returncode == 0
+    assert (empty / "bin/hello").exists()
+    data = tmp_path / "mydata"
+    foreign_files(data)
+    forced = test_recipe.run(script, "--force", "libhello", HELLO_HOME=str(data))
+    assert forced.returncode == 0, forced.stderr
+    assert sorted(files_in(data)) == ["bin/hello"]
 
 
 def test_a_state_dir_that_cannot_be_made_is_one_error_line(test_recipe):

@@ -150,13 +150,13 @@ def test_slurm_node_id_is_the_rank_when_node_rank_is_unset(test_recipe):
     listing = test_recipe.run(script, "--list", SLURM_NODEID="3")
     assert listing.stdout.splitlines()[0] == "envbuild: node rank 3 (from SLURM_NODEID)"
     bad = test_recipe.run(script, SLURM_NODEID="x")
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "envbuild: error: SLURM_NODEID='x' is not a whole number (the node's rank)" in bad.stderr
 
 
 def test_bad_node_rank_is_refused(test_recipe):
     result = test_recipe.run(test_recipe.render(), NODE_RANK="first")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "envbuild: error: NODE_RANK='first' is not a whole number" in result.stderr
 
 

@@ -46,6 +46,9 @@ _eb_prefix_defaults
 _eb_state_dir
 # Work directories without the pid in their names (pip records the path it installed from).
 _EB_WORK_STEM=$scratch/work
+# What the base image holds under a prefix is the recipe's to replace: the layer
+# written over it changes no one's files.
+_EB_REPLACE_UNSTAMPED=1
 
 # Prints, NUL-separated, what this step wrote under the given roots, other filesystems left out.
 written() {

@@ -48,6 +48,13 @@ _eb_check_settings() {
     esac
     [[ ${!name} =~ $pattern ]] || _eb_usage_error "$name='${!name}' is not $what"
   done
+  [[ -z ${ENVBUILD_JOBS:-} || $ENVBUILD_JOBS =~ ^[1-9][0-9]*$ ]] ||
+    _eb_usage_error "ENVBUILD_JOBS='$ENVBUILD_JOBS' is not a whole number of jobs (at least 1)"
+  case ${ENVBUILD_NIC_FAMILY:-} in
+    '' | @NIC_FAMILY_PATTERN@) ;;
+    *) _eb_usage_error "ENVBUILD_NIC_FAMILY='$ENVBUILD_NIC_FAMILY' is not one of: @NIC_FAMILY_WORDS@" ;;
+  esac
+  _eb_node_rank
 }
 
 # Install prefixes the environment does not set get their defaults; one it sets must be absolute.
@@ -71,7 +78,13 @@ _eb_prefix_defaults() {
       printf -v "$var" '%s' "$default"
     elif [[ ${!var} != /* ]]; then
       _eb_usage_error "$var='${!var}' is not an absolute path (an install prefix; the default is $default)"
+    elif [[ ${!var} == *:* ]]; then
+      _eb_usage_error "$var='${!var}' holds ':', which would split PATH and the other lists it goes into (an install prefix)"
+    elif [[ ${!var} == *[[:cntrl:]]* ]]; then
+      _eb_usage_error "$var holds a control character (an install prefix)"
     fi
+    # /opt/x/ is /opt/x: the same stamps, the same install.
+    while [[ ${!var} == /*/ ]]; do printf -v "$var" '%s' "${!var%/}"; done
   done
 }
 
@@ -178,7 +191,7 @@ _eb_node_rank() {
   else
     _EB_RANK=0 _EB_RANK_FROM="the default; neither NODE_RANK nor SLURM_NODEID is set"
   fi
-  [[ $_EB_RANK =~ ^[0-9]+$ ]] || _eb_die "${_EB_RANK_FROM%%;*}='$_EB_RANK' is not a whole number (the node's rank)"
+  [[ $_EB_RANK =~ ^[0-9]+$ ]] || _eb_usage_error "${_EB_RANK_FROM%%;*}='$_EB_RANK' is not a whole number (the node's rank)"
 }
 
 # Whether component $1 applies on this node; the reason it does not goes to _EB_WHY.

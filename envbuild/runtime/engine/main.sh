@@ -82,8 +82,28 @@ _eb_check_only() {
 # built, then stored in the cache for other nodes (best-effort). Each install is
 # a transaction (txn.sh): a failure, an interruption or a kill at any point ends
 # with the previous install in place or the new one complete.
+# Whether the prefixes component $1 owns alone are its to replace: each one that
+# exists and is not empty must be the one its stamp records. Replacing an
+# install sets its prefixes aside and deletes them, so a first install into a
+# directory in use, or a prefix moved onto one, would delete someone's files.
+# A forced install ($2 fresh) replaces them, as asked; so does an image build
+# (_EB_REPLACE_UNSTAMPED), which writes a layer over the base image's files.
+_eb_prefixes_are_ours() {
+  local var have='' stamp=$_EB_STATE/stamps/$_EB_UNIT held
+  [[ -z $2 && -z ${_EB_REPLACE_UNSTAMPED:-} ]] && _eb_owns_prefixes "$1" || return 0
+  [[ ! -r $stamp ]] || read -r have <"$stamp"
+  for var in ${_EB_OWNPREFIXES[$1]}; do
+    [[ " $have " != *" $var=${!var} "* && ( -e ${!var} || -L ${!var} ) ]] || continue
+    held=$(find "${!var}" -maxdepth 1 -mindepth 1 -print -quit 2>/dev/null) || held=${!var}
+    [[ -z $held && -d ${!var} ]] && continue
+    printf 'envbuild: error: %s\n' "$1: $var=${!var} holds files no install of $1 made (its stamp does not record that prefix), which installing would delete; move them away, set $var to another directory, or replace them with --force $1" >&2
+    return 1
+  done
+}
+
 _eb_install() {
   local name=$1 started rc entry='' entry_lock='' how=build platform digest stored='' snapshot=''
+  _eb_prefixes_are_ours "$name" "${2:-}" || return 1
   _EB_LOG=$_EB_STATE/logs/$name.log
   # Image builds name a fixed stem: tools record the path (pip's direct_url.json), and layers must not vary.
   _EB_WORK=${_EB_WORK_STEM:-${TMPDIR:-/tmp}/envbuild.$_EB_PID}.$name
@@ -256,7 +276,6 @@ _eb_start_installing() {
   trap '_eb_on_signal INT 130' INT
   trap '_eb_on_signal TERM 143' TERM
   trap _eb_on_exit EXIT
-  _eb_check_settings
   why=$(mkdir -p "$_EB_STATE/stamps" "$_EB_STATE/logs" 2>&1) \
     || _eb_die "cannot create the state dir $_EB_STATE (ENVBUILD_STATE_DIR): ${why##*: }"
   if _eb_lock lock_fd "$_EB_STATE/install.lock" "installing into $_EB_STATE"; then
@@ -278,7 +297,7 @@ _eb_main() {
       -h | --help) _eb_usage; return 0 ;;
       --version) _eb_version; return 0 ;;
       --check) mode=check ;;
-      --list) _eb_list; return 0 ;;
+      --list) mode=list ;;
       --env) mode=env _EB_QUIET=1 ;;
       -q | --quiet) _EB_QUIET=1 ;;
       --detect-nic) shift; _eb_nic_detect "$@"; return ;;
@@ -292,6 +311,8 @@ _eb_main() {
     esac
     shift
   done
+  _eb_check_settings
+  [[ $mode != list ]] || { _eb_list; return 0; }
   _eb_state_dir
   if [[ $mode == install ]]; then
     _EB_RUN_DIR=$_EB_STATE/run.$_EB_PID
