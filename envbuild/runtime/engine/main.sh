@@ -6,9 +6,16 @@
 # SIGTERM interrupts the wait at once (a foreground child would delay the trap
 # until it ends).
 _eb_in_subshell() {
+  _eb_launch "$@"
+  wait "$!"
+}
+
+# Starts `$2 ARGS...` for component $1 as _eb_in_subshell does, without waiting:
+# its pid is in $!. The open transaction of the component records it (a run
+# killed alone leaves it running; whoever finishes the transaction stops it).
+_eb_launch() {
   _eb_background _eb_logged "$@"
   _eb_txn_worker "$1" "$!"
-  wait "$!"
 }
 
 # In the background subshell: the output goes to the log from here, so that
@@ -36,7 +43,10 @@ _eb_subshell() {
     for var in $_EB_OPEN_LOCKS; do
       exec {var}>&-
     done
-    export EB_PYTHON=${ENVBUILD_PYTHON:-python3} EB_NIC_FAMILY=${_EB_NIC:-} EB_JOBS=${ENVBUILD_JOBS:-$(nproc)}
+    # Locks a step takes (downloads, pip, apt) may get those numbers again.
+    _EB_OPEN_LOCKS=''
+    # The job budget: this component's share of ENVBUILD_JOBS (_eb_schedule).
+    export EB_PYTHON=${ENVBUILD_PYTHON:-python3} EB_NIC_FAMILY=${_EB_NIC:-} EB_JOBS=${_EB_SHARE:-${ENVBUILD_JOBS:-$(nproc)}}
     # Builds take from the recipe, never from the build host, what they would
     # detect: the job budget for make, CMake, PyTorch extensions and Python's
     # os.cpu_count() (3.13+; ninja reads no variable: steps pass -j "$EB_JOBS"),
@@ -48,6 +58,12 @@ _eb_subshell() {
       export "${var?}"
     done
     _EB_NAME=$name
+    # Steps' own apt-get and dpkg (dpkg -i of a .deb) wait for the node's
+    # package lock: components built at the same time never run two at once.
+    # shellcheck disable=SC2317 # the steps call them
+    apt-get() { _eb_exclusive apt command apt-get "$@"; }
+    # shellcheck disable=SC2317 # the steps call them
+    dpkg() { _eb_exclusive apt command dpkg "$@"; }
     _eb_apply_build_env
     _eb_apply_env "$name"
     "$action" "$@"
@@ -77,11 +93,6 @@ _eb_check_only() {
   set -o pipefail
 }
 
-# Installs component $1 (stamp key in _EB_KEY): restored from the shared cache
-# when a whole entry exists (unless $2 is `fresh`, as for --force NAME), else
-# built, then stored in the cache for other nodes (best-effort). Each install is
-# a transaction (txn.sh): a failure, an interruption or a kill at any point ends
-# with the previous install in place or the new one complete.
 # Whether the prefixes component $1 owns alone are its to replace: each one that
 # exists and is not empty must be the one its stamp records. Replacing an
 # install sets its prefixes aside and deletes them, so a first install into a
@@ -101,12 +112,30 @@ _eb_prefixes_are_ours() {
   done
 }
 
-_eb_install() {
-  local name=$1 started rc entry='' entry_lock='' how=build platform digest stored='' snapshot=''
-  _eb_prefixes_are_ours "$name" "${2:-}" || return 1
-  _EB_LOG=$_EB_STATE/logs/$name.log
+# Its log and work directory of component $1, into _EB_LOG and _EB_WORK.
+_eb_component_paths() {
+  _EB_LOG=$_EB_STATE/logs/$1.log
   # Image builds name a fixed stem: tools record the path (pip's direct_url.json), and layers must not vary.
-  _EB_WORK=${_EB_WORK_STEM:-${TMPDIR:-/tmp}/envbuild.$_EB_PID}.$name
+  _EB_WORK=${_EB_WORK_STEM:-${TMPDIR:-/tmp}/envbuild.$_EB_PID}.$1
+}
+
+# Starts installing component $1: restored from the shared cache when a whole
+# entry exists (unless $2 is `fresh`, as for --force NAME), else its build
+# starts in the background; `restored` or the build's pid into the variable
+# named $3. _eb_install_end finishes the build: stamped, then stored in the
+# cache for other nodes (best-effort). Each install is a transaction (txn.sh):
+# a failure, an interruption or a kill at any point ends with the previous
+# install in place or the new one complete. Builds of several components may
+# be in flight at once; every change of state is made here, in the run's main
+# process, one at a time.
+_eb_install_begin() {
+  local name=$1 started entry='' entry_lock='' how=build platform digest snapshot=''
+  _eb_key "$name"
+  if ! _eb_prefixes_are_ours "$name" "${2:-}"; then
+    printf -v "$3" refused
+    return 0
+  fi
+  _eb_component_paths "$name"
   : >"$_EB_LOG"
   if [[ -n $_EB_CACHE ]] && _eb_cacheable "$name"; then
     _eb_platform platform "$name"
@@ -115,6 +144,7 @@ _eb_install() {
     _eb_from_cache how "$name" "$entry" "${2:-}"
     if [[ $how == restored ]]; then
       _eb_unlock "$entry_lock"
+      printf -v "$3" restored
       return 0
     fi
     [[ $how != build-store ]] || snapshot=$_EB_RUN_DIR/$name.before
@@ -124,10 +154,21 @@ _eb_install() {
   _eb_txn_begin "$name"
   rm -rf "$_EB_WORK"
   mkdir -p "$_EB_WORK"
-  set +e
-  _eb_in_subshell "$name" _eb_build "$snapshot"
-  rc=$?
-  set -e
+  _eb_launch "$name" _eb_build "$snapshot"
+  printf -v "$3" '%s' "$!"
+  # Fields apart by a separator that is not blank: empty ones stay fields.
+  _EB_BUILDING[$name]=$started$'\x1f'$how$'\x1f'$entry_lock$'\x1f'$entry
+}
+
+# Finishes the install of component $1, whose build ended with status $2:
+# committed (and stored in the shared cache when its entry was to be), or
+# rolled back and reported. Returns 1 when the build failed.
+_eb_install_end() {
+  local name=$1 rc=$2 started how entry_lock entry stored=''
+  IFS=$'\x1f' read -r started how entry_lock entry <<<"${_EB_BUILDING[$name]}"
+  unset "_EB_BUILDING[$name]"
+  _eb_key "$name"
+  _eb_component_paths "$name"
   _eb_point "built $name (exit $rc)"
   rm -rf "$_EB_WORK"
   _eb_elapsed "$started"
@@ -142,6 +183,102 @@ _eb_install() {
   [[ $how != build-store ]] || _eb_store stored "$name" "$entry"
   _eb_unlock "$entry_lock"
   _eb_say "$name: installed in $_EB_ELAPSED s${stored:+ (stored in the shared cache)}"
+}
+
+# Installs the components named $@ (in dependency order), each as soon as those
+# of its dependencies among them are installed: up to ENVBUILD_PARALLEL at a
+# time, the longest chain of dependents first, sharing ENVBUILD_JOBS. A
+# component gets the budget divided among those that can run now (at least 1
+# job), and starts only when that much is free, unless nothing runs: the
+# builds together never use more than ENVBUILD_JOBS. A failure stops the
+# components that depend on it; the others go on. Reads _eb_main's `fresh`;
+# counts into its `installed`, and names what failed or was stopped in its
+# `failures`. Waiting is `wait -n` (bash 4.3; older bash builds one at a time).
+_eb_schedule() {
+  local name dep jobs parallel free running=0 share rc pid outcome restored ready=() chosen
+  local -A state=() height=() pids=() shares=()
+  _eb_setting jobs ENVBUILD_JOBS
+  [[ -n $jobs ]] || jobs=$(nproc)
+  _eb_setting parallel ENVBUILD_PARALLEL
+  parallel=${parallel:-$jobs}
+  ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 403)) || parallel=1
+  free=$jobs
+  for name in "$@"; do
+    state[$name]=queued height[$name]=1
+  done
+  # The longest chain of dependents among them (in components), from the end of the order.
+  for ((rc = $# ; rc >= 1; rc--)); do
+    name=${!rc}
+    for dep in ${_EB_DEPS[$name]}; do
+      [[ -z ${state[$dep]:-} ]] || ((${height[$dep]} > ${height[$name]})) || height[$dep]=$((${height[$name]} + 1))
+    done
+  done
+  while :; do
+    ready=()
+    for name in "$@"; do
+      [[ ${state[$name]} == queued ]] || continue
+      outcome=ready
+      for dep in ${_EB_DEPS[$name]}; do
+        case ${state[$dep]:-installed} in
+          installed) ;;
+          failed) outcome="it needs $dep, which failed" && break ;;
+          stopped) outcome="it needs $dep, which is not installed" && break ;;
+          *) outcome=waiting ;;
+        esac
+      done
+      if [[ $outcome == ready ]]; then
+        ready+=("$name")
+      elif [[ $outcome != waiting ]]; then
+        state[$name]=stopped
+        failures+=("$name ($outcome)")
+        printf 'envbuild: error: %s is not installed: %s\n' "$name" "$outcome" >&2
+      fi
+    done
+    restored=''
+    while ((${#ready[@]} && running < parallel)); do
+      chosen=0
+      for ((rc = 1; rc < ${#ready[@]}; rc++)); do
+        ((${height[${ready[rc]}]} <= ${height[${ready[chosen]}]})) || chosen=$rc
+      done
+      name=${ready[chosen]}
+      share=$((jobs / (running + ${#ready[@]} < parallel ? running + ${#ready[@]} : parallel)))
+      ((share >= 1)) || share=1
+      ((share <= free)) || share=$free
+      # Nothing free: wait for a build to end (when none runs, all is free).
+      ((share >= 1)) || break
+      ready=("${ready[@]:0:chosen}" "${ready[@]:chosen+1}")
+      _EB_SHARE=$share
+      _eb_install_begin "$name" "${fresh[$name]:+fresh}" pid
+      _EB_SHARE=''
+      if [[ $pid == restored ]]; then
+        state[$name]=installed restored=1
+        ((installed += 1))
+        continue
+      fi
+      state[$name]=running pids[$name]=$pid shares[$name]=$share
+      free=$((free - share)) running=$((running + 1))
+    done
+    # What was restored may have let others start.
+    [[ -z $restored ]] || continue
+    ((running)) || break
+    # Any build's end; then each that ended, in the order they were started.
+    wait -n || :
+    for name in "$@"; do
+      [[ ${state[$name]} == running ]] || continue
+      pid=${pids[$name]}
+      ! kill -0 "$pid" 2>/dev/null || continue
+      rc=0
+      wait "$pid" || rc=$?
+      free=$((free + ${shares[$name]})) running=$((running - 1))
+      if _eb_install_end "$name" "$rc"; then
+        state[$name]=installed
+        ((installed += 1))
+      else
+        state[$name]=failed
+        failures+=("$name (exit $rc; log: $_EB_LOG)")
+      fi
+    done
+  done
 }
 
 # Names component $1, its log $2 and exit status $3, with the reason the step or
@@ -192,7 +329,9 @@ Environment (every variable the script reads):
   ENVBUILD_ROOT          filesystem root NIC detection reads (default /)
   ENVBUILD_NIC_DSCP      RoCE DSCP, over what the node's tools say
   ENVBUILD_NIC_SL        InfiniBand service level, over what the node's tools say
-  ENVBUILD_JOBS          parallel build jobs, \$EB_JOBS in steps (default: nproc)
+  ENVBUILD_JOBS          build jobs of the node, shared by the components built at once;
+                         \$EB_JOBS in steps (default: nproc)
+  ENVBUILD_PARALLEL      components built at once, at most (default: ENVBUILD_JOBS)
   ENVBUILD_CACHE_DIR     shared build cache of the cluster (default: none)
   ENVBUILD_LOCK_TIMEOUT  seconds to wait for a lock before giving up (default ${_EB_SETTINGS[ENVBUILD_LOCK_TIMEOUT]})
   ENVBUILD_LOCK_HEARTBEAT  seconds between a lock holder's touches of its note (default ${_EB_SETTINGS[ENVBUILD_LOCK_HEARTBEAT]})
@@ -289,7 +428,7 @@ _eb_start_installing() {
 _eb_main() {
   local mode=install name dep started locked='' prepared=''
   local -A only=() force=() fresh=() reinstalled=()
-  local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]}
+  local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]} queue=() failures=()
   _eb_now started
   _EB_PID=$BASHPID
   while (($#)); do
@@ -374,9 +513,8 @@ _eb_main() {
         continue
       fi
     fi
-    _eb_install "$name" "${fresh[$name]:+fresh}"
+    queue+=("$name")
     reinstalled[$name]=1
-    ((installed += 1))
   done
   case $mode in
     env)
@@ -394,9 +532,15 @@ _eb_main() {
       return 0
       ;;
   esac
+  ((${#queue[@]} == 0)) || _eb_schedule "${queue[@]}"
   [[ ! -e $_EB_RUN_DIR ]] || rm -rf "$_EB_RUN_DIR"
   _eb_elapsed "$started"
-  if ((installed)); then
+  if ((${#failures[@]})); then
+    printf -v name '; %s' "${failures[@]}"
+    _eb_say "installed $installed, present $present, skipped $skipped, not installed ${#failures[@]} of $total components ($_EB_ELAPSED s)"
+    printf 'envbuild: error: not installed: %s\n' "${name#; }" >&2
+    return 1
+  elif ((installed)); then
     local cache=''
     [[ -z $_EB_CACHE ]] || cache=" (shared cache: $_EB_RESTORED restored, $_EB_STORED stored)"
     _eb_say "installed $installed$cache, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"

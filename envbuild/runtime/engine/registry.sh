@@ -38,12 +38,14 @@ _EB_POINTS=0
 _EB_INSTALL_LOCKED=''
 _EB_CACHE=''
 _EB_CACHE_RO=''
+_EB_CACHE_FORMAT=gz
 _EB_BASE_IMAGE=''
 _EB_UNIT=''
 _EB_NIC_PENDING=''
+_EB_SHARE=''
 declare -gA _EB_HASH=() _EB_DEPS=() _EB_RANKS=() _EB_NICS=() _EB_NICSPEC=() _EB_PREFIXVARS=() _EB_ENVCHAIN=() \
   _EB_PREFIX_DEFAULT=() _EB_OWNPREFIXES=() _EB_USESPYTHON=() _EB_SOURCE=() _EB_PATCHES=() _EB_CONDITION=() \
-  _EB_GPUTARGET=() _EB_PROTECTED=() _EB_HEARTBEAT=() _EB_LOCK_NOTE=() _EB_RECOVERED=()
+  _EB_GPUTARGET=() _EB_PROTECTED=() _EB_HEARTBEAT=() _EB_LOCK_NOTE=() _EB_RECOVERED=() _EB_BUILDING=()
 # Each field of a component's registration, and the array it goes to.
 declare -gA _EB_FIELDS=([hash]=_EB_HASH [depends]=_EB_DEPS [node_ranks]=_EB_RANKS [nics]=_EB_NICS
   [nic_specific]=_EB_NICSPEC [prefix_vars]=_EB_PREFIXVARS [env_chain]=_EB_ENVCHAIN [own_prefixes]=_EB_OWNPREFIXES

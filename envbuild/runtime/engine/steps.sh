@@ -132,9 +132,25 @@ _eb_pip_base() {
   _eb_die "the lock was made for another base image, which had ${line#, }; lock the recipe again against this one"
 }
 
+# pip into the Python's site-packages, which every component shares, holds the
+# node's pip lock (components built at the same time never run two such pips at
+# once); pip --target into a component's own directory (_eb_pip_into) does not.
 _eb_pip_install() {
-  PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  local lock=pip
+  [[ " $* " != *" --target "* ]] || lock=''
+  _eb_exclusive "$lock" env PIP_ROOT_USER_ACTION=ignore PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     "$EB_PYTHON" -m pip install --no-input "$@"
+}
+
+# Runs command ARGS... (a program, never a step or a helper: it runs where
+# errexit is off) holding the run's lock named $1 (apt: apt-get and dpkg; pip:
+# pip into site-packages; none when empty), and returns its status.
+_eb_exclusive() {
+  local fd='' rc=0
+  [[ -z $1 ]] || _eb_lock fd "$_EB_RUN_DIR/$1.lock" "$1 for $_EB_NAME" || :
+  "${@:2}" || rc=$?
+  _eb_unlock "$fd"
+  return "$rc"
 }
 
 # Clones repository $1 at commit $2 into ./src (submodules if $3 is 1) and enters

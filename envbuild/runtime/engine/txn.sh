@@ -244,6 +244,8 @@ _eb_on_signal() {
 # previous install back; its locks' notes and its run directory go.
 _eb_on_exit() {
   local fd
+  # Builds still in flight (the run stops on an error of its own) stop first.
+  ((${#_EB_BUILDING[@]} == 0)) || _eb_stop_tree "$_EB_PID"
   _eb_finish_own "stopped"
   for fd in "${!_EB_LOCK_NOTE[@]}"; do
     _eb_unlock "$fd"
