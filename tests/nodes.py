@@ -23,6 +23,7 @@ have reached a given point (`lock_waiters`, `wait_until`).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,9 @@ from pathlib import Path
 
 from localsources import FileServer
 from testrecipe import LocalRecipe
+
+# The archive of the cache entries a node stores: zstd's when it has zstd, else gzip's (issue 15).
+ARCHIVE = "files.tar.zst" if shutil.which("zstd") else "files.tar.gz"
 
 NAMESPACE = 'mount --bind "$1" "$2" && hostname "$3" && shift 3 && exec "$@"'
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -20,7 +21,7 @@ import pytest
 from envbuild.pipeline import load_plan
 from localsources import make_tarball, sha256
 from stamps import expected_stamp, stamp_of
-from nodes import Cluster, lock_waiters, wait_until, write_wrappers
+from nodes import ARCHIVE, Cluster, lock_waiters, wait_until, write_wrappers
 from testrecipe import GREET_PYPROJECT
 
 NODES = 8
@@ -97,7 +98,7 @@ def assert_no_leftovers(cluster: Cluster, *nodes: int) -> None:
     for path in (cluster.cache / "locks").iterdir():
         assert path.name.endswith(".lock"), path
     for entry in (cluster.cache / "entries").iterdir():
-        assert sorted(p.name for p in entry.iterdir()) == ["SHA256SUMS", "files.tar.gz", "removed.txt"]
+        assert sorted(p.name for p in entry.iterdir()) == ["SHA256SUMS", ARCHIVE, "removed.txt"]
         assert subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "SHA256SUMS"], cwd=entry).returncode == 0
     for download in (cluster.cache / "downloads").iterdir():
         assert sha256(download.read_bytes()) == download.name
@@ -190,8 +191,8 @@ KILL_POINTS = {
     # during the step, mid-compile
     "step-start": ("make -j*", "before", False),
     # during the restore: before and after the archive is unpacked into the prefix
-    "restore-start": ("tar *-xzf */entries/libhello-*", "before", True),
-    "restore": ("tar *-xzf */entries/libhello-*", "after", True),
+    "restore-start": ("tar *-xf */entries/libhello-*", "before", True),
+    "restore": ("tar *-xf */entries/libhello-*", "after", True),
 }
 
 
@@ -229,7 +230,7 @@ def test_kill_while_storing_in_the_cache_keeps_the_install(cluster):
     """The store comes after the commit: a run killed while writing the archive has installed
     the component; its half-written capture is swept, and no entry appears."""
     mark = cluster.root / "hang"
-    proc = cluster.start(0, EB_TEST_HANG="tar *-czf *libhello-*", EB_TEST_HANG_WHEN="after", EB_TEST_HANG_MARK=str(mark))
+    proc = cluster.start(0, EB_TEST_HANG="tar *-cf *libhello-*", EB_TEST_HANG_WHEN="after", EB_TEST_HANG_MARK=str(mark))
     cluster.wait_for(mark, proc)
     cluster.kill(proc)
     assert_consistent(cluster, 0)
@@ -250,25 +251,25 @@ def test_corrupt_or_partial_entries_are_rejected_and_rebuilt(cluster):
     assert cluster.run(0).returncode == 0
     found = {name: cluster.cache / "entries" / names[0] for name, names in entries(cluster).items()}
     # libhello: bytes flipped in the archive
-    archive = found["libhello"] / "files.tar.gz"
+    archive = found["libhello"] / ARCHIVE
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
     # greet: a partial entry, its SHA256SUMS never written
     (found["greet"] / "SHA256SUMS").unlink()
     # dataset: a truncated archive whose SHA256SUMS was written after it (it verifies, tar fails)
-    archive = found["dataset"] / "files.tar.gz"
+    archive = found["dataset"] / ARCHIVE
     archive.write_bytes(archive.read_bytes()[:len(archive.read_bytes()) // 2])
-    subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=found["dataset"], check=True)
+    subprocess.run(f"sha256sum {ARCHIVE} removed.txt >SHA256SUMS", shell=True, cwd=found["dataset"], check=True)
 
     result = cluster.run(1)
     assert result.returncode == 0, result.stdout + result.stderr
     why = {"libhello": "its files do not match its SHA256SUMS", "greet": "it has no file SHA256SUMS",
            "dataset": "its archive cannot be unpacked"}
     log = cluster.mount / "state/logs"
-    assert result.stderr.splitlines() == [
+    assert sorted(result.stderr.splitlines()) == sorted(
         f"envbuild: warning: {name}: cache entry {found[name]} is corrupt or incomplete ({why[name]}); "
-        f"it will be rebuilt (details in {log}/{name}.log)" for name in CACHED]
+        f"it will be rebuilt (details in {log}/{name}.log)" for name in CACHED)
     for name in CACHED:
         assert re.search(rf"^envbuild: {name}: installed in \d+\.\d+ s \(stored in the shared cache\)$", result.stdout, re.M)
     assert "envbuild: installed 3 (shared cache: 0 restored, 3 stored), present 0, skipped 1 of 4" in result.stdout
@@ -287,16 +288,16 @@ def test_corrupt_or_partial_entries_are_rejected_and_rebuilt(cluster):
 def test_corrupt_entry_found_by_many_nodes_at_once_is_rebuilt_once(cluster):
     assert cluster.run(0).returncode == 0
     entry = cluster.cache / "entries" / entries(cluster)["libhello"][0]
-    archive = entry / "files.tar.gz"
+    archive = entry / ARCHIVE
     archive.write_bytes(archive.read_bytes()[:-20])
-    subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
+    subprocess.run(f"sha256sum {ARCHIVE} removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
     # Every node's restore of libhello holds on until all of them are restoring:
     # they all find the entry corrupt before one of them replaces it.
     for k in range(1, NODES):
         cluster.node_dir(k)
     marks, release = cluster.root / "marks", cluster.root / "release"
     marks.mkdir()
-    procs = [cluster.start(k, EB_TEST_HANG="* -xzf */entries/libhello-*", EB_TEST_HANG_MARKS=str(marks),
+    procs = [cluster.start(k, EB_TEST_HANG="* -xf */entries/libhello-*", EB_TEST_HANG_MARKS=str(marks),
                            EB_TEST_HANG_UNTIL=str(release)) for k in range(1, NODES)]
     wait_until(lambda: len(list(marks.iterdir())) == NODES - 1, procs, f"{NODES - 1} nodes restoring libhello")
     release.touch()
@@ -561,3 +562,82 @@ def test_no_op_run_with_the_cache_set_starts_no_process_and_leaves_the_cache_alo
     assert len(calls) == 1, calls
     assert re.match(r'^\d+ +execve\("[^"]*/bash", \["bash", ', calls[0]), calls
     assert not cache.exists(), "the no-op path must not touch the cache"
+
+
+# Cache formats (issue 15): zstd where the storing and the restoring node have it, gzip otherwise.
+needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd is not installed")
+
+
+def archives(cluster: Cluster) -> dict[str, str]:
+    """Each cached component's archive name, after checking SHA256SUMS names it."""
+    found = {}
+    for name, paths in entries(cluster).items():
+        entry = cluster.cache / "entries" / paths[0]
+        archive = next(p.name for p in entry.iterdir() if p.name.startswith("files.tar."))
+        assert (entry / "SHA256SUMS").read_text().splitlines()[0].endswith(f"  {archive}")
+        found[name] = archive
+    return {name: found[name] for name in CACHED}  # rank0-tool's too, when node 0 ran
+
+
+def run_without_zstd(cluster: Cluster, k: int) -> subprocess.CompletedProcess:
+    """The script on node k, on which zstd is not installed (an unexecutable file in its place)."""
+    hide = 'mount --bind /dev/null "$1" && shift && exec bash "$@"'
+    proc = subprocess.Popen(cluster.command(k, "bash", "-c", hide, "hide", shutil.which("zstd"), str(cluster.script)),
+                            env=cluster.env(k), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=cluster.root, start_new_session=True)
+    return cluster.finish(proc)
+
+
+@needs_zstd
+def test_entries_are_stored_with_zstd_and_older_gzip_entries_still_restore(cluster):
+    assert cluster.run(1).returncode == 0
+    assert archives(cluster) == {name: "files.tar.zst" for name in CACHED}
+    restored = cluster.run(0)
+    assert restored.returncode == 0 and restored.stderr == "", restored.stderr
+    assert "installed 4 (shared cache: 3 restored, 1 stored)" in restored.stdout
+    assert_installed(cluster, 0)
+    # An entry an earlier envbuild wrote: files.tar.gz, named in its SHA256SUMS.
+    for paths in entries(cluster).values():
+        entry = cluster.cache / "entries" / paths[0]
+        subprocess.run("zstd -dcq files.tar.zst | gzip -c >files.tar.gz && rm files.tar.zst && "
+                       "sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
+    assert archives(cluster) == {name: "files.tar.gz" for name in CACHED}
+    old = cluster.run(2)
+    assert old.returncode == 0 and old.stderr == "", old.stderr
+    assert "installed 3 (shared cache: 3 restored, 0 stored)" in old.stdout
+    assert_installed(cluster, 2)
+    assert [b for b in cluster.recipe.builds() if b in CACHED] == sorted(CACHED, key=cluster.recipe.builds().index)
+
+
+@needs_zstd
+def test_a_node_without_zstd_rebuilds_zstd_entries_in_gzip_and_the_cluster_then_stores_gzip(cluster):
+    assert cluster.run(1).returncode == 0  # node1 has zstd: its entries are zstd's
+    assert archives(cluster) == {name: "files.tar.zst" for name in CACHED}
+    plain = run_without_zstd(cluster, 0)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert sorted(plain.stderr.splitlines()) == sorted(
+        f"envbuild: warning: {name}: cache entry {cluster.cache / 'entries' / entries(cluster)[name][0]} is "
+        "zstd-compressed and this node has no zstd; it will be rebuilt and stored with gzip, which every node restores"
+        for name in CACHED)
+    assert "installed 4 (shared cache: 0 restored, 4 stored)" in plain.stdout
+    assert_installed(cluster, 0)
+    assert archives(cluster) == {name: "files.tar.gz" for name in CACHED}
+    assert [p.name for p in (cluster.cache / "no-zstd").iterdir()] == ["node0"]
+    # A node with zstd restores those; what it builds now, it stores with gzip for node0.
+    shutil.rmtree(cluster.cache / "entries")
+    stored = cluster.run(2)
+    assert stored.returncode == 0 and stored.stderr == "", stored.stderr
+    assert archives(cluster) == {name: "files.tar.gz" for name in CACHED}
+    again = run_without_zstd(cluster, 3)
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+    assert "installed 3 (shared cache: 3 restored, 0 stored)" in again.stdout
+    assert_installed(cluster, 3)
+    assert sorted(p.name for p in (cluster.cache / "no-zstd").iterdir()) == ["node0", "node3"]
+    # Once node0 and node3 have zstd, they say so: entries are zstd's again.
+    assert cluster.run(0, "--force", "libhello").returncode == 0
+    assert [p.name for p in (cluster.cache / "no-zstd").iterdir()] == ["node3"]
+    assert cluster.run(3, "--force", "libhello").returncode == 0
+    assert list((cluster.cache / "no-zstd").iterdir()) == []
+    shutil.rmtree(cluster.cache / "entries")
+    assert cluster.run(4).returncode == 0
+    assert archives(cluster) == {name: "files.tar.zst" for name in CACHED}

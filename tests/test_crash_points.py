@@ -12,7 +12,10 @@ Five scenarios, of components `lib` and `app` (built on it):
 - failed upgrade: version 2 of lib installs its files, then fails (its rollback is crashed too);
 - cache restore: version 1 installed, the cache holds version 2 of both;
 - corrupt entry: as cache restore, but lib's entry unpacks badly: its restore is
-  undone, the entry replaced under its lock, lib built and stored.
+  undone, the entry replaced under its lock, lib built and stored;
+- parallel upgrade: lib and `tool` (independent of it) upgraded from 1 to 2 with
+  both builds in flight at once (tool's ends once lib's install is done, so that
+  the changes of state come in the same order in every run).
 
 After each crash, whatever has a stamp has exactly the files of that stamp's
 version; an interrupted run (TERM, INT) has already put things right and says
@@ -34,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from envbuild.pipeline import load_plan
+from nodes import ARCHIVE
 from stamps import expected_stamp, stamp_of
 
 RECIPE = "name: r\ndescription: Crash test recipe.\nbase_image: debian:bookworm\ncomponents: [{components}]\n"
@@ -46,7 +50,7 @@ build: |
   mkdir -p "$LIB_HOME"
   echo {version} > "$LIB_HOME/VERSION"
   echo data > "$LIB_HOME/data"
-  {fail}
+  {wait}{fail}
 check: |
   grep -qx {version} "$LIB_HOME/VERSION"
 """
@@ -61,6 +65,27 @@ build: |
   cp "$LIB_HOME/VERSION" "$APP_HOME/built-with"
 check: |
   test -f "$APP_HOME/built-with"
+"""
+# With tool in the recipe, lib's build ends once tool's has begun (each run appends a line of each).
+WAIT_FOR_TOOL = """for _ in $(seq 100); do
+    if (($(grep -cx tool "$EB_TEST_BUILDS") >= $(grep -cx lib "$EB_TEST_BUILDS"))); then break; fi
+    sleep 0.1
+  done
+  """
+TOOL = """name: tool
+description: A tool independent of lib, version {version}.
+prefix:
+  TOOL_HOME: {world}/opt/tool
+build: |
+  echo tool >> "$EB_TEST_BUILDS"
+  mkdir -p "$TOOL_HOME"
+  echo {version} > "$TOOL_HOME/VERSION"
+  for _ in $(seq 100); do
+    if grep -qsx {version} {world}/opt/lib/VERSION && test ! -e "$ENVBUILD_STATE_DIR/txn/lib"; then break; fi
+    sleep 0.1
+  done
+check: |
+  grep -qx {version} "$TOOL_HOME/VERSION"
 """
 MODES = [(signal, target) for target in ("group", "main") for signal in ("KILL", "TERM", "INT")]
 EXIT_STATUS = {"KILL": -9, "TERM": 143, "INT": 130}
@@ -100,8 +125,10 @@ def write_recipes(root: Path, world: Path, version: int, fail: bool, components:
     (recipes / "components").mkdir(parents=True)
     (recipes / "r.yaml").write_text(RECIPE.format(components=", ".join(components)))
     (recipes / "components" / "lib.yaml").write_text(
-        LIB.format(version=version, world=world, fail="exit 3" if fail else ":"))
+        LIB.format(version=version, world=world, fail="exit 3" if fail else ":",
+                   wait=WAIT_FOR_TOOL if "tool" in components else ""))
     (recipes / "components" / "app.yaml").write_text(APP.format(world=world))
+    (recipes / "components" / "tool.yaml").write_text(TOOL.format(world=world, version=version))
     return recipes
 
 
@@ -127,7 +154,8 @@ def make_scenario(root: Path, name: str) -> World:
     """Scenario `name`'s world at root/world, set up once and kept as root/template. Restores
     go through the same transaction as builds: the cache scenarios have lib alone."""
     world = root / "world"
-    components = ("lib",) if name in ("cache-restore", "corrupt-entry") else ("lib", "app")
+    components = {"cache-restore": ("lib",), "corrupt-entry": ("lib",), "parallel-upgrade": ("lib", "tool")}.get(
+        name, ("lib", "app"))
     stamps = {}
     for script, version, fail in (("v1", 1, False), ("v2", 2, False), ("v2-broken", 2, True)):
         recipes = write_recipes(root, world, version, fail, list(components))
@@ -136,7 +164,7 @@ def make_scenario(root: Path, name: str) -> World:
     (world / "tmp").mkdir(parents=True)
     final, script, cache = {"first-install": ("v2", "v2", True), "upgrade": ("v2", "v2", False),
                             "failed-upgrade": ("v1", "v2-broken", False), "cache-restore": ("v2", "v2", True),
-                            "corrupt-entry": ("v2", "v2", True)}[name]
+                            "corrupt-entry": ("v2", "v2", True), "parallel-upgrade": ("v2", "v2", False)}[name]
     scenario = World(world, root / "template", final, script, cache, components, stamps)
     if name in ("cache-restore", "corrupt-entry"):
         # Another node (other state dir, same paths) stored version 2; this one has version 1.
@@ -147,9 +175,9 @@ def make_scenario(root: Path, name: str) -> World:
     if name == "corrupt-entry":
         # lib's archive cut short, its SHA256SUMS written after: it verifies, and tar fails.
         entry = next((world / "cache/entries").glob("lib-*"))
-        archive = entry / "files.tar.gz"
+        archive = entry / ARCHIVE
         archive.write_bytes(archive.read_bytes()[:40])
-        subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
+        subprocess.run(f"sha256sum {ARCHIVE} removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
     if name != "first-install":
         first = scenario.run("v1", ENVBUILD_CACHE_DIR="")
         assert first.returncode == 0, first.stderr
@@ -172,6 +200,8 @@ def installed(scenario: World) -> dict[str, str]:
         if name == "lib":
             assert (scenario.world / "opt/lib/VERSION").read_text() == f"{number}\n", f"lib stamped {version}"
             assert (scenario.world / "opt/lib/data").read_text() == "data\n"
+        elif name == "tool":
+            assert (scenario.world / "opt/tool/VERSION").read_text() == f"{number}\n", f"tool stamped {version}"
         else:
             assert (scenario.world / "opt/app/built-with").read_text() == f"{number}\n", f"app stamped {version}"
         found[name] = version
@@ -196,7 +226,7 @@ def leftovers(scenario: Scenario) -> list[str]:
         found += [str(p) for p in (cache / "locks").iterdir() if not p.name.endswith(".lock")]
         for entry in (cache / "entries").iterdir():
             sums = subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "SHA256SUMS"], cwd=entry)
-            if sums.returncode != 0 or sorted(p.name for p in entry.iterdir()) != ["SHA256SUMS", "files.tar.gz", "removed.txt"]:
+            if sums.returncode != 0 or sorted(p.name for p in entry.iterdir()) != ["SHA256SUMS", ARCHIVE, "removed.txt"]:
                 found.append(f"bad entry {entry}")
     return found
 
@@ -214,7 +244,7 @@ def points(scenario: Scenario) -> list[str]:
 
 
 INTERRUPTED = re.compile(r"envbuild: error: interrupted by SIG(INT|TERM)"
-                         r"(| after installing (lib|app)| while installing (lib|app): "
+                         r"(| after installing (lib|app|tool)| while installing (lib|app|tool): "
                          r"(the previous install is in place|it is not installed))\n")
 
 
@@ -230,11 +260,14 @@ def installs(scenario: World, result: subprocess.CompletedProcess, builds_before
     return sorted(built + restored)
 
 
-@pytest.mark.parametrize("name", ["first-install", "upgrade", "failed-upgrade", "cache-restore", "corrupt-entry"])
+@pytest.mark.parametrize("name", ["first-install", "upgrade", "failed-upgrade", "cache-restore", "corrupt-entry",
+                                  "parallel-upgrade"])
 def test_a_crash_at_every_point_is_survived(scratch, name):
     scenario = make_scenario(scratch, name)
     changes = points(scenario)
     assert len(changes) >= 8, changes
+    if name == "parallel-upgrade":  # tool's install began before lib's build ended
+        assert changes.index("journal tool") < changes.index("built lib (exit 0)"), changes
     tried = 0
     for signal, target in MODES:
         for n, change in enumerate(changes, 1):

@@ -12,12 +12,37 @@ _eb_cache_dir() {
   if mkdir -p "$dir"/entries "$dir"/tmp "$dir"/locks "$dir"/downloads 2>/dev/null &&
     [[ -w $dir/entries && -w $dir/tmp && -w $dir/locks && -w $dir/downloads ]]; then
     _EB_CACHE=$dir
+    _eb_cache_format
   elif [[ -d $dir/entries ]]; then
     _EB_CACHE=$dir _EB_CACHE_RO=1
     _eb_warn "ENVBUILD_CACHE_DIR=$dir is not writable here; restoring from it, building what it lacks without storing it"
   else
     _eb_warn "ENVBUILD_CACHE_DIR=$dir cannot be created; building without the shared cache"
   fi
+}
+
+# The format this node stores entries in, into _EB_CACHE_FORMAT: zst (zstd,
+# multi-threaded) when this node has zstd and no node of the cluster said it has
+# none, else gz (gzip). A node without zstd says so in the cache (no-zstd/<host>,
+# gone once it has zstd), so that the others store what it can restore.
+_eb_cache_format() {
+  local host=${HOSTNAME:-unknown} marker
+  _EB_CACHE_FORMAT=gz
+  if ! _eb_has_zstd; then
+    { mkdir -p "$_EB_CACHE/no-zstd" && : >"$_EB_CACHE/no-zstd/$host"; } 2>/dev/null || :
+    return 0
+  fi
+  rm -f "$_EB_CACHE/no-zstd/$host" 2>/dev/null || :
+  for marker in "$_EB_CACHE"/no-zstd/*; do
+    [[ ! -e $marker ]] || return 0
+  done
+  _EB_CACHE_FORMAT=zst
+}
+
+# Whether zstd can run here (type -P alone also names a zstd that cannot).
+_eb_has_zstd() {
+  local path
+  path=$(type -P zstd) && [[ -x $path ]]
 }
 
 # What makes a build differ between nodes beyond the stamp key: OS, CPU
@@ -99,7 +124,7 @@ _eb_snapshot() {
 # kept whole; Python directories as the difference against the snapshot
 # <run dir>/<name>.before taken before the step (lists stay on this node).
 _eb_capture() {
-  local entry=$1 lists=$_EB_RUN_DIR/$_EB_NAME var dirs=()
+  local entry=$1 lists=$_EB_RUN_DIR/$_EB_NAME var dirs=() pack=()
   {
     for var in ${_EB_OWNPREFIXES[$_EB_NAME]}; do
       [[ ! -e ${!var} ]] || find "${!var}" -printf '%p\n'
@@ -117,15 +142,19 @@ _eb_capture() {
   else
     : >"$entry/removed.txt"
   fi
-  tar -C / --no-recursion -czf "$entry/files.tar.gz" -T "$lists.files"
+  # zstd on every core: one node stores what the whole cluster restores.
+  pack=(-z)
+  [[ $_EB_CACHE_FORMAT != zst ]] || pack=(-I 'zstd -T0 -q')
+  tar -C / --no-recursion "${pack[@]}" -cf "$entry/files.tar.$_EB_CACHE_FORMAT" -T "$lists.files"
   rm -f "$lists.before" "$lists.after" "$lists.files"
-  (cd "$entry" && sha256sum files.tar.gz removed.txt >SHA256SUMS)
+  (cd "$entry" && sha256sum "files.tar.$_EB_CACHE_FORMAT" removed.txt >SHA256SUMS)
 }
 
-# Runs in a subshell: puts cache entry $1 in place. Exit 2: its files do not
-# match SHA256SUMS; 3: its archive cannot be unpacked.
+# Runs in a subshell: puts cache entry $1 in place (its archive files.tar.zst
+# or files.tar.gz). Exit 2: its files do not match SHA256SUMS; 3: its archive
+# cannot be unpacked.
 _eb_restore() {
-  local entry=$1 var path dirs=()
+  local entry=$1 var path dirs=() unpack=(-z) archive=$1/files.tar.gz
   (cd "$entry" && sha256sum --quiet --strict -c SHA256SUMS) || {
     echo "cache entry $entry does not match its SHA256SUMS"
     return 2
@@ -133,7 +162,10 @@ _eb_restore() {
   for var in ${_EB_OWNPREFIXES[$_EB_NAME]}; do
     rm -rf "${!var}"
   done
-  tar -C / -xzf "$entry/files.tar.gz" || return 3
+  if [[ -e $entry/files.tar.zst ]]; then
+    unpack=(-I zstd) archive=$entry/files.tar.zst
+  fi
+  tar -C / "${unpack[@]}" -xf "$archive" || return 3
   [[ -s $entry/removed.txt ]] || return 0
   mapfile -t dirs < <(_eb_python_dirs)
   while IFS= read -r path; do
@@ -144,11 +176,13 @@ _eb_restore() {
 }
 
 # Why cache entry $2 cannot be used as it is, into the variable named $1: empty
-# when it looks whole (a directory holding exactly files.tar.gz, removed.txt and
-# a SHA256SUMS of those two, one line each), `missing` when there is none. The
-# files themselves are checked against SHA256SUMS by the restore.
+# when it looks whole (a directory holding exactly its archive, files.tar.zst or
+# files.tar.gz (older entries), removed.txt and a SHA256SUMS of those two, one
+# line each), `missing` when there is none, `zstd` when its archive is
+# zstd-compressed and this node has no zstd. The files themselves are checked
+# against SHA256SUMS by the restore.
 _eb_entry_whole() {
-  local entry=$2 path name extra='' lines=()
+  local entry=$2 path name extra='' archive=files.tar.gz lines=()
   if [[ -L $entry ]]; then
     printf -v "$1" 'it is a symbolic link'
   elif [[ ! -e $entry ]]; then
@@ -161,10 +195,12 @@ _eb_entry_whole() {
       [[ -e $path || -L $path ]] || continue
       case ${path##*/} in
         SHA256SUMS | files.tar.gz | removed.txt) ;;
+        files.tar.zst) archive=files.tar.zst ;;
         *) extra+=" ${path##*/}" ;;
       esac
     done
-    for name in files.tar.gz removed.txt SHA256SUMS; do
+    [[ $archive != files.tar.zst || ! -e $entry/files.tar.gz ]] || extra+=" files.tar.gz"
+    for name in "$archive" removed.txt SHA256SUMS; do
       if [[ ! -f $entry/$name || -L $entry/$name ]]; then
         printf -v "$1" 'it has no file %s' "$name"
         return 0
@@ -175,9 +211,11 @@ _eb_entry_whole() {
       return 0
     fi
     mapfile -t lines <"$entry/SHA256SUMS"
-    if ((${#lines[@]} != 2)) || [[ ! ${lines[0]} =~ ^[0-9a-f]{64}\ \ files\.tar\.gz$ ||
+    if ((${#lines[@]} != 2)) || [[ ! ${lines[0]} =~ ^[0-9a-f]{64}\ \ files\.tar\.(gz|zst)$ || ${lines[0]##* } != "$archive" ||
       ! ${lines[1]} =~ ^[0-9a-f]{64}\ \ removed\.txt$ ]]; then
-      printf -v "$1" 'its SHA256SUMS is not one line for files.tar.gz and one for removed.txt'
+      printf -v "$1" 'its SHA256SUMS is not one line for %s and one for removed.txt' "$archive"
+    elif [[ $archive == files.tar.zst ]] && ! _eb_has_zstd; then
+      printf -v "$1" zstd
     fi
   fi
 }
@@ -213,7 +251,10 @@ _eb_from_cache() {
         return 0
       fi
     fi
-    if [[ $why != missing && -z $warned ]]; then
+    if [[ $why == zstd && -z $warned ]]; then
+      _eb_warn "$name: cache entry $entry is zstd-compressed and this node has no zstd; it will be rebuilt and stored with gzip, which every node restores"
+      warned=1
+    elif [[ $why != missing && -z $warned ]]; then
       _eb_warn "$name: cache entry $entry is corrupt or incomplete ($why); it will be rebuilt (details in $_EB_LOG)"
       warned=1
     fi
