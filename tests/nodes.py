@@ -23,6 +23,7 @@ have reached a given point (`lock_waiters`, `wait_until`).
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -158,9 +159,17 @@ class Cluster:
         return ["unshare", "--mount", "--uts", "--propagation", "private", "--", "bash", "-c", NAMESPACE, "node",
                 str(self.node_dir(k, venv)), str(self.mount), f"node{k}", *argv]
 
-    def start(self, k: int, *args: str, venv: str = "venv", **extra: str) -> subprocess.Popen:
-        """The setup script on node k, in a session of its own (its process group is the node's)."""
-        proc = subprocess.Popen(self.command(k, "bash", str(self.script), *args, venv=venv),
+    def start(self, k: int, *args: str, venv: str = "venv", without: tuple[str, ...] = (),
+              **extra: str) -> subprocess.Popen:
+        """The setup script on node k, in a session of its own (its process group is the node's).
+        The commands named in `without` are not installed on the node (/dev/null, which cannot
+        run, is mounted over each)."""
+        argv = ["bash", str(self.script), *args]
+        if without:
+            paths = [shutil.which(name) for name in without]
+            mounts = " && ".join(f"mount --bind /dev/null {shlex.quote(path)}" for path in paths)
+            argv = ["bash", "-c", f"{mounts} && exec \"$@\"", "hide", *argv]
+        proc = subprocess.Popen(self.command(k, *argv, venv=venv),
                                 env=self.env(k, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, cwd=self.root, start_new_session=True)
         self.procs.append(proc)
@@ -174,8 +183,9 @@ class Cluster:
             raise AssertionError(f"{proc.args} did not finish within {timeout} s") from None
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
-    def run(self, k: int, *args: str, timeout: float = 120, venv: str = "venv", **extra: str) -> subprocess.CompletedProcess:
-        return self.finish(self.start(k, *args, venv=venv, **extra), timeout)
+    def run(self, k: int, *args: str, timeout: float = 120, venv: str = "venv", without: tuple[str, ...] = (),
+            **extra: str) -> subprocess.CompletedProcess:
+        return self.finish(self.start(k, *args, venv=venv, without=without, **extra), timeout)
 
     def kill(self, proc: subprocess.Popen) -> None:
         """kill -9 of the run and everything it started, as when a node or job dies."""

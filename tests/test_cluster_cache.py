@@ -579,15 +579,6 @@ def archives(cluster: Cluster) -> dict[str, str]:
     return {name: found[name] for name in CACHED}  # rank0-tool's too, when node 0 ran
 
 
-def run_without_zstd(cluster: Cluster, k: int) -> subprocess.CompletedProcess:
-    """The script on node k, on which zstd is not installed (an unexecutable file in its place)."""
-    hide = 'mount --bind /dev/null "$1" && shift && exec bash "$@"'
-    proc = subprocess.Popen(cluster.command(k, "bash", "-c", hide, "hide", shutil.which("zstd"), str(cluster.script)),
-                            env=cluster.env(k), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cluster.root, start_new_session=True)
-    return cluster.finish(proc)
-
-
 @needs_zstd
 def test_entries_are_stored_with_zstd_and_older_gzip_entries_still_restore(cluster):
     assert cluster.run(1).returncode == 0
@@ -613,7 +604,7 @@ def test_entries_are_stored_with_zstd_and_older_gzip_entries_still_restore(clust
 def test_a_node_without_zstd_rebuilds_zstd_entries_in_gzip_and_the_cluster_then_stores_gzip(cluster):
     assert cluster.run(1).returncode == 0  # node1 has zstd: its entries are zstd's
     assert archives(cluster) == {name: "files.tar.zst" for name in CACHED}
-    plain = run_without_zstd(cluster, 0)
+    plain = cluster.run(0, without=("zstd",))
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert sorted(plain.stderr.splitlines()) == sorted(
         f"envbuild: warning: {name}: cache entry {cluster.cache / 'entries' / entries(cluster)[name][0]} is "
@@ -628,7 +619,7 @@ def test_a_node_without_zstd_rebuilds_zstd_entries_in_gzip_and_the_cluster_then_
     stored = cluster.run(2)
     assert stored.returncode == 0 and stored.stderr == "", stored.stderr
     assert archives(cluster) == {name: "files.tar.gz" for name in CACHED}
-    again = run_without_zstd(cluster, 3)
+    again = cluster.run(3, without=("zstd",))
     assert again.returncode == 0 and again.stderr == "", again.stderr
     assert "installed 3 (shared cache: 3 restored, 0 stored)" in again.stdout
     assert_installed(cluster, 3)
