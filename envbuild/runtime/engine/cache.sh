@@ -221,9 +221,12 @@ _eb_entry_whole() {
 }
 
 # Takes the lock of cache entry $2 for building component $1; into entry_lock
-# (a local of _eb_install), empty when the filesystem refuses locks.
+# (a local of _eb_install_begin), empty when the filesystem refuses locks.
+# Returns 2 when it is busy and _EB_LOCK_NOWAIT is set.
 _eb_entry_lock() {
-  _eb_lock entry_lock "$_EB_CACHE/locks/$2.lock" "building $1 for the shared cache" || :
+  local rc=0
+  _eb_lock entry_lock "$_EB_CACHE/locks/$2.lock" "building $1 for the shared cache" || rc=$?
+  ((rc != 2)) || return 2
 }
 
 # Installs component $2 from cache entry $3 when it can (`restored` into the
@@ -235,7 +238,9 @@ _eb_entry_lock() {
 # which ends the run, leaves it as it was. A corrupt entry is reported once,
 # then looked at again under its lock (another node may have replaced it
 # meanwhile: a whole entry is restored again, holding the lock) and replaced
-# only by the node that finds it corrupt while holding the lock.
+# only by the node that finds it corrupt while holding the lock. With
+# _EB_LOCK_NOWAIT set (this run builds other components meanwhile), an entry
+# whose lock another run holds gives `busy`: nothing has changed.
 _eb_from_cache() {
   local name=$2 entry=$3 fresh=$4 why warned='' locked=''
   while :; do
@@ -267,7 +272,10 @@ _eb_from_cache() {
       printf -v "$1" build-store
       return 0
     fi
-    _eb_entry_lock "$name" "${entry##*/}"
+    if ! _eb_entry_lock "$name" "${entry##*/}"; then
+      printf -v "$1" busy
+      return 0
+    fi
     locked=1
   done
 }

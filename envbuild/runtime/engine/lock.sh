@@ -10,6 +10,7 @@
 # the note every ENVBUILD_LOCK_HEARTBEAT seconds.
 # Returns 1 when the lock cannot be had at all (a lock file that cannot be opened,
 # a filesystem that refuses locks, no flock): the caller goes on unlocked.
+# With _EB_LOCK_NOWAIT set, a busy lock is not waited for: returns 2.
 _eb_lock() {
   local file=$2 what=$3 fd rc holder timeout
   _eb_setting timeout ENVBUILD_LOCK_TIMEOUT
@@ -19,7 +20,10 @@ _eb_lock() {
     return 1
   fi
   flock -n -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
-  if ((rc == 75)); then
+  if ((rc == 75)) && [[ -n ${_EB_LOCK_NOWAIT:-} ]]; then
+    exec {fd}>&-
+    return 2
+  elif ((rc == 75)); then
     _eb_holder holder "$file"
     _eb_say "waiting for the lock on $file ($what), held by $holder"
     _eb_background flock -w "$timeout" -E 75 "$fd"

@@ -122,7 +122,8 @@ _eb_component_paths() {
 # Starts installing component $1: restored from the shared cache when a whole
 # entry exists (unless $2 is `fresh`, as for --force NAME), else its build
 # starts in the background; `restored` or the build's pid into the variable
-# named $3. _eb_install_end finishes the build: stamped, then stored in the
+# named $3 (`busy` with _EB_LOCK_NOWAIT, when another run holds the lock of
+# its cache entry: nothing has changed). _eb_install_end finishes the build: stamped, then stored in the
 # cache for other nodes (best-effort). Each install is a transaction (txn.sh):
 # a failure, an interruption or a kill at any point ends with the previous
 # install in place or the new one complete. Builds of several components may
@@ -142,9 +143,9 @@ _eb_install_begin() {
     digest=$(printf '%s %s\n' "$_EB_KEY" "$platform" | sha256sum)
     entry=$_EB_CACHE/entries/$name-${digest:0:32}
     _eb_from_cache how "$name" "$entry" "${2:-}"
-    if [[ $how == restored ]]; then
+    if [[ $how == restored || $how == busy ]]; then
       _eb_unlock "$entry_lock"
-      printf -v "$3" restored
+      printf -v "$3" '%s' "$how"
       return 0
     fi
     [[ $how != build-store ]] || snapshot=$_EB_RUN_DIR/$name.before
@@ -190,13 +191,17 @@ _eb_install_end() {
 # time, the longest chain of dependents first, sharing ENVBUILD_JOBS. A
 # component gets the budget divided among those that can run now (at least 1
 # job), and starts only when that much is free, unless nothing runs: the
-# builds together never use more than ENVBUILD_JOBS. A failure stops the
+# builds together never use more than ENVBUILD_JOBS. While builds are in
+# flight, their cache entries' locks are held: a component whose entry another
+# node is building (its lock busy) lets the others go first rather than wait
+# for that lock (two nodes each waiting for the other's lock would never end);
+# with nothing else to do, it waits for the lock. A failure stops the
 # components that depend on it; the others go on. Reads _eb_main's `fresh`;
 # counts into its `installed`, and names what failed or was stopped in its
 # `failures`. Waiting is `wait -n` (bash 4.3; older bash builds one at a time).
 _eb_schedule() {
   local name dep jobs parallel free running=0 share rc pid outcome restored ready=() chosen
-  local -A state=() height=() pids=() shares=()
+  local -A state=() height=() pids=() shares=() later=()
   _eb_setting jobs ENVBUILD_JOBS
   [[ -n $jobs ]] || jobs=$(nproc)
   _eb_setting parallel ENVBUILD_PARALLEL
@@ -215,8 +220,10 @@ _eb_schedule() {
   done
   while :; do
     ready=()
+    # What waited for others: with none left in flight, it may wait for its lock.
+    ((running)) || later=()
     for name in "$@"; do
-      [[ ${state[$name]} == queued ]] || continue
+      [[ ${state[$name]} == queued && -z ${later[$name]:-} ]] || continue
       outcome=ready
       for dep in ${_EB_DEPS[$name]}; do
         case ${state[$dep]:-installed} in
@@ -247,10 +254,16 @@ _eb_schedule() {
       # Nothing free: wait for a build to end (when none runs, all is free).
       ((share >= 1)) || break
       ready=("${ready[@]:0:chosen}" "${ready[@]:chosen+1}")
-      _EB_SHARE=$share
+      # Not waiting for its entry's lock while anything else can go on.
+      _EB_SHARE=$share _EB_LOCK_NOWAIT=${pids[*]:+1}
+      ((${#ready[@]} == 0)) || _EB_LOCK_NOWAIT=1
       _eb_install_begin "$name" "${fresh[$name]:+fresh}" pid
-      _EB_SHARE=''
-      if [[ $pid == restored ]]; then
+      _EB_SHARE='' _EB_LOCK_NOWAIT=''
+      if [[ $pid == busy ]]; then
+        later[$name]=1
+        _eb_say "$name: another run builds it for the shared cache; installing others meanwhile"
+        continue
+      elif [[ $pid == restored ]]; then
         state[$name]=installed restored=1
         ((installed += 1))
         continue
@@ -260,7 +273,8 @@ _eb_schedule() {
     done
     # What was restored may have let others start.
     [[ -z $restored ]] || continue
-    ((running)) || break
+    ((running || ${#later[@]})) || break
+    ((running)) || continue
     # Any build's end; then each that ended, in the order they were started.
     wait -n || :
     for name in "$@"; do
@@ -269,6 +283,8 @@ _eb_schedule() {
       ! kill -0 "$pid" 2>/dev/null || continue
       rc=0
       wait "$pid" || rc=$?
+      unset "pids[$name]"
+      later=()
       free=$((free + ${shares[$name]})) running=$((running - 1))
       if _eb_install_end "$name" "$rc"; then
         state[$name]=installed
