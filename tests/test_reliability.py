@@ -25,7 +25,7 @@ import pytest
 
 from badnet import Answer, ScriptedServer, UnreachablePort
 from localsources import make_tarball, sha256
-from nodes import Cluster, lock_waiters, wait_until, write_wrappers
+from nodes import ARCHIVE, Cluster, lock_waiters, wait_until, write_wrappers
 
 HELLO = "opt/hello/bin/hello"
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -200,7 +200,7 @@ def test_a_lock_timeout_after_a_corrupt_entry_keeps_the_old_install(tmp_path, fi
         stamp = (cluster.node_dir(0) / "state/stamps/libhello").read_text()
         cluster.script.write_text(v2)
         entry = next((cluster.cache / "entries").iterdir())
-        with open(entry / "files.tar.gz", "ab") as archive:
+        with open(entry / ARCHIVE, "ab") as archive:
             archive.write(b"junk")
         with lock_held(cluster.cache / "locks" / f"{entry.name}.lock"):
             result = cluster.run(0, ENVBUILD_LOCK_TIMEOUT="1")
@@ -279,31 +279,37 @@ build: |
 
 def wrong_build(entry: Path) -> None:
     """An archive that verifies and unpacks, holding a hello that prints the wrong version."""
-    source = tarfile.open(entry / "files.tar.gz")
+    archive = entry / ARCHIVE
+    if ARCHIVE.endswith(".zst"):
+        plain = subprocess.run(["zstd", "-dc", str(archive)], capture_output=True, check=True).stdout
+        source = tarfile.open(fileobj=io.BytesIO(plain))
+    else:
+        source = tarfile.open(archive)
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as target:
+    with tarfile.open(fileobj=buffer, mode="w") as target:
         for member in source.getmembers():
             data = source.extractfile(member).read() if member.isfile() else None
             if member.name.endswith("bin/hello"):
                 data = b"#!/bin/sh\necho hello 9\n"
                 member.size = len(data)
             target.addfile(member, io.BytesIO(data) if data is not None else None)
-    (entry / "files.tar.gz").write_bytes(buffer.getvalue())
+    compress = ["zstd", "-c"] if ARCHIVE.endswith(".zst") else ["gzip", "-c"]
+    archive.write_bytes(subprocess.run(compress, input=buffer.getvalue(), capture_output=True, check=True).stdout)
     resum(entry)
 
 
 def resum(entry: Path) -> None:
-    subprocess.run("sha256sum files.tar.gz removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
+    subprocess.run(f"sha256sum {ARCHIVE} removed.txt >SHA256SUMS", shell=True, cwd=entry, check=True)
 
 
 def flip_a_byte(entry: Path) -> None:
-    data = bytearray((entry / "files.tar.gz").read_bytes())
+    data = bytearray((entry / ARCHIVE).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (entry / "files.tar.gz").write_bytes(bytes(data))
+    (entry / ARCHIVE).write_bytes(bytes(data))
 
 
 def cut_short(entry: Path) -> None:
-    archive = entry / "files.tar.gz"
+    archive = entry / ARCHIVE
     archive.write_bytes(archive.read_bytes()[:len(archive.read_bytes()) // 2])
     resum(entry)
 
@@ -324,7 +330,7 @@ CORRUPTIONS = {
     "no removed.txt": (lambda e: (e / "removed.txt").unlink(), "it has no file removed.txt", "structure"),
     "an extra file": (lambda e: (e / "stray").write_text("x\n"), "it holds more than its three files: stray",
                       "structure"),
-    "an extra checksum line": (an_extra_line, "its SHA256SUMS is not one line for files.tar.gz and one for removed.txt",
+    "an extra checksum line": (an_extra_line, f"its SHA256SUMS is not one line for {ARCHIVE} and one for removed.txt",
                                "structure"),
     "a flipped byte": (flip_a_byte, "its files do not match its SHA256SUMS", "restore"),
     "an archive cut short": (cut_short, "its archive cannot be unpacked", "restore"),
@@ -365,7 +371,7 @@ def test_a_corrupt_entry_is_found_by_every_node_and_replaced_once(one_component,
         assert "installed 1 (shared cache: 1 restored, 0 stored)" in out
     for k in range(1, nodes + 1):
         assert hello(cluster.node_dir(k)) == "hello 1\n"
-    assert sorted(p.name for p in entry.iterdir()) == ["SHA256SUMS", "files.tar.gz", "removed.txt"]
+    assert sorted(p.name for p in entry.iterdir()) == ["SHA256SUMS", ARCHIVE, "removed.txt"]
     assert subprocess.run(["sha256sum", "--quiet", "--strict", "-c", "SHA256SUMS"], cwd=entry).returncode == 0
     assert list((cluster.cache / "tmp").iterdir()) == []
 

@@ -43,8 +43,8 @@ _eb_subshell() {
     for var in $_EB_OPEN_LOCKS; do
       exec {var}>&-
     done
-    # Locks a step takes (downloads, pip, apt) may get those numbers again.
-    _EB_OPEN_LOCKS=''
+    # Locks a step takes (downloads, pip, apt) may get those numbers again; it waits for them.
+    _EB_OPEN_LOCKS='' _EB_LOCK_NOWAIT=''
     # The job budget: this component's share of ENVBUILD_JOBS (_eb_schedule).
     export EB_PYTHON=${ENVBUILD_PYTHON:-python3} EB_NIC_FAMILY=${_EB_NIC:-} EB_JOBS=${_EB_SHARE:-${ENVBUILD_JOBS:-$(nproc)}}
     # Builds take from the recipe, never from the build host, what they would
