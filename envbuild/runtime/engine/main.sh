@@ -122,9 +122,10 @@ _eb_component_paths() {
 # Starts installing component $1: restored from the shared cache when a whole
 # entry exists (unless $2 is `fresh`, as for --force NAME), else its build
 # starts in the background; `restored` or the build's pid into the variable
-# named $3 (`busy` with _EB_LOCK_NOWAIT, when another run holds the lock of
-# its cache entry: nothing has changed). _eb_install_end finishes the build: stamped, then stored in the
-# cache for other nodes (best-effort). Each install is a transaction (txn.sh):
+# named $3 (`busy` with _EB_LOCK_NOWAIT, when another run holds the lock of its
+# cache entry: nothing has changed). _eb_install_end finishes the build:
+# stamped, then stored in the cache for other nodes (best-effort). Each install
+# is a transaction (txn.sh):
 # a failure, an interruption or a kill at any point ends with the previous
 # install in place or the new one complete. Builds of several components may
 # be in flight at once; every change of state is made here, in the run's main
