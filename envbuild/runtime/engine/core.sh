@@ -31,7 +31,7 @@ _eb_elapsed() {
 declare -gA _EB_SETTINGS=([ENVBUILD_LOCK_TIMEOUT]=3600 [ENVBUILD_LOCK_HEARTBEAT]=15
   [ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT]=10 [ENVBUILD_DOWNLOAD_STALL_TIMEOUT]=15
   [ENVBUILD_DOWNLOAD_TIMEOUT]=1800 [ENVBUILD_DOWNLOAD_RETRIES]=3
-  [ENVBUILD_JOBS]='' [ENVBUILD_PARALLEL]='')
+  [ENVBUILD_PARALLEL]='')
 
 # Setting $2 (the environment's value, else its default), into the variable named $1.
 _eb_setting() {
@@ -45,7 +45,7 @@ _eb_check_settings() {
     case $name in
       ENVBUILD_LOCK_TIMEOUT) pattern='^[0-9]+([.][0-9]+)?$' what='a number of seconds' ;;
       ENVBUILD_DOWNLOAD_RETRIES) pattern='^[0-9]+$' what='a whole number' ;;
-      ENVBUILD_JOBS | ENVBUILD_PARALLEL) pattern='^[1-9][0-9]*$' what='a whole number (at least 1)' ;;
+      ENVBUILD_PARALLEL) pattern='^[1-9][0-9]*$' what='a whole number of components (at least 1)' ;;
       *) pattern='^[1-9][0-9]*$' what='a whole number of seconds (at least 1)' ;;
     esac
     [[ ${!name} =~ $pattern ]] || _eb_usage_error "$name='${!name}' is not $what"

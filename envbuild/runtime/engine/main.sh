@@ -122,12 +122,12 @@ _eb_component_paths() {
 # Starts installing component $1: restored from the shared cache when a whole
 # entry exists (unless $2 is `fresh`, as for --force NAME), else its build
 # starts in the background; `restored` or the build's pid into the variable
-# named $3 (`busy` with _EB_LOCK_NOWAIT, when another run holds the lock of its
-# cache entry: nothing has changed). _eb_install_end finishes the build:
-# stamped, then stored in the cache for other nodes (best-effort). Each install
-# is a transaction (txn.sh):
-# a failure, an interruption or a kill at any point ends with the previous
-# install in place or the new one complete. Builds of several components may
+# named $3 (`refused` when its prefixes are not its to replace, said on stderr;
+# `busy` with _EB_LOCK_NOWAIT, when another run holds the lock of its cache
+# entry: nothing has changed). _eb_install_end finishes the build: stamped,
+# then stored in the cache for other nodes (best-effort). Each install is a
+# transaction (txn.sh): a failure, an interruption or a kill at any point ends
+# with the previous install in place or the new one complete. Builds of several components may
 # be in flight at once; every change of state is made here, in the run's main
 # process, one at a time.
 _eb_install_begin() {
@@ -201,10 +201,9 @@ _eb_install_end() {
 # counts into its `installed`, and names what failed or was stopped in its
 # `failures`. Waiting is `wait -n` (bash 4.3; older bash builds one at a time).
 _eb_schedule() {
-  local name dep jobs parallel free running=0 share rc pid outcome restored ready=() chosen
+  local name dep jobs parallel free running=0 share rc pid outcome settled ready=() chosen
   local -A state=() height=() pids=() shares=() later=()
-  _eb_setting jobs ENVBUILD_JOBS
-  [[ -n $jobs ]] || jobs=$(nproc)
+  jobs=${ENVBUILD_JOBS:-$(nproc)}
   _eb_setting parallel ENVBUILD_PARALLEL
   parallel=${parallel:-$jobs}
   ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 403)) || parallel=1
@@ -242,7 +241,7 @@ _eb_schedule() {
         printf 'envbuild: error: %s is not installed: %s\n' "$name" "$outcome" >&2
       fi
     done
-    restored=''
+    settled=''
     while ((${#ready[@]} && running < parallel)); do
       chosen=0
       for ((rc = 1; rc < ${#ready[@]}; rc++)); do
@@ -265,15 +264,19 @@ _eb_schedule() {
         _eb_say "$name: another run builds it for the shared cache; installing others meanwhile"
         continue
       elif [[ $pid == restored ]]; then
-        state[$name]=installed restored=1
+        state[$name]=installed settled=1
         ((installed += 1))
+        continue
+      elif [[ $pid == refused ]]; then
+        state[$name]=failed settled=1
+        failures+=("$name (its prefix holds files no install of it made)")
         continue
       fi
       state[$name]=running pids[$name]=$pid shares[$name]=$share
       free=$((free - share)) running=$((running + 1))
     done
-    # What was restored may have let others start.
-    [[ -z $restored ]] || continue
+    # What was restored or refused may have let others start, or stopped them.
+    [[ -z $settled ]] || continue
     ((running || ${#later[@]})) || break
     ((running)) || continue
     # Any build's end; then each that ended, in the order they were started.
