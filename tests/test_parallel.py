@@ -176,3 +176,28 @@ def test_two_components_pip_or_dpkg_never_overlap(test_recipe, tool):
     log = (test_recipe.state / "logs" / f"{names[-1]}.log").read_text()
     assert re.search(rf"waiting for the lock on {test_recipe.state}/run\.\d+/{lock}\.lock \({lock} for {names[-1]}\), "
                      rf"held by pid \d+ on \S+ since \S+ \({lock} for {names[0]}\)", log), log
+
+
+def test_a_step_takes_the_package_locks_again_for_each_call(test_recipe):
+    """Each apt-get, dpkg or pip call of a step takes the run's lock and gives it back, so the
+    step's next call gets it again (a lock never released would hold the step for ENVBUILD_LOCK_TIMEOUT)."""
+    bin_dir = test_recipe.root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dpkg").write_text(STANDIN_DPKG)
+    (bin_dir / "dpkg").chmod(0o755)
+    package = test_recipe.root / "pkg-solo"
+    package.mkdir()
+    (package / "setup.py").write_text(PACKAGE_SETUP.format(name="solo"))
+    (package / "solo.py").write_text("")
+    twice = "\n  ".join([f"EB_NAME_FOR_TEST=solo dpkg -i solo.deb",
+                         f"_eb_pip --no-build-isolation --no-deps {package}"] * 2)
+    script = use(test_recipe, {"solo": marked("solo", action=twice)})
+    result = test_recipe.run(script, EB_TEST_MARKS=str(test_recipe.root / "marks"), ENVBUILD_LOCK_TIMEOUT="20",
+                             PATH=f"{bin_dir}:{test_recipe.env()['PATH']}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [line.split()[1] for line in (test_recipe.root / "marks").read_text().splitlines()]
+    # pip runs the package's setup.py more than once per install: its marks are counted apart.
+    assert [call for call in calls if not call.startswith("pip")] == [
+        "start", "dpkg-in", "dpkg-out", "dpkg-in", "dpkg-out", "end"]
+    assert calls.index("pip-in") > calls.index("dpkg-out") and calls.count("pip-in") >= 2
+    assert "waiting for the lock" not in (test_recipe.state / "logs/solo.log").read_text()

@@ -12,43 +12,44 @@
 # a filesystem that refuses locks, no flock): the caller goes on unlocked.
 # With _EB_LOCK_NOWAIT set, a busy lock is not waited for: returns 2.
 _eb_lock() {
-  local file=$2 what=$3 fd rc holder timeout
+  # _eb_fd, not fd: a caller may name its own variable fd ($1 is written by name).
+  local file=$2 what=$3 _eb_fd rc holder timeout
   _eb_setting timeout ENVBUILD_LOCK_TIMEOUT
   printf -v "$1" ''
-  if ! { exec {fd}<>"$file"; } 2>/dev/null; then
+  if ! { exec {_eb_fd}<>"$file"; } 2>/dev/null; then
     _eb_warn "cannot open the lock file $file; going on without the lock for $what"
     return 1
   fi
-  flock -n -E 75 "$fd" 2>/dev/null && rc=0 || rc=$?
+  flock -n -E 75 "$_eb_fd" 2>/dev/null && rc=0 || rc=$?
   if ((rc == 75)) && [[ -n ${_EB_LOCK_NOWAIT:-} ]]; then
-    exec {fd}>&-
+    exec {_eb_fd}>&-
     return 2
   elif ((rc == 75)); then
     _eb_holder holder "$file"
     _eb_say "waiting for the lock on $file ($what), held by $holder"
-    _eb_background flock -w "$timeout" -E 75 "$fd"
+    _eb_background flock -w "$timeout" -E 75 "$_eb_fd"
     wait "$!" && rc=0 || rc=$?
   fi
   case $rc in
     0)
-      _EB_OPEN_LOCKS+=" $fd"
-      _eb_hold "$file" "$what" "$fd"
-      printf -v "$1" '%s' "$fd"
+      _EB_OPEN_LOCKS+=" $_eb_fd"
+      _eb_hold "$file" "$what" "$_eb_fd"
+      printf -v "$1" '%s' "$_eb_fd"
       _eb_point "lock $file"
       return 0
       ;;
     75)
-      exec {fd}>&-
+      exec {_eb_fd}>&-
       _eb_holder holder "$file"
       _eb_die "gave up after $timeout s waiting for the lock on $file ($what), held by $holder; raise ENVBUILD_LOCK_TIMEOUT or stop that process"
       ;;
     127)
-      exec {fd}>&-
+      exec {_eb_fd}>&-
       _eb_warn "flock (util-linux) is not installed; going on without the lock on $file for $what"
       return 1
       ;;
     *)
-      exec {fd}>&-
+      exec {_eb_fd}>&-
       _eb_warn "$file: the filesystem refuses locks (flock exit $rc); going on without the lock for $what"
       return 1
       ;;
