@@ -391,11 +391,16 @@ def test_a_failing_step_shows_its_log_tail_once(engine, session, base_image, sou
     shown = untimed(cli.stderr)
     failed = next(index for index, line in enumerate(shown) if line.startswith("failing: FAILED after "))
     # The engine's report holds the log's last lines: shown once, not after the same lines as the step printed them.
-    assert shown[failed + 1] == "--- last 3 output lines of failing ---"
+    assert shown[failed + 1] == "--- last 5 output lines of failing ---", "\n".join(shown)
     assert re.fullmatch(r"    envbuild: error: failing failed \(exit 3\) after [\d.]+ s; log: "
                         r"/var/lib/envbuild/logs/failing\.log", shown[failed + 2])
-    assert shown[failed + 3:-1] == ["      | compiling failing", "      | fatal: failing on purpose", "---",
-                                    "error: the command exited with code 1"]
+    assert shown[failed + 3:failed + 5] == ["      | compiling failing", "      | fatal: failing on purpose"]
+    # The run's summary (the scheduler's: what was not installed, and why).
+    assert re.fullmatch(r"    envbuild: installed 0, present 0, skipped 0, not installed 1 of 1 components \([\d.]+ s\)",
+                        shown[failed + 5])
+    assert shown[failed + 6:-1] == [
+        "    envbuild: error: not installed: failing (exit 3; log: /var/lib/envbuild/logs/failing.log)", "---",
+        "error: the command exited with code 1"]
     assert re.fullmatch(r"envbuild: error: image build failed in component 'failing' \(step \d+/\d+\): the command "
                         r"exited with code 1", shown[-1])
     assert not image_exists(engine, session.tag("failing-cli"))
