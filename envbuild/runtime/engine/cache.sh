@@ -71,10 +71,10 @@ _eb_platform() {
 _eb_owns_prefixes() {
   local var dir other ovar odir
   for var in ${_EB_OWNPREFIXES[$1]}; do
+    # Prefixes come without a trailing slash (_eb_prefix_defaults).
     dir=${!var}
-    while [[ $dir == */ ]]; do dir=${dir%/}; done
     case $dir in
-      '' | /usr | /usr/local | /usr/local/bin | /usr/local/lib | /usr/bin | /usr/lib | /opt | /bin | /lib | /lib64 | /sbin | /etc | /var | /tmp | /home | /root | /srv | "${HOME:-/root}")
+      / | /usr | /usr/local | /usr/local/bin | /usr/local/lib | /usr/bin | /usr/lib | /opt | /bin | /lib | /lib64 | /sbin | /etc | /var | /tmp | /home | /root | /srv | "${HOME:-/root}")
         _EB_WHY="its prefix $var=${!var} is a shared directory, which a restore would replace whole"
         return 1
         ;;
@@ -83,7 +83,6 @@ _eb_owns_prefixes() {
       [[ $other != "$1" ]] || continue
       for ovar in ${_EB_OWNPREFIXES[$other]}; do
         odir=${!ovar}
-        while [[ $odir == */ ]]; do odir=${odir%/}; done
         if [[ $odir == "$dir" || $odir == "$dir"/* || $dir == "$odir"/* ]]; then
           _EB_WHY="its prefix $var=${!var} overlaps $ovar=${!ovar} of $other, which a restore would replace too"
           return 1

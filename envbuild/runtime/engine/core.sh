@@ -31,7 +31,7 @@ _eb_elapsed() {
 declare -gA _EB_SETTINGS=([ENVBUILD_LOCK_TIMEOUT]=3600 [ENVBUILD_LOCK_HEARTBEAT]=15
   [ENVBUILD_DOWNLOAD_CONNECT_TIMEOUT]=10 [ENVBUILD_DOWNLOAD_STALL_TIMEOUT]=15
   [ENVBUILD_DOWNLOAD_TIMEOUT]=1800 [ENVBUILD_DOWNLOAD_RETRIES]=3
-  [ENVBUILD_PARALLEL]='')
+  [ENVBUILD_PARALLEL]='' [ENVBUILD_JOBS]='')
 
 # Setting $2 (the environment's value, else its default), into the variable named $1.
 _eb_setting() {
@@ -46,12 +46,11 @@ _eb_check_settings() {
       ENVBUILD_LOCK_TIMEOUT) pattern='^[0-9]+([.][0-9]+)?$' what='a number of seconds' ;;
       ENVBUILD_DOWNLOAD_RETRIES) pattern='^[0-9]+$' what='a whole number' ;;
       ENVBUILD_PARALLEL) pattern='^[1-9][0-9]*$' what='a whole number of components (at least 1)' ;;
+      ENVBUILD_JOBS) pattern='^[1-9][0-9]*$' what='a whole number of jobs (at least 1)' ;;
       *) pattern='^[1-9][0-9]*$' what='a whole number of seconds (at least 1)' ;;
     esac
     [[ ${!name} =~ $pattern ]] || _eb_usage_error "$name='${!name}' is not $what"
   done
-  [[ -z ${ENVBUILD_JOBS:-} || $ENVBUILD_JOBS =~ ^[1-9][0-9]*$ ]] ||
-    _eb_usage_error "ENVBUILD_JOBS='$ENVBUILD_JOBS' is not a whole number of jobs (at least 1)"
   case ${ENVBUILD_NIC_FAMILY:-} in
     '' | @NIC_FAMILY_PATTERN@) ;;
     *) _eb_usage_error "ENVBUILD_NIC_FAMILY='$ENVBUILD_NIC_FAMILY' is not one of: @NIC_FAMILY_WORDS@" ;;
