@@ -16,6 +16,8 @@
 # step wrote gets it as its time, and logs, lock notes, apt lists and download
 # caches never stay (the builder's output carries the logs).
 set -euo pipefail
+# The builder shows both streams as one log; one pipe keeps their order.
+exec 2>&1
 export ENVBUILD_STEP_OUTPUT=stream SOURCE_DATE_EPOCH=@IMAGE_EPOCH@ PIP_NO_CACHE_DIR=1
 out=/envbuild-out
 # A fixed name: paths under it can end up in files (pip's direct_url.json).
