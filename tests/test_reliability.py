@@ -144,9 +144,17 @@ def test_a_step_left_running_by_a_main_process_killed_alone_is_stopped_by_the_ne
     next run stops it before it puts the old install back, so that it cannot write over it."""
     first, script, env, marks = reinstall
     proc, wrapper = start_hanging(test_recipe, script, env, marks)
+    # --check names the open transaction: while its run lives, and once it is gone.
+    check = test_recipe.run(script, "--check")
+    assert check.returncode == 3
+    assert f"envbuild: libhello: missing (run {proc.pid} is installing it)\n" in check.stdout, check.stdout
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert alive(wrapper), "the step goes on without its run"
+    check = test_recipe.run(script, "--check")
+    assert check.returncode == 3
+    assert (f"envbuild: libhello: missing (run {proc.pid} was stopped while installing it; the next run "
+            "finishes or undoes that)\n") in check.stdout, check.stdout
     again = test_recipe.run(first)
     assert again.returncode == 0, again.stderr
     lines = again.stdout.splitlines()

@@ -446,7 +446,7 @@ _eb_start_installing() {
 }
 
 _eb_main() {
-  local mode=install name dep started locked='' prepared=''
+  local mode=install name dep started note locked='' prepared=''
   local -A only=() force=() fresh=() reinstalled=()
   local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]} queue=() failures=()
   _eb_now started
@@ -505,7 +505,8 @@ _eb_main() {
       continue
     fi
     if [[ $mode == check ]]; then
-      _eb_say "$name: ${force[$name]:+forced, }$_EB_STATUS"
+      _eb_txn_note note "$name"
+      _eb_say "$name: ${force[$name]:+forced, }$_EB_STATUS$note"
       ((outstanding += 1))
       continue
     fi

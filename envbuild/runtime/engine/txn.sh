@@ -208,6 +208,22 @@ _eb_recover() {
   done
 }
 
+# Into the variable named $1: what --check adds to component $2's status when
+# a run has an open transaction on it (empty when none has), such as a run that
+# was killed while replacing it, which the next run finishes or undoes.
+_eb_txn_note() {
+  local journal=$_EB_STATE/txn/$2 pid host
+  printf -v "$1" '%s' ''
+  [[ -f $journal ]] && IFS=$'\t' read -r _ pid host <"$journal" || return 0
+  if [[ $host != "${HOSTNAME:-unknown}" ]]; then
+    printf -v "$1" ' (run %s on %s is installing it, or was stopped doing so)' "$pid" "$host"
+  elif kill -0 "$pid" 2>/dev/null; then
+    printf -v "$1" ' (run %s is installing it)' "$pid"
+  else
+    printf -v "$1" ' (run %s was stopped while installing it; the next run finishes or undoes that)' "$pid"
+  fi
+}
+
 # Finishes this run's own open transactions (it is being stopped) and says,
 # after $1, what became of each component.
 _eb_finish_own() {
