@@ -4,8 +4,8 @@ The fixture is the mia1 shape: eight mlx5 rails renamed rdma0..7, a DOWN port
 and a management ConnectX on the default route, each with a full 256-slot GID
 table (the worst case a real mlx5 port shows). Timed three ways: in-process
 without a vendor tool, in-process with a fake `mlnx_qos` on PATH (one process
-spawn), and the runtime script's way, `python3 -I -` with the source on stdin,
-next to a bare interpreter start for scale.
+spawn), and the runtime script's way, `python3 -I -S -` with the source on stdin,
+next to bare interpreter starts for scale, with and without the site module.
 
 Usage: python benchmarks/detect_nic.py [--runs N]
 """
@@ -65,12 +65,13 @@ def main() -> None:
                milliseconds(lambda: nic.detect(str(root), environ={"PATH": str(tool_bin)}), args.runs))
         script_env = {"PATH": f"{tool_bin}:/usr/bin:/bin"}
         # What any python3 run costs here; the script's figure includes it.
-        report("python3 -I -c pass (interpreter start alone)",
-               milliseconds(lambda: subprocess.run([sys.executable, "-I", "-c", "pass"], env=script_env, check=True),
-                            args.runs))
-        report("python3 -I - (runtime script), mlnx_qos on PATH",
+        for flags in (["-I"], ["-I", "-S"]):
+            report(f"python3 {' '.join(flags)} -c pass (interpreter start alone)",
+                   milliseconds(lambda: subprocess.run([sys.executable, *flags, "-c", "pass"], env=script_env,
+                                                       check=True), args.runs))
+        report("python3 -I -S - (runtime script), mlnx_qos on PATH",
                milliseconds(lambda: subprocess.run(
-                   [sys.executable, "-I", "-", "--root", str(root)], input=source, text=True, env=script_env,
+                   [sys.executable, "-I", "-S", "-", "--root", str(root)], input=source, text=True, env=script_env,
                    stdout=subprocess.DEVNULL, check=True), args.runs))
 
 

@@ -1,7 +1,7 @@
 """RDMA NIC detection: rails, GID index, QoS and the variables NCCL/RCCL, UCX and MoRI read.
 
 The runtime script embeds this file's text and runs it with the image's python3 as
-`python3 -I - ARGS` (source on stdin), so it imports only the standard library,
+`python3 -I -S - ARGS` (source on stdin, no site module), so it imports only the standard library,
 stays Python 3.8 compatible and never relies on `__file__`.
 
 Every file read goes through `root`, so a captured or fixture tree can stand in for

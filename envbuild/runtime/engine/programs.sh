@@ -4,7 +4,9 @@
 _eb_nic_detect() {
   local profile=()
   [[ -z $_EB_PROFILE_JSON ]] || profile=(--profile-json "$_EB_PROFILE_JSON")
-  "${ENVBUILD_PYTHON:-python3}" -I - "${profile[@]}" "$@" <<'_EB_NIC_DETECT_PY_'
+  # -S: no site module, so no site-packages .pth files run (tens of ms in a
+  # full Python environment); the detector needs the standard library only.
+  "${ENVBUILD_PYTHON:-python3}" -I -S - "${profile[@]}" "$@" <<'_EB_NIC_DETECT_PY_'
 @NIC_DETECTOR@_EB_NIC_DETECT_PY_
 }
 
