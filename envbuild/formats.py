@@ -12,11 +12,16 @@
   fields of PROVENANCE_RECORD in that order. The engine's `_eb_stamp` is
   rendered from PROVENANCE_RECORD; `parse_provenance` reads it.
 - A patches field (`name=sha256,...`), in provenance and image labels.
+- The state dir, where the stamps, provenance, journals and logs live:
+  `ENVBUILD_STATE_DIR`, by default STATE_DIR_DEFAULT (the engine's
+  _EB_STATE_DEFAULT is rendered from it).
 """
 
 from __future__ import annotations
 
 import re
+
+STATE_DIR_DEFAULT = "/var/lib/envbuild"
 
 # Each field of the provenance record, with the bash expression _eb_stamp writes for it
 # ($1 is the component, $now the install time).

@@ -149,6 +149,36 @@ def test_the_component_schema_refuses_reserved_prefix_names_too():
             assert f"`{word}`" in readme, word
 
 
+def test_the_component_schema_refuses_the_prefixes_validation_refuses():
+    """Editors check with the JSON Schema: it refuses what validation refuses (prefix_problem), repeated
+    and trailing slashes or not."""
+    import jsonschema
+
+    from envbuild.spec.model import COMPONENT
+    from envbuild.spec.schema import SYSTEM_DIRECTORIES, document, prefix_problem
+
+    validator = jsonschema.Draft202012Validator(document("component", COMPONENT))
+    refused = [*SYSTEM_DIRECTORIES, "//usr/", "/usr//local/bin/", "/var/lib/envbuild", "/var/lib/envbuild/",
+               "/var/lib//envbuild/a", "/opt/../usr", "/opt/./a", "/opt/a/."]
+    accepted = ["/opt/rocm", "/usr/local/ucx", "/usr/local/bin/ucx", "/var/lib/envbuilder", "/opt/.a/..b",
+                "/root/opt/a", "/tmpdir"]
+    for path in refused + accepted:
+        component = {"name": "a", "description": "A.", "prefix": {"A_HOME": path}}
+        assert validator.is_valid(component) == (prefix_problem(path) is None) == (path in accepted), path
+
+
+def test_a_prefix_that_holds_a_system_directory_or_the_state_dir_is_a_system_directory():
+    """prefix_problem and the script's _eb_check_prefix need no rule for a prefix holding one: the
+    parent of each system directory is one, and so is each parent of the default state dir."""
+    from envbuild.formats import STATE_DIR_DEFAULT
+    from envbuild.spec.schema import SYSTEM_DIRECTORIES
+
+    assert len(set(SYSTEM_DIRECTORIES)) == len(SYSTEM_DIRECTORIES)
+    for path in SYSTEM_DIRECTORIES:
+        assert str(Path(path).parent) in SYSTEM_DIRECTORIES, path
+    assert {str(parent) for parent in Path(STATE_DIR_DEFAULT).parents} <= set(SYSTEM_DIRECTORIES)
+
+
 def test_the_readme_component_example_is_valid_with_either_form_of_pip(tmp_path):
     """The Recipes section's example, as written and with the pip groups its comment shows."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from packaging.requirements import InvalidRequirement, Requirement
 
 from envbuild.errors import CONTROL_RE, Problem
+from envbuild.formats import STATE_DIR_DEFAULT
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.shell import PATH_REFERENCE
 from envbuild.spec.yamlfile import LocatedDict, LocatedList
@@ -419,13 +420,13 @@ class Custom(Check):
 
 class AbsolutePath(Check):
     """An install prefix: absolute; spaces and any letters are fine (the script and the
-    Dockerfile quote it), but not what cannot be carried where a prefix goes."""
+    Dockerfile quote it), but not what cannot be carried where a prefix goes, nor a
+    directory installing may not replace (prefix_problem)."""
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
         if not isinstance(value, str):
             checker.add(line, key, f"must be an absolute path, not {_type_name(value)}")
             return False
-        problem = None
         if not value.startswith("/"):
             problem = "is not an absolute path: it must start with /"
         elif ":" in value:
@@ -437,13 +438,67 @@ class AbsolutePath(Check):
                        "prefix cannot: the stamp holds it on one line")
         elif value[-1].isspace():
             problem = "ends with white space, which the stamp would lose when it is read back"
+        else:
+            problem = prefix_problem(value)
         if problem:
             checker.add(line, key, f"{shown(value)} {problem}")
             return False
         return True
 
     def json_schema(self) -> dict:
-        return {"type": "string", "pattern": "^/[^:\\x00-\\x1f\\x7f]*$"}
+        systems = "|".join(_any_slashes(path) for path in SYSTEM_DIRECTORIES)
+        return {"type": "string", "pattern": "^/[^:\\x00-\\x1f\\x7f]*$", "not": {"anyOf": [
+            {"pattern": f"^(?:{systems})/*$"},
+            {"pattern": f"^{_any_slashes(STATE_DIR_DEFAULT)}(?:/|$)"},
+            {"pattern": "(?:^|/)[.][.]?(?:/|$)"},
+        ]}}
+
+
+def _any_slashes(path: str) -> str:
+    """A pattern of absolute `path` as the runtime script takes it: each / may be repeated."""
+    return "/+".join(re.escape(part) for part in path.split("/"))
+
+
+# Directories an install prefix may not be (README: Recipes). A component's install sets
+# its prefixes aside and replaces them whole (an upgrade, a restore from the shared cache,
+# --force), so a prefix is a directory of its own (/usr/local/ucx, /opt/rocm), never one
+# that the system or other programs keep files in: those the Filesystem Hierarchy
+# Standard (3.0) names at the top and under /usr, /usr/local and /var, with the library
+# directories of other architectures and Debian's /var/backups. The parent of each is
+# one too, so a prefix that holds one is one. The runtime script refuses them from the
+# environment; its list is rendered from this one.
+SYSTEM_DIRECTORIES = (
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt",
+    "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+    "/usr/bin", "/usr/games", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec",
+    "/usr/libx32", "/usr/local", "/usr/sbin", "/usr/share", "/usr/src",
+    "/usr/local/bin", "/usr/local/etc", "/usr/local/games", "/usr/local/include", "/usr/local/lib",
+    "/usr/local/lib64", "/usr/local/libexec", "/usr/local/man", "/usr/local/sbin", "/usr/local/share",
+    "/usr/local/src",
+    "/var/backups", "/var/cache", "/var/crash", "/var/lib", "/var/local", "/var/lock", "/var/log", "/var/mail",
+    "/var/opt", "/var/run", "/var/spool", "/var/tmp",
+)
+# Why a prefix may not be what prefix_problem refuses: the end of its messages, and of the runtime script's.
+PREFIX_RULE = "an install prefix is a directory of its own, which installing replaces whole"
+
+
+def prefix_problem(path: str) -> str | None:
+    """Why absolute path `path` may not be an install prefix, as a message's end after the path, else
+    None: a `.` or `..` part, a SYSTEM_DIRECTORIES entry, the runtime script's default state dir or a
+    directory inside it (its parents are system directories). Repeated and trailing slashes do not
+    count, as in the runtime script, which refuses the same."""
+    parts = path.split("/")
+    if "." in parts or ".." in parts:
+        return "has a . or .. part: an install prefix is written without them (where .. leads depends on symlinks)"
+    normal = "/" + "/".join(part for part in parts if part)
+    if normal in SYSTEM_DIRECTORIES:
+        return f"is a system directory, which other programs share: {PREFIX_RULE}"
+    if normal == STATE_DIR_DEFAULT:
+        return f"is the runtime script's state dir (ENVBUILD_STATE_DIR by default): {PREFIX_RULE}"
+    if normal.startswith(STATE_DIR_DEFAULT + "/"):
+        return (f"lies inside the runtime script's state dir {STATE_DIR_DEFAULT} (ENVBUILD_STATE_DIR by "
+                f"default): {PREFIX_RULE}")
+    return None
 
 
 def _is_control(character: str) -> bool:
