@@ -481,23 +481,6 @@ build: |
     assert collections.Counter(test_recipe.builds()) == {"blob": 3, "loose": 3}
 
 
-def test_component_with_a_shared_directory_as_prefix_is_not_cached(test_recipe, tmp_path):
-    test_recipe.extra_components["shared"] = """name: shared
-description: Installs into /usr/local itself, which a restore would replace whole.
-prefix:
-  SHARED_HOME: /usr/local/
-build: |
-  echo shared >> "$EB_TEST_BUILDS"
-"""
-    test_recipe.components[:] = ["shared"]
-    test_recipe.write()
-    result = test_recipe.run(test_recipe.render(), ENVBUILD_CACHE_DIR=str(tmp_path / "cache"))
-    assert result.returncode == 0, result.stderr
-    assert ("envbuild: warning: shared: not using the shared cache: its prefix SHARED_HOME=/usr/local is a shared "
-            "directory, which a restore would replace whole\n") in result.stderr
-    assert list((tmp_path / "cache/entries").iterdir()) == []
-
-
 def test_components_sharing_a_prefix_are_not_cached(test_recipe, tmp_path):
     """Restoring one would replace the other's files too, leaving its stamp without them."""
     test_recipe.extra_components["hello-plugin"] = """name: hello-plugin

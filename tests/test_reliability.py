@@ -648,6 +648,90 @@ def test_a_state_dir_that_cannot_be_made_is_one_error_line(test_recipe):
     assert test_recipe.builds() == []
 
 
+# --- prefixes installing may not replace -------------------------------------------------------
+
+RULE = "an install prefix is a directory of its own, which installing replaces whole"
+MODES = ([], ["--check"], ["--list"], ["--env"], "sourced")
+
+
+def run_in(test_recipe, script: Path, mode, **env: str) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of the script run with options `mode`, or sourced without options."""
+    if mode != "sourced":
+        result = test_recipe.run(script, *mode, **env)
+        return result.returncode, result.stdout, result.stderr
+    result = subprocess.run(["bash", "-c", 'source "$1"; echo "rc=$?"', "bash", str(script)],
+                            env=test_recipe.env(**env), capture_output=True, text=True, cwd=test_recipe.root)
+    status = re.fullmatch(r"(?s)(.*)rc=(\d+)\n", result.stdout)
+    assert status, result.stdout
+    return int(status.group(2)), status.group(1), result.stderr
+
+
+def test_force_on_a_prefix_holding_the_state_dir_is_refused_before_anything_moves(test_recipe):
+    """--force moved the prefix aside with the state dir in it: the run lost its journal, and the next
+    run could not put anything back."""
+    script = test_recipe.render()
+    home = test_recipe.root / "opt/hello"
+    state = home / "state"
+    (state / "stamps").mkdir(parents=True)
+    (state / "stamps/libhello").write_text("a stamp of an earlier run\n")
+    (home / "bin").mkdir()
+    (home / "bin/hello").write_text("an earlier install\n")
+    before = files_in(test_recipe.root / "opt")
+    for args in ([], ["--force", "libhello"]):
+        result = test_recipe.run(script, *args, ENVBUILD_STATE_DIR=str(state))
+        assert (result.returncode, result.stdout, result.stderr) == (
+            2, "", f"envbuild: error: HELLO_HOME='{home}' holds the state dir {state} (ENVBUILD_STATE_DIR): {RULE}\n")
+    assert files_in(test_recipe.root / "opt") == before
+    assert sorted(path.name for path in (test_recipe.root / "opt").iterdir()) == ["hello"]
+    assert test_recipe.builds() == []
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"HELLO_HOME": "/usr"}, f"HELLO_HOME='/usr' is a system directory, which other programs share: {RULE}"),
+    ({"HELLO_HOME": "/"}, f"HELLO_HOME='/' is a system directory, which other programs share: {RULE}"),
+    ({"HELLO_HOME": "//usr/local//bin/"},
+     f"HELLO_HOME='/usr/local/bin' is a system directory, which other programs share: {RULE}"),
+    ({"HELLO_HOME": "/tmp/"}, f"HELLO_HOME='/tmp' is a system directory, which other programs share: {RULE}"),
+    ({"HELLO_HOME": "/opt/hello/../../usr"}, "HELLO_HOME='/opt/hello/../../usr' has a . or .. part: an install "
+                                             "prefix is written without them (where .. leads depends on symlinks)"),
+    ({"HELLO_HOME": "{root}/state"}, f"HELLO_HOME='{{root}}/state' is the state dir (ENVBUILD_STATE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/state/hello"},
+     f"HELLO_HOME='{{root}}/state/hello' lies inside the state dir {{root}}/state (ENVBUILD_STATE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}", "ENVBUILD_STATE_DIR": "{root}//state/"},
+     f"HELLO_HOME='{{root}}' holds the state dir {{root}}/state (ENVBUILD_STATE_DIR): {RULE}"),
+    ({"HELLO_HOME": "/var/lib/envbuild/hello", "ENVBUILD_STATE_DIR": ""},
+     f"HELLO_HOME='/var/lib/envbuild/hello' lies inside the state dir /var/lib/envbuild (ENVBUILD_STATE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/me/", "HOME": "{root}/me"},
+     f"HELLO_HOME='{{root}}/me' is the home directory (HOME): {RULE}"),
+    ({"HELLO_HOME": "{root}/homes", "HOME": "{root}/homes/me/"},
+     f"HELLO_HOME='{{root}}/homes' holds the home directory {{root}}/homes/me (HOME): {RULE}"),
+    ({"ENVBUILD_STATE_DIR": "state"},
+     "ENVBUILD_STATE_DIR='state' is not an absolute path (the state dir; the default is /var/lib/envbuild)"),
+    ({"ENVBUILD_STATE_DIR": "{root}/./state"}, "ENVBUILD_STATE_DIR='{root}/./state' has a . or .. part: the state "
+                                               "dir is written without them (where .. leads depends on symlinks)"),
+])
+def test_a_prefix_installing_may_not_replace_is_a_usage_error_in_every_mode(test_recipe, env, message):
+    script = test_recipe.render()
+    root = str(test_recipe.root)
+    env = {name: value.format(root=root) for name, value in env.items()}
+    for mode in MODES:
+        assert run_in(test_recipe, script, mode, **env) == (2, "", f"envbuild: error: {message.format(root=root)}\n"), mode
+    assert not (test_recipe.state.exists() or (test_recipe.root / "opt").exists())
+    assert test_recipe.builds() == []
+
+
+def test_the_script_refuses_every_system_directory_validation_refuses_and_no_other(test_recipe):
+    """Its list is rendered from the one validation uses (SYSTEM_DIRECTORIES)."""
+    from envbuild.spec.schema import SYSTEM_DIRECTORIES
+
+    script = test_recipe.render()
+    each = 'for dir in "${@:2}"; do HELLO_HOME=$dir bash "$1" --list >/dev/null 2>&1; echo "$dir: $?"; done'
+    own = ["/opt/rocm", "/usr/local/hello", "/usr/local/bin/hello", "/var/lib/envbuilder", "/tmpdir"]
+    result = subprocess.run(["bash", "-c", each, "bash", str(script), *SYSTEM_DIRECTORIES, *own],
+                            env=test_recipe.env(ENVBUILD_STATE_DIR=""), capture_output=True, text=True)
+    assert result.stdout.splitlines() == [f"{d}: 2" for d in SYSTEM_DIRECTORIES] + [f"{d}: 0" for d in own]
+
+
 # --- heartbeats and clock-safe sweeping -----------------------------------------------------
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from envbuild import __version__
 from envbuild.errors import EnvbuildError
-from envbuild.formats import patches_field, provenance_writer_words
+from envbuild.formats import STATE_DIR_DEFAULT, patches_field, provenance_writer_words
 from envbuild.plan import Plan, Step
 from envbuild.runtime.nic import FAMILIES, NIC_FAMILIES, NO_NIC
 from envbuild.render.templating import jinja, recipe_source, summary
 from envbuild.shell import PATH_REFERENCE, env_word, identifier, quote, words
 from envbuild.spec.model import Component, EnvSpec, PipGroup
+from envbuild.spec.schema import PREFIX_RULE, SYSTEM_DIRECTORIES
 from envbuild.spec.patches import manifest_text
 
 RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
@@ -44,10 +45,23 @@ def _engine_file(name: str) -> str:
         .replace("@NIC_FAMILY_WORDS@", " ".join(families))
         .replace("@NIC_FAMILY_CHOICES@", "|".join(families))
         .replace("@NO_NIC@", NO_NIC)
+        .replace("@STATE_DIR_DEFAULT@", quote(STATE_DIR_DEFAULT))
+        .replace("@SYSTEM_DIRECTORIES@", _case_patterns(SYSTEM_DIRECTORIES))
+        .replace("@PREFIX_RULE@", PREFIX_RULE)
         .replace("@PROVENANCE_RECORD@", provenance_writer_words())
         .replace("@NIC_VENDOR_CASES@", "\n      ".join(f"{quote(family.vendor_id)}) family={name} ;;"
                                                      for name, family in FAMILIES.items()))
     )
+
+
+def _case_patterns(values, width: int = 96) -> str:
+    """`a | b | ...` for a case branch of the engine, in lines of about `width` characters."""
+    lines = [""]
+    for word in map(quote, values):
+        if lines[-1] and len(lines[-1]) + len(word) > width:
+            lines.append("")
+        lines[-1] += f"{word} | "
+    return " \\\n    ".join(line.rstrip() for line in lines)[:-2]
 
 
 def _programs(nic_detector: bool) -> str:

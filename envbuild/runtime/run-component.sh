@@ -45,7 +45,6 @@ for fragment in /opt/envbuild/lib/components/*.sh; do
   [[ ! -e $fragment ]] || source "$fragment"
 done
 _eb_prefix_defaults
-_eb_state_dir
 # Work directories without the pid in their names (pip records the path it installed from).
 _EB_WORK_STEM=$scratch/work
 # What the base image holds under a prefix is the recipe's to replace: the layer

@@ -65,20 +65,14 @@ _eb_platform() {
   printf -v "$1" '%s' "os=${os//\"/}-${version//\"/} arch=$HOSTTYPE${_EB_BASE_IMAGE:+ image=$_EB_BASE_IMAGE}${python:+ python=$python}"
 }
 
-# Whether component $1 alone owns its install prefixes: none is a shared
-# directory or overlaps another component's (so they may be set aside, restored
-# or replaced whole). The reason it does not goes to _EB_WHY.
+# Whether component $1 alone owns its install prefixes: none overlaps another
+# component's (so they may be set aside, restored or replaced whole; a system
+# directory never gets here: _eb_check_prefix). The reason it does not goes to _EB_WHY.
 _eb_owns_prefixes() {
   local var dir other ovar odir
   for var in ${_EB_OWNPREFIXES[$1]}; do
-    # Prefixes come without a trailing slash (_eb_prefix_defaults).
+    # Prefixes come normalised (_eb_prefix_defaults).
     dir=${!var}
-    case $dir in
-      / | /usr | /usr/local | /usr/local/bin | /usr/local/lib | /usr/bin | /usr/lib | /opt | /bin | /lib | /lib64 | /sbin | /etc | /var | /tmp | /home | /root | /srv | "${HOME:-/root}")
-        _EB_WHY="its prefix $var=${!var} is a shared directory, which a restore would replace whole"
-        return 1
-        ;;
-    esac
     for other in "${_EB_ORDER[@]}"; do
       [[ $other != "$1" ]] || continue
       for ovar in ${_EB_OWNPREFIXES[$other]}; do

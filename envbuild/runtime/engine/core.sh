@@ -59,6 +59,8 @@ _eb_check_settings() {
 }
 
 # Install prefixes the environment does not set get their defaults; one it sets must be absolute.
+# Each is normalised (_eb_normal_path) and checked against what installing must not replace
+# (_eb_check_prefix), in every mode and before anything moves; so is the state dir first.
 # The prefixes a NIC-specific component owns hold a directory per NIC family, so
 # that builds for several families live side by side: such a prefix left to its
 # default, or set to the default's directory of a family (what an image's ENV
@@ -67,6 +69,7 @@ _eb_check_settings() {
 _eb_prefix_defaults() {
   local var name default
   local -A per_family=()
+  _eb_state_dir
   for name in "${_EB_ORDER[@]}"; do
     [[ ${_EB_NICSPEC[$name]} != 1 ]] || for var in ${_EB_OWNPREFIXES[$name]}; do per_family[$var]=1; done
   done
@@ -84,9 +87,45 @@ _eb_prefix_defaults() {
     elif [[ ${!var} == *[[:cntrl:]]* ]]; then
       _eb_usage_error "$var holds a control character (an install prefix)"
     fi
-    # /opt/x/ is /opt/x: the same stamps, the same install.
-    while [[ ${!var} == /*/ ]]; do printf -v "$var" '%s' "${!var%/}"; done
+    _eb_normal_path "$var" "$var" 'an install prefix'
+    _eb_check_prefix "$var"
   done
+}
+
+# Path variable $1 (named $2 in messages, which say it is $3) without repeated or
+# trailing slashes: /opt//x/ is /opt/x, the same stamps, the same install. A . or
+# .. part is a usage error: paths are compared as written, and where .. leads
+# depends on symlinks.
+_eb_normal_path() {
+  [[ /${!1}/ != */./* && /${!1}/ != */../* ]] \
+    || _eb_usage_error "$2='${!1}' has a . or .. part: $3 is written without them (where .. leads depends on symlinks)"
+  while [[ ${!1} == *//* ]]; do printf -v "$1" '%s' "${!1//\/\//\/}"; done
+  while [[ ${!1} == /*/ ]]; do printf -v "$1" '%s' "${!1%/}"; done
+}
+
+# Refuses (exit 2) install prefix $1 (absolute, normalised) where installing, which
+# sets a prefix aside and replaces it whole, would take what is not its component's:
+# a system directory (envbuild.spec.schema.SYSTEM_DIRECTORIES, which holds the
+# parents of each), the state dir, one inside it or holding it (the run's own
+# journals and locks would move aside with it), the home directory or one holding it.
+_eb_check_prefix() {
+  local dir=${!1} home=${HOME:-} what=''
+  while [[ $home == /*/ ]]; do home=${home%/}; done
+  case $dir in
+    @SYSTEM_DIRECTORIES@) what='is a system directory, which other programs share' ;;
+    "$_EB_STATE") what='is the state dir (ENVBUILD_STATE_DIR)' ;;
+    "$_EB_STATE"/*) what="lies inside the state dir $_EB_STATE (ENVBUILD_STATE_DIR)" ;;
+    *)
+      if [[ $_EB_STATE == "$dir"/* ]]; then
+        what="holds the state dir $_EB_STATE (ENVBUILD_STATE_DIR)"
+      elif [[ $dir == "$home" ]]; then
+        what='is the home directory (HOME)'
+      elif [[ $home == "$dir"/* ]]; then
+        what="holds the home directory $home (HOME)"
+      fi
+      ;;
+  esac
+  [[ -z $what ]] || _eb_usage_error "$1='$dir' $what: @PREFIX_RULE@"
 }
 
 # Recipe-level environment, when the recipe part of the script defines one.
@@ -99,8 +138,13 @@ _eb_apply_build_env() {
   if declare -F _eb_build_env >/dev/null; then _eb_build_env; fi
 }
 
+# The state dir, into _EB_STATE: ENVBUILD_STATE_DIR, which must be absolute (steps
+# change directory), else the default; normalised as prefixes are.
 _eb_state_dir() {
   _EB_STATE=${ENVBUILD_STATE_DIR:-$_EB_STATE_DEFAULT}
+  [[ $_EB_STATE == /* ]] \
+    || _eb_usage_error "ENVBUILD_STATE_DIR='$_EB_STATE' is not an absolute path (the state dir; the default is $_EB_STATE_DEFAULT)"
+  _eb_normal_path _EB_STATE ENVBUILD_STATE_DIR 'the state dir'
 }
 
 # The NIC family: ENVBUILD_NIC_FAMILY, else the cluster profile, else detection.
@@ -164,7 +208,6 @@ _eb_detect_nic_family() {
     _EB_NIC=@NO_NIC@ _EB_NIC_FROM="detection (no RDMA device)"
     return 0
   fi
-  _eb_state_dir
   cache=$_EB_STATE/nic-family
   if [[ -r $cache ]] && { IFS=$'\t' read -r cached_fp cached_family <"$cache"; } && [[ $cached_fp == "$fingerprint" ]]; then
     _EB_NIC=$cached_family

@@ -472,7 +472,6 @@ _eb_main() {
   done
   _eb_check_settings
   [[ $mode != list ]] || { _eb_list; return 0; }
-  _eb_state_dir
   if [[ $mode == install ]]; then
     _EB_RUN_DIR=$_EB_STATE/run.$_EB_PID
     # What a killed run left is finished and swept before any stamp is read.

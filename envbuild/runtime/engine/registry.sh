@@ -20,7 +20,7 @@ if ((BASH_VERSINFO[0] < 4)); then
   return 2 2>/dev/null || exit 2
 fi
 
-_EB_STATE_DEFAULT=/var/lib/envbuild
+_EB_STATE_DEFAULT=@STATE_DIR_DEFAULT@
 _EB_RECIPE=''
 _EB_RECIPE_HASH=''
 _EB_VERSION=@VERSION@
