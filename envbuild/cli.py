@@ -19,7 +19,7 @@ from click.shell_completion import CompletionItem
 from envbuild import __version__, outfile
 from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT_USAGE, EnvbuildError, MismatchError, \
     RecipeError, UsageError
-from envbuild.pipeline import load_plan, open_library
+from envbuild.pipeline import command_line, load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.spec.schema import ENV_NAME_RE, Checker, image_reference
@@ -380,12 +380,15 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_loc
     if path.exists() and path.read_text(encoding="utf-8") == text:
         click.echo(f"{path}: up to date")
         return
-    options = {"--recipe": recipe or plan.recipe.name, "--recipes-dir": recipes_dir, "--cluster": cluster,
-               "--nic-family": nic_family, "--base-image": base_image}
-    command = shlex.join(["envbuild", "dockerfile"] + [word for option, value in options.items() if value
-                                                        for word in (option, str(value))])
-    state = "is out of date; render it again" if path.exists() else "does not exist; write it"
-    raise MismatchError(f"{path} {state} with: {command} > {shlex.quote(str(path))}")
+    command = command_line("dockerfile", recipes_dir, recipe or plan.recipe.name, cluster, nic_family,
+                           ["--base-image", base_image] if base_image else [])
+    command += f" > {shlex.quote(str(path))}"
+    if path.exists():
+        raise MismatchError(f"{path} is out of date; render it again with: {command}")
+    if check_dir.is_dir():
+        raise MismatchError(f"{path} does not exist; write it with: {command}")
+    raise MismatchError(f"{path} does not exist, nor does its directory; write it with: "
+                        f"mkdir -p {shlex.quote(str(check_dir))} && {command}")
 
 
 def dockerfile_name(plan: Plan) -> str:
@@ -665,7 +668,7 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
     if check:
         the_plan = load_plan(recipes_dir, recipe, cluster, nic_family)
         if the_plan.lock is None:
-            raise MismatchError(f"{shown} does not exist; write it with `envbuild lock --recipe {the_recipe.name}`")
+            raise MismatchError(f"{shown} does not exist; write it with `{the_plan.lock_command}`")
         # What pip groups took from the base image, compared with the image the engine has (never pulled).
         image_problems, why_not = base_disagreements(
             the_plan.lock, lambda: open_base_image(the_plan.recipe.base_image, network, pull=False))
@@ -677,9 +680,9 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
             emit_json(report)
             sys.exit(EXIT_MISMATCH if problems else 1 if strict and report["unsettled"] else 0)
         if problems:
-            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, problems)))
+            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, problems, the_plan.lock_command)))
         if strict:
-            lockfile.refuse_unsettled(the_plan.lock, the_recipe.name)
+            lockfile.refuse_unsettled(the_plan.lock, the_plan.lock_command)
         for item in the_plan.lock.unsettled():
             output().warn(f"{shown}: {item}")
         click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({len(the_plan.steps)} components)")
@@ -695,7 +698,7 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
     if image is not None and image.run is None and (doc.get("python") or {}).get("from") == wheels.FROM_HOST:
         output().warn(wheels.host_warning(the_plan.recipe, wheels.target_of(the_plan.recipe)))
     if strict:
-        lockfile.refuse_unsettled(written, the_recipe.name)
+        lockfile.refuse_unsettled(written, the_plan.lock_command)
     for item in written.unsettled():
         output().warn(f"{shown}: {item}")
     changed = not (path.exists() and path.read_text(encoding="utf-8") == text)

@@ -68,10 +68,11 @@ def test_every_command_takes_quiet(command):
 def test_each_warning_once_and_quiet_silences_them(tmp_path):
     recipes = two_recipes(tmp_path / "recipes")
     warning = ("envbuild: warning: recipes/components/shared.yaml: source.sha256: the download of shared is "
-               "unverified (sha256 unknown); `envbuild lock` records it\n")
+               "unverified (sha256 unknown); `envbuild lock --recipe {} --recipes-dir recipes` records it\n")
     result = envbuild("validate", "--recipes-dir", str(recipes), cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stderr == warning  # both recipes use it: said once
+    # Both recipes use it: said once for each, naming the command that writes each one's lock.
+    assert result.stderr == warning.format("r") + warning.format("s")
     assert result.stdout.splitlines()[0].startswith("r: ok (1 components, hash ")
     quiet = envbuild("validate", "--recipes-dir", str(recipes), "--quiet", cwd=tmp_path)
     assert (quiet.returncode, quiet.stderr, quiet.stdout) == (0, "", result.stdout)
@@ -186,7 +187,7 @@ def test_usage_errors_exit_two_and_mismatches_three(tmp_path):
                           cwd=tmp_path)
     assert lock_check.returncode == 3
     assert lock_check.stderr.endswith("envbuild: error: recipes/r.lock does not exist; "
-                                      "write it with `envbuild lock --recipe r`\n")
+                                      "write it with `envbuild lock --recipe r --recipes-dir recipes`\n")
 
 
 class SilentServer:

@@ -280,10 +280,11 @@ class Library:
             raise RecipeError(problems)
         return found
 
-    def lock_for(self, recipe: Recipe) -> Lock | None:
-        """The lock next to the recipe's file (`<recipe>.lock`), None when there is none."""
+    def lock_for(self, recipe: Recipe, command: str) -> Lock | None:
+        """The lock next to the recipe's file (`<recipe>.lock`), None when there is none; `command`
+        writes it (named when the file there is no lock: lockfile.load)."""
         path = lockfile.lock_path(Path(recipe.file).parent, recipe.name)
-        return lockfile.load(path, display_path(path))
+        return lockfile.load(path, display_path(path), command)
 
 
 def check_recipe_file(path: Path) -> None:
