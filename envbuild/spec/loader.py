@@ -119,7 +119,7 @@ class Library:
     def _load(self, path: Path, shape: schema.Shape, expected_name: str) -> LocatedDict:
         display = display_path(path)
         data = load_mapping(path, display)
-        checker = schema.Checker(display)
+        checker = schema.Checker(display, data.written)
         shape(checker, data, data.line, "")
         name = data.get("name")
         if isinstance(name, str) and name != expected_name:
