@@ -18,7 +18,7 @@ from click.shell_completion import CompletionItem
 
 from envbuild import __version__, outfile
 from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT_USAGE, EnvbuildError, MismatchError, \
-    RecipeError, UsageError
+    RecipeError, UsageError, counted
 from envbuild.pipeline import command_line, load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
@@ -281,7 +281,7 @@ def validate(target, recipes_dir, cluster, nic_family, fmt):
             sys.exit(EXIT_USAGE)
         return
     for row in valid:
-        click.echo(f"{row['name']}: ok ({row['components']} components, hash {row['hash'][:12]})")
+        click.echo(f"{row['name']}: ok ({counted(row['components'], 'component')}, hash {row['hash'][:12]})")
     if problems:
         raise RecipeError(problems)
 
@@ -685,7 +685,7 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
             lockfile.refuse_unsettled(the_plan.lock, the_plan.lock_command)
         for item in the_plan.lock.unsettled():
             output().warn(f"{shown}: {item}")
-        click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({len(the_plan.steps)} components)")
+        click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({counted(len(the_plan.steps), 'component')})")
         return
     resolver = Resolver(timeout=timeout, image_digest=_image_digest)
     the_plan = load_plan(recipes_dir, recipe, cluster, nic_family, use_lock=False)
@@ -770,10 +770,10 @@ def fetch(recipe, recipes_dir, cluster, nic_family, base_image, into, timeout, p
     if fmt == "json":
         emit_json(manifest)
     else:
-        counts = [f"{len(manifest['git'])} git mirrors", f"{len(manifest['downloads'])} downloads",
-                  f"{len(manifest['meson'])} meson archives", f"{len(manifest['pip'])} pip files"]
+        counts = [counted(len(manifest["git"]), "git mirror"), counted(len(manifest["downloads"]), "download"),
+                  counted(len(manifest["meson"]), "meson archive"), counted(len(manifest["pip"]), "pip file")]
         if apt:
-            counts.append(f"{len(manifest['apt'])} apt packages")
+            counts.append(counted(len(manifest["apt"]), "apt package"))
         click.echo(f"{into}: {', '.join(counts)}; MANIFEST.json written")
     if result.missing:
         raise EnvbuildError("\n".join(["some sources could not be fetched:"] + result.missing))
@@ -828,7 +828,7 @@ def diff(a, b, recipes_dir, fmt):
             click.echo(str(change))
     else:
         click.echo(f"{first.kind} {first.origin} and {second.kind} {second.origin} are the same "
-                   f"({len(first.components)} components)")
+                   f"({counted(len(first.components), 'component')})")
     sys.exit(EXIT_MISMATCH if changes else 0)
 
 

@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from envbuild.errors import EnvbuildError, UsageError
+from envbuild.errors import EnvbuildError, UsageError, counted
 from envbuild.formats import parse_patches, parse_provenance, parse_stamp, parse_unit
 from envbuild.pipeline import load_plan
 from envbuild.plan import Plan
@@ -168,7 +168,7 @@ def format_text(facts: Facts) -> str:
     for key, value in facts.details.items():
         if value:
             lines.append(f"{key} {value}")
-    lines.append(f"{len(facts.components)} components:")
+    lines.append(f"{counted(len(facts.components), 'component')}:")
     for component in facts.components.values():
         lines.append(f"  {component.name}")
         if component.hash:

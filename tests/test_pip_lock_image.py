@@ -203,7 +203,7 @@ def test_a_group_is_locked_against_what_the_image_has_and_installs_exactly_that(
     engine.api.remove_image(image)  # only the tag: `other` keeps its own
     check = recipes.envbuild("lock", "--check")
     assert (check.returncode, check.stdout, check.stderr) == (
-        0, "recipes/r.lock: agrees with recipe r (1 components)\n",
+        0, "recipes/r.lock: agrees with recipe r (1 component)\n",
         f"envbuild: recipes/r.lock: pip groups not compared with the base image's installed packages: the Docker "
         f"engine does not have {image}\nenvbuild: warning: recipes/r.lock: base image {image}: unresolved: "
         f"{recipes.lock()['base_image']['reason']}\n")
