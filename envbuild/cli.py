@@ -18,8 +18,8 @@ from click.shell_completion import CompletionItem
 
 from envbuild import __version__, outfile
 from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT_USAGE, EnvbuildError, MismatchError, \
-    RecipeError, UsageError
-from envbuild.pipeline import load_plan, open_library
+    RecipeError, UsageError, counted
+from envbuild.pipeline import command_line, load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.spec.schema import ENV_NAME_RE, Checker, image_reference
@@ -281,7 +281,7 @@ def validate(target, recipes_dir, cluster, nic_family, fmt):
             sys.exit(EXIT_USAGE)
         return
     for row in valid:
-        click.echo(f"{row['name']}: ok ({row['components']} components, hash {row['hash'][:12]})")
+        click.echo(f"{row['name']}: ok ({counted(row['components'], 'component')}, hash {row['hash'][:12]})")
     if problems:
         raise RecipeError(problems)
 
@@ -380,12 +380,15 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_loc
     if path.exists() and path.read_text(encoding="utf-8") == text:
         click.echo(f"{path}: up to date")
         return
-    options = {"--recipe": recipe or plan.recipe.name, "--recipes-dir": recipes_dir, "--cluster": cluster,
-               "--nic-family": nic_family, "--base-image": base_image}
-    command = shlex.join(["envbuild", "dockerfile"] + [word for option, value in options.items() if value
-                                                        for word in (option, str(value))])
-    state = "is out of date; render it again" if path.exists() else "does not exist; write it"
-    raise MismatchError(f"{path} {state} with: {command} > {shlex.quote(str(path))}")
+    command = command_line("dockerfile", recipes_dir, recipe or plan.recipe.name, cluster, nic_family,
+                           ["--base-image", base_image] if base_image else [])
+    command += f" > {shlex.quote(str(path))}"
+    if path.exists():
+        raise MismatchError(f"{path} is out of date; render it again with: {command}")
+    if check_dir.is_dir():
+        raise MismatchError(f"{path} does not exist; write it with: {command}")
+    raise MismatchError(f"{path} does not exist, nor does its directory; write it with: "
+                        f"mkdir -p {shlex.quote(str(check_dir))} && {command}")
 
 
 def dockerfile_name(plan: Plan) -> str:
@@ -665,7 +668,7 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
     if check:
         the_plan = load_plan(recipes_dir, recipe, cluster, nic_family)
         if the_plan.lock is None:
-            raise MismatchError(f"{shown} does not exist; write it with `envbuild lock --recipe {the_recipe.name}`")
+            raise MismatchError(f"{shown} does not exist; write it with `{the_plan.lock_command}`")
         # What pip groups took from the base image, compared with the image the engine has (never pulled).
         image_problems, why_not = base_disagreements(
             the_plan.lock, lambda: open_base_image(the_plan.recipe.base_image, network, pull=False))
@@ -677,12 +680,12 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
             emit_json(report)
             sys.exit(EXIT_MISMATCH if problems else 1 if strict and report["unsettled"] else 0)
         if problems:
-            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, the_recipe.name, problems)))
+            raise MismatchError("\n".join(lockfile.out_of_date(the_plan.lock, problems, the_plan.lock_command)))
         if strict:
-            lockfile.refuse_unsettled(the_plan.lock, the_recipe.name)
+            lockfile.refuse_unsettled(the_plan.lock, the_plan.lock_command)
         for item in the_plan.lock.unsettled():
             output().warn(f"{shown}: {item}")
-        click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({len(the_plan.steps)} components)")
+        click.echo(f"{shown}: agrees with recipe {the_plan.recipe.name} ({counted(len(the_plan.steps), 'component')})")
         return
     resolver = Resolver(timeout=timeout, image_digest=_image_digest)
     the_plan = load_plan(recipes_dir, recipe, cluster, nic_family, use_lock=False)
@@ -695,7 +698,7 @@ def lock(recipe, recipes_dir, cluster, nic_family, check, strict, timeout, netwo
     if image is not None and image.run is None and (doc.get("python") or {}).get("from") == wheels.FROM_HOST:
         output().warn(wheels.host_warning(the_plan.recipe, wheels.target_of(the_plan.recipe)))
     if strict:
-        lockfile.refuse_unsettled(written, the_recipe.name)
+        lockfile.refuse_unsettled(written, the_plan.lock_command)
     for item in written.unsettled():
         output().warn(f"{shown}: {item}")
     changed = not (path.exists() and path.read_text(encoding="utf-8") == text)
@@ -767,10 +770,10 @@ def fetch(recipe, recipes_dir, cluster, nic_family, base_image, into, timeout, p
     if fmt == "json":
         emit_json(manifest)
     else:
-        counts = [f"{len(manifest['git'])} git mirrors", f"{len(manifest['downloads'])} downloads",
-                  f"{len(manifest['meson'])} meson archives", f"{len(manifest['pip'])} pip files"]
+        counts = [counted(len(manifest["git"]), "git mirror"), counted(len(manifest["downloads"]), "download"),
+                  counted(len(manifest["meson"]), "meson archive"), counted(len(manifest["pip"]), "pip file")]
         if apt:
-            counts.append(f"{len(manifest['apt'])} apt packages")
+            counts.append(counted(len(manifest["apt"]), "apt package"))
         click.echo(f"{into}: {', '.join(counts)}; MANIFEST.json written")
     if result.missing:
         raise EnvbuildError("\n".join(["some sources could not be fetched:"] + result.missing))
@@ -825,7 +828,7 @@ def diff(a, b, recipes_dir, fmt):
             click.echo(str(change))
     else:
         click.echo(f"{first.kind} {first.origin} and {second.kind} {second.origin} are the same "
-                   f"({len(first.components)} components)")
+                   f"({counted(len(first.components), 'component')})")
     sys.exit(EXIT_MISMATCH if changes else 0)
 
 

@@ -8,6 +8,11 @@ from dataclasses import dataclass
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def counted(count: int, noun: str) -> str:
+    """`count` with its noun: 1 component, 2 components (the plural adds an s)."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def one_line(text: str) -> str:
     """`text` with its control characters escaped as Python writes them (a newline as \\n), so
     that a message naming a key or value that holds one stays on one line."""

@@ -7,10 +7,31 @@ loader to the planner.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
+from typing import Sequence
 
 from envbuild.plan import Plan, make_plan
-from envbuild.spec.loader import Library, check_recipe_file, is_recipe_path
+from envbuild.spec.loader import Library, check_recipe_file, default_recipes_dir, is_recipe_path
+from envbuild.spec.yamlfile import display_path
+
+
+def command_line(subcommand: str, recipes_dir: Path | None, recipe: str, cluster: str | None = None,
+                 nic_family: str | None = None, more: Sequence[str] = ()) -> str:
+    """The command a message tells the user to run, as one shell-quoted line that works as printed
+    (from the same directory, in the same environment):
+    `envbuild SUBCOMMAND --recipe RECIPE [--recipes-dir DIR] [--cluster C] [--nic-family F] MORE...`.
+
+    RECIPE is a name or a file, as the user gave it; DIR (display_path) is named unless it is
+    the directory the command reads by default (ENVBUILD_RECIPES, else the built-in recipes).
+    Every hint of the CLI and of the lock policy is rendered here.
+    """
+    words = ["envbuild", *subcommand.split(), "--recipe", recipe]
+    if recipes_dir is not None and Path(recipes_dir).resolve() != default_recipes_dir().resolve():
+        words += ["--recipes-dir", display_path(recipes_dir)]
+    words += [word for option, value in (("--cluster", cluster), ("--nic-family", nic_family)) if value
+              for word in (option, value)]
+    return shlex.join([*words, *more])
 
 
 def open_library(recipes_dir: Path | None, recipe: str | None) -> tuple[Library, str]:
@@ -41,8 +62,11 @@ def load_plan(recipes_dir: Path | None, recipe: str | None, cluster: str | None 
     the_recipe = library.recipe(reference, cluster)
     if nic_family:
         the_recipe = the_recipe.with_nic_family(nic_family)
-    lock = library.lock_for(the_recipe) if use_lock else None
-    plan = make_plan(the_recipe, library.components_for(the_recipe), lock)
+    # What the messages about the lock tell the user to run. A cluster profile or NIC family
+    # changes no source, so the lock is the same without them.
+    lock_command = command_line("lock", recipes_dir, reference)
+    lock = library.lock_for(the_recipe, lock_command) if use_lock else None
+    plan = make_plan(the_recipe, library.components_for(the_recipe), lock, lock_command=lock_command)
     if base_image:
         plan = dataclasses.replace(plan, recipe=plan.recipe.with_base_image(base_image))
     return plan

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from envbuild.errors import Problem, RecipeError
@@ -44,6 +44,8 @@ class Plan:
     lock: Lock | None = None
     # Where the recipe and its lock disagree (see Lock.disagreements); empty without a lock.
     lock_problems: tuple[str, ...] = ()
+    # The command that writes the recipe's lock, as the messages about it tell the user to run it.
+    lock_command: str = field(default="", compare=False)
 
     @property
     def hash(self) -> str:
@@ -89,15 +91,15 @@ class Plan:
 
     def warnings(self) -> list[str]:
         """One line each: unverified or unpinned sources, a lock that disagrees with the recipe."""
-        found = lockfile.source_warnings([s.component for s in self.steps], self.lock)
+        found = lockfile.source_warnings([s.component for s in self.steps], self.lock, self.lock_command)
         if self.lock_problems:
-            found += lockfile.out_of_date(self.lock, self.recipe.name, self.lock_problems)
+            found += lockfile.out_of_date(self.lock, self.lock_problems, self.lock_command)
         return found
 
     def require_lock(self, strict: bool = False) -> None:
         """Refuse a recipe without a lock, or whose lock disagrees with it (LockError); `strict`
         also refuses a lock with anything unverified or unresolved."""
-        lockfile.require(self.lock, self.lock_problems, self.recipe, strict)
+        lockfile.require(self.lock, self.lock_problems, self.recipe, self.lock_command, strict)
 
 
 def _digest(doc) -> str:
@@ -118,12 +120,14 @@ def component_hash(component: Component, dependency_hashes: Mapping[str, str], g
     return _digest(doc)
 
 
-def make_plan(recipe: Recipe, components: Mapping[str, Component], lock: Lock | None = None) -> Plan:
+def make_plan(recipe: Recipe, components: Mapping[str, Component], lock: Lock | None = None, *,
+              lock_command: str) -> Plan:
     """Order the recipe's components so that dependencies come first, and hash them.
 
     `components` holds every component the recipe needs by name (loader.Library.
-    components_for). Raises RecipeError on a dependency cycle, clashing prefixes
-    or env references to nothing.
+    components_for); `lock_command` is what messages about the lock tell the user
+    to run (pipeline.command_line). Raises RecipeError on a dependency cycle,
+    clashing prefixes or env references to nothing.
     """
     problems: list[Problem] = []
     listed = {name for name, _, _ in recipe.component_lines}
@@ -171,7 +175,7 @@ def make_plan(recipe: Recipe, components: Mapping[str, Component], lock: Lock | 
         hashes[name] = component_hash(component, hashes, recipe.gpu_target)
         nic_specific[name] = component.nic_specific or any(nic_specific[d] for d in component.depends)
         steps.append(Step(component, hashes[name], reasons[name], nic_specific[name]))
-    return Plan(recipe, tuple(steps), lock, tuple(lock_problems))
+    return Plan(recipe, tuple(steps), lock, tuple(lock_problems), lock_command)
 
 
 def _check_prefixes_and_references(recipe: Recipe, components: list[Component]) -> None:

@@ -16,13 +16,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from envbuild.errors import EnvbuildError, UsageError
+from envbuild.errors import EnvbuildError, UsageError, counted
 from envbuild.formats import parse_patches, parse_provenance, parse_stamp, parse_unit
 from envbuild.pipeline import load_plan
 from envbuild.plan import Plan
 from envbuild.spec import lock as lockfile
 from envbuild.spec.loader import SUFFIXES, Library
 from envbuild.spec.sources import lock_pin
+from envbuild.spec.yamlfile import display_path
 
 LABEL_PREFIX = "io.envbuild."
 COMPONENT_LABEL = "io.envbuild.component."
@@ -167,7 +168,7 @@ def format_text(facts: Facts) -> str:
     for key, value in facts.details.items():
         if value:
             lines.append(f"{key} {value}")
-    lines.append(f"{len(facts.components)} components:")
+    lines.append(f"{counted(len(facts.components), 'component')}:")
     for component in facts.components.values():
         lines.append(f"  {component.name}")
         if component.hash:
@@ -237,30 +238,43 @@ def read(target: str, recipes_dir: Path | None = None) -> Facts:
     An image reference that names its registry (REGISTRY[:PORT]/NAME:TAG) is read
     from that registry without pulling; any other from the local Docker engine.
     UsageError (exit 2) when the target is none of them (a path that does not
-    exist, an image the engine does not have).
+    exist, a name that is no image reference, an image the engine does not
+    have), naming what was tried; EnvbuildError (exit 1) when it could be an
+    image of the local engine and no engine answers, saying so.
     """
     path = Path(target)
     if path.suffix == lockfile.SUFFIX and path.is_file():
         return from_lock(lockfile.load(path))
     if path.is_dir():
         return from_state_dir(path)
-    if path.suffix in SUFFIXES or target in Library(recipes_dir).recipe_names():
+    if path.suffix in SUFFIXES:
         return from_plan(load_plan(recipes_dir, target))
-    # No image reference starts with / or . (nor names a .lock): such a target is a path.
-    if target.startswith(("/", ".")) or path.suffix == lockfile.SUFFIX:
+    library = Library(recipes_dir)
+    if target in library.recipe_names():
+        return from_plan(load_plan(recipes_dir, target))
+    # No image reference starts with / or . (nor names a .lock): such a target is a path, as is a file.
+    if target.startswith(("/", ".")) or path.suffix == lockfile.SUFFIX or path.exists():
         if not path.exists():
             raise UsageError(f"{target}: no such file or directory")
         raise UsageError(f"{target}: neither a lock file (*{lockfile.SUFFIX}), a state directory nor a recipe file")
     from envbuild.run import registry
 
+    tried = (f"{target} is not a recipe of {display_path(library.root)} (its recipes: "
+             f"{', '.join(library.recipe_names()) or 'none'}), a lock file, a state directory or a file")
+    why = registry.reference_problem(target)
+    if why is not None:
+        raise UsageError(f"{tried}, nor an image reference ({why})")
     reference = registry.parse_reference(target)
     if reference.explicit:
         # What the nodes will pull: the registry's, even when the engine has a copy.
         return from_labels(target, registry.registry_labels(reference))
     from envbuild.run import docker_engine  # only for local images: docker-py is slow to import
 
-    labels = docker_engine.image_labels(docker_engine.connect(), target)
+    try:
+        client = docker_engine.connect()
+    except docker_engine.EngineUnreachable as exc:
+        raise EnvbuildError(f"{tried}; tried as an image of the local Docker engine: {exc}") from None
+    labels = docker_engine.image_labels(client, target)
     if labels is None:
-        raise UsageError(f"{target} is neither a lock file, a state directory, a recipe of "
-                         f"{Library(recipes_dir).root} nor an image of the local Docker engine")
+        raise UsageError(f"{tried}, nor an image of the local Docker engine")
     return from_labels(target, labels)

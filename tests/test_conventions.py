@@ -68,11 +68,12 @@ def test_every_command_takes_quiet(command):
 def test_each_warning_once_and_quiet_silences_them(tmp_path):
     recipes = two_recipes(tmp_path / "recipes")
     warning = ("envbuild: warning: recipes/components/shared.yaml: source.sha256: the download of shared is "
-               "unverified (sha256 unknown); `envbuild lock` records it\n")
+               "unverified (sha256 unknown); `envbuild lock --recipe {} --recipes-dir recipes` records it\n")
     result = envbuild("validate", "--recipes-dir", str(recipes), cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stderr == warning  # both recipes use it: said once
-    assert result.stdout.splitlines()[0].startswith("r: ok (1 components, hash ")
+    # Both recipes use it: said once for each, naming the command that writes each one's lock.
+    assert result.stderr == warning.format("r") + warning.format("s")
+    assert result.stdout.splitlines()[0].startswith("r: ok (1 component, hash ")
     quiet = envbuild("validate", "--recipes-dir", str(recipes), "--quiet", cwd=tmp_path)
     assert (quiet.returncode, quiet.stderr, quiet.stdout) == (0, "", result.stdout)
     plan = envbuild("plan", "-q", "--recipes-dir", str(recipes), "-r", "r", "--format", "json", cwd=tmp_path)
@@ -186,7 +187,7 @@ def test_usage_errors_exit_two_and_mismatches_three(tmp_path):
                           cwd=tmp_path)
     assert lock_check.returncode == 3
     assert lock_check.stderr.endswith("envbuild: error: recipes/r.lock does not exist; "
-                                      "write it with `envbuild lock --recipe r`\n")
+                                      "write it with `envbuild lock --recipe r --recipes-dir recipes`\n")
 
 
 class SilentServer:
@@ -369,10 +370,14 @@ def test_a_prefix_with_spaces_and_letters_of_any_script_installs_and_reads_back(
     test_recipe.components[:] = ["spaced"]
     test_recipe.write()
     script = test_recipe.render()
-    assert test_recipe.run(script).returncode == 0
+    check = test_recipe.run(script, "--check")
+    assert check.returncode == 3 and re.search(r"^envbuild: 1 of 1 component to install \(\d+\.\d+ s\)$", check.stdout, re.M)
+    installed = test_recipe.run(script)
+    assert installed.returncode == 0
+    assert re.search(r"^envbuild: installed 1, present 0, skipped 0 of 1 component \(\d+\.\d+ s\)$", installed.stdout, re.M)
     assert (prefix / "ok").read_text() == "ok\n"
     again = test_recipe.run(script)
-    assert "envbuild: all 1 components present" in again.stdout
+    assert re.fullmatch(r"envbuild: 1 component present \(\d+\.\d+ s\)\n", again.stdout)  # not "all 1 components"
     facts = json.loads(envbuild("inspect", str(test_recipe.state), "--format", "json", cwd=tmp_path).stdout)
     assert facts["components"][0]["details"]["stamp"].endswith(f" SPACED_HOME={prefix}")
 

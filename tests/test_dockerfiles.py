@@ -77,10 +77,15 @@ def test_check_fails_on_a_stale_or_missing_dockerfile(tmp_path):
     name = f"{recipe}.{cluster}.Dockerfile"
     missing = check(recipe, cluster, tmp_path)
     assert missing.exit_code == 3
-    recipes_dir = f" --recipes-dir {os.environ['ENVBUILD_RECIPES']}" if os.environ.get("ENVBUILD_RECIPES") else ""
+    # ENVBUILD_RECIPES, if set, is the directory the printed command reads by default: not named.
     assert missing.stderr.splitlines()[-1] == (f"envbuild: error: {tmp_path / name} does not exist; write it with: "
-                                               f"envbuild dockerfile --recipe {recipe}{recipes_dir} --cluster {cluster} "
+                                               f"envbuild dockerfile --recipe {recipe} --cluster {cluster} "
                                                f"> {tmp_path / name}")
+    nowhere = check(recipe, cluster, tmp_path / "new dir")
+    assert (nowhere.exit_code, nowhere.stderr.splitlines()[-1]) == (3, (
+        f"envbuild: error: {tmp_path / 'new dir' / name} does not exist, nor does its directory; write it with: "
+        f"mkdir -p '{tmp_path / 'new dir'}' && envbuild dockerfile --recipe {recipe} --cluster {cluster} "
+        f"> '{tmp_path / 'new dir' / name}'"))
 
     shutil.copy(DOCKERFILES / name, tmp_path / name)
     assert check(recipe, cluster, tmp_path).exit_code == 0
@@ -91,10 +96,13 @@ def test_check_fails_on_a_stale_or_missing_dockerfile(tmp_path):
     assert result.stderr.splitlines()[-1].startswith(f"envbuild: error: {stale} is out of date; render it again with: ")
 
 
-def test_the_fix_command_works_as_printed(tmp_path):
-    """The command --check suggests, run by a shell as printed, writes what --check then accepts."""
+@pytest.mark.parametrize("exists", [True, False], ids=["directory", "no directory"])
+def test_the_fix_command_works_as_printed(tmp_path, exists):
+    """The command --check suggests, run by a shell as printed, writes what --check then accepts, also into
+    a directory that does not exist yet."""
     directory = tmp_path / "docker files"
-    directory.mkdir()
+    if exists:
+        directory.mkdir()
     args = ["dockerfile", "--recipe", "mi355x-moriio", "--nic-family", "ionic", "--base-image", "debian:bookworm"]
     env = {key: value for key, value in os.environ.items() if not key.startswith("ENVBUILD_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
@@ -102,7 +110,8 @@ def test_the_fix_command_works_as_printed(tmp_path):
                            capture_output=True, text=True)
     assert first.returncode == 3
     command = first.stderr.strip().split(" with: ", 1)[1]
-    assert command.startswith("envbuild dockerfile --recipe mi355x-moriio --nic-family ionic --base-image debian:bookworm")
+    fix = "envbuild dockerfile --recipe mi355x-moriio --nic-family ionic --base-image debian:bookworm"
+    assert command.startswith(fix if exists else f"mkdir -p '{directory}' && {fix}")
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "envbuild").write_text(f"#!/bin/sh\nexec {sys.executable} -m envbuild \"$@\"\n")

@@ -396,7 +396,7 @@ def test_a_failing_step_shows_its_log_tail_once(engine, session, base_image, sou
                         r"/var/lib/envbuild/logs/failing\.log", shown[failed + 2])
     assert shown[failed + 3:failed + 5] == ["      | compiling failing", "      | fatal: failing on purpose"]
     # The run's summary (the scheduler's: what was not installed, and why).
-    assert re.fullmatch(r"    envbuild: installed 0, present 0, skipped 0, not installed 1 of 1 components \([\d.]+ s\)",
+    assert re.fullmatch(r"    envbuild: installed 0, present 0, skipped 0, not installed 1 of 1 component \([\d.]+ s\)",
                         shown[failed + 5])
     assert shown[failed + 6:-1] == [
         "    envbuild: error: not installed: failing (exit 3; log: /var/lib/envbuild/logs/failing.log)", "---",

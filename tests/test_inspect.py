@@ -15,7 +15,10 @@ from envbuild.pipeline import load_plan
 from stamps import expected_stamp, stamp_of
 from envbuild.provenance import parse_provenance, parse_stamp
 from test_lock import NO_DOCKER, PATCH, PATCHES_YAML, _edit
+from test_pip_lock import NO_ENGINE
 
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+BUILTIN_RECIPES = "its recipes: mi355x-moriio, mi355x-nixl"
 UCX_HASH = "a1" * 32
 UCX_SOURCE = "https://github.com/ROCm/ucx.git@da3fac2afcb55df7605f619ee19b37f4505bd4e4"
 PATCH_A, PATCH_B = "b2" * 32, "c3" * 32
@@ -85,9 +88,10 @@ def test_inspect_refuses_what_it_cannot_read(tmp_path):
     result = envbuild("inspect", str(tmp_path / "empty"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == f"envbuild: error: {tmp_path / 'empty'} is not an envbuild state directory (no stamps/ or provenance/ in it)\n"
-    result = envbuild("inspect", "no-such/image:tag", cwd=tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("envbuild: error: no Docker engine answers on DOCKER_HOST=unix:///nonexistent/docker.sock")
+    result = envbuild("inspect", "no-such/image:tag", cwd=tmp_path, recipes=RECIPES)
+    assert (result.returncode, result.stderr) == (1, (
+        f"envbuild: error: no-such/image:tag is not a recipe of {RECIPES} ({BUILTIN_RECIPES}), a lock file, a state "
+        f"directory or a file; tried as an image of the local Docker engine: {NO_ENGINE}\n"))
 
 
 @pytest.mark.parametrize("target, message", [
@@ -97,23 +101,54 @@ def test_inspect_refuses_what_it_cannot_read(tmp_path):
     ("missing.lock", "missing.lock: no such file or directory"),
     ("missing.yaml", "missing.yaml: no such recipe file"),
     ("/dev/null", "/dev/null: neither a lock file (*.lock), a state directory nor a recipe file"),
-    ("Bad Ref", "invalid image reference 'Bad Ref': uppercase letters are not allowed in a repository name"),
+    ("notes", "notes: neither a lock file (*.lock), a state directory nor a recipe file"),
 ])
 def test_inspect_and_diff_of_what_is_not_there_exit_two_naming_it(state, tmp_path, target, message):
-    """A path is never taken for an image reference (no Docker engine is asked: NO_DOCKER)."""
+    """A path, or a file there, is never taken for an image reference (no Docker engine is asked: NO_DOCKER)."""
+    (tmp_path / "notes").write_text("not a recipe\n")
     for command in (["inspect", target], ["diff", target, str(state)], ["diff", str(state), target]):
         result = envbuild(*command, cwd=tmp_path)
         assert (result.returncode, result.stderr, result.stdout) == (2, f"envbuild: error: {message}\n", ""), command
 
 
+def demo_recipes(root: Path) -> Path:
+    """A recipes directory of one recipe, demo."""
+    (root / "components").mkdir(parents=True)
+    (root / "components" / "a.yaml").write_text("name: a\ndescription: A.\n")
+    (root / "demo.yaml").write_text("name: demo\ndescription: D.\nbase_image: debian:bookworm\ncomponents: [a]\n")
+    return root
+
+
+UPPERCASE = "uppercase letters are not allowed in a repository name"
+NOT_A_REFERENCE = ("expected [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST], lowercase, with a tag of letters, digits, "
+                   "'_', '.' and '-'")
+
+
+@pytest.mark.parametrize("name, status, then", [
+    *[(name, 1, f"; tried as an image of the local Docker engine: {NO_ENGINE}")
+      for name in ("mi355x-moriio", "nope", "team/nope:1")],
+    ("Nope", 2, f", nor an image reference ({UPPERCASE})"),
+    ("Bad Ref", 2, f", nor an image reference ({UPPERCASE})"),
+    ("nope:a:b", 2, f", nor an image reference ({NOT_A_REFERENCE})"),
+])
+def test_a_name_that_is_nothing_inspect_and_diff_read_says_what_was_tried(tmp_path, name, status, then):
+    """Not a bare Docker error: a name that is no image reference either exits 2; one that could be an image
+    of the local engine, when no engine answers, exits 1 saying it was tried as one."""
+    demo_recipes(tmp_path / "r1")
+    for command in (["inspect", name], ["diff", "demo", name], ["diff", name, "demo"]):
+        result = envbuild(*command, cwd=tmp_path, recipes=tmp_path / "r1")
+        assert (result.returncode, result.stdout, result.stderr) == (status, "", (
+            f"envbuild: error: {name} is not a recipe of r1 (its recipes: demo), a lock file, a state directory or "
+            f"a file{then}\n")), command
+
+
 @pytest.mark.docker
 def test_diff_of_images_the_engine_does_not_have_exits_two_naming_the_first(engine, tmp_path):
-    recipes = Path(__file__).resolve().parent.parent / "recipes"
-    result = envbuild("diff", "envbuild-test/nosuch1", "envbuild-test/nosuch2", cwd=tmp_path, recipes=recipes,
+    result = envbuild("diff", "envbuild-test/nosuch1", "envbuild-test/nosuch2", cwd=tmp_path, recipes=RECIPES,
                       docker=True)
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == ("envbuild: error: envbuild-test/nosuch1 is neither a lock file, a state directory, a "
-                             f"recipe of {recipes} nor an image of the local Docker engine\n")
+    assert result.stderr == (f"envbuild: error: envbuild-test/nosuch1 is not a recipe of {RECIPES} ({BUILTIN_RECIPES}), "
+                             "a lock file, a state directory or a file, nor an image of the local Docker engine\n")
 
 
 def test_diff_state_directories(state, tmp_path):

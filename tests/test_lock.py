@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -75,6 +76,8 @@ source:
 """,
 }
 FAR_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# What messages tell to run to write the lock, for envbuild() below (run from the recipe's root).
+LOCK_COMMAND = "envbuild lock --recipe testrecipe --recipes-dir recipes"
 
 
 def make_recipe(cls, root: Path, server, extra: dict[str, str], **kwargs) -> LocalRecipe:
@@ -259,15 +262,96 @@ def test_check_names_each_kind_of_disagreement(local_recipe, case):
     assert result.returncode == 3, result.stderr
     assert f"envbuild: error: recipes/testrecipe.lock: {line}\n" in result.stderr
     assert result.stderr.endswith("envbuild: error: recipes/testrecipe.lock is out of date: "
-                                  "`envbuild lock --recipe testrecipe` writes it again\n")
+                                  f"`{LOCK_COMMAND}` writes it again\n")
     assert "Traceback" not in result.stderr
 
 
 def test_check_without_a_lock_fails(local_recipe):
     result = envbuild(local_recipe, "lock", "--recipe", "testrecipe", "--check")
     assert result.returncode == 3
-    assert "envbuild: error: recipes/testrecipe.lock does not exist; write it with `envbuild lock --recipe testrecipe`" \
-        in result.stderr
+    assert result.stderr == f"envbuild: error: recipes/testrecipe.lock does not exist; write it with `{LOCK_COMMAND}`\n"
+
+
+def as_printed(command: str) -> list[str]:
+    """The command a message says to run, split as a shell splits it, with `envbuild` this tree's."""
+    words = shlex.split(command)
+    assert words[0] == "envbuild", command
+    return [sys.executable, "-m", "envbuild", *words[1:]]
+
+
+def hints(stderr: str) -> list[str]:
+    """The commands between backquotes in what envbuild printed."""
+    return re.findall(r"`(envbuild [^`]*)`", stderr)
+
+
+def test_every_lock_hint_names_the_recipes_dir_and_works_as_printed(local_recipe):
+    """Missing, malformed and stale locks, and sources no lock pins: each message says to run the same
+    command, with the (not default) recipes directory, which does what the message says."""
+    env, cwd = dict(local_recipe.env(), **NO_DOCKER), local_recipe.root
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(as_printed(command), env=env, cwd=cwd, capture_output=True, text=True)
+
+    unlocked = envbuild(local_recipe, "plan", "--recipe", "testrecipe")
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert hints(unlocked.stderr) == [LOCK_COMMAND, LOCK_COMMAND]  # tip unpinned, blob unverified
+    assert f"envbuild: warning: recipes/components/tip.yaml: source.commit: tip is unpinned (branch main, no lock); " \
+        f"`{LOCK_COMMAND}` resolves it\n" in unlocked.stderr
+    missing = envbuild(local_recipe, "plan", "--recipe", "testrecipe", "--require-lock")
+    assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", (
+        "envbuild: error: recipe testrecipe has no lock (recipes/testrecipe.lock) and --require-lock was given; "
+        f"write it with `{LOCK_COMMAND}`\n"))
+    assert run(LOCK_COMMAND).returncode == 0
+    assert run(LOCK_COMMAND + " --check").stdout == "recipes/testrecipe.lock: agrees with recipe testrecipe (6 components)\n"
+
+    DISAGREEMENTS["component removed"][0](local_recipe)
+    stale = envbuild(local_recipe, "lock", "--recipe", "testrecipe", "--check")
+    assert (stale.returncode, stale.stderr) == (3, (
+        "envbuild: error: recipes/testrecipe.lock: component rank0-tool: in the lock, not in the recipe\n"
+        f"envbuild: error: recipes/testrecipe.lock is out of date: `{LOCK_COMMAND}` writes it again\n"))
+    assert run(LOCK_COMMAND).returncode == 0
+    assert run(LOCK_COMMAND + " --check").stdout == "recipes/testrecipe.lock: agrees with recipe testrecipe (5 components)\n"
+
+    (local_recipe.recipes / "testrecipe.lock").write_text("format: something else\n")
+    malformed = envbuild(local_recipe, "runtime-script", "--recipe", "testrecipe")
+    assert (malformed.returncode, malformed.stderr) == (1, (
+        "envbuild: error: recipes/testrecipe.lock: not an envbuild lock file (format envbuild-lock-v1 expected); "
+        f"write it again with `{LOCK_COMMAND}`\n"))
+    assert run(LOCK_COMMAND).returncode == 0
+    assert envbuild(local_recipe, "runtime-script", "--recipe", "testrecipe", "--require-lock").returncode == 0
+
+
+def test_lock_hints_name_the_recipe_as_given_and_not_the_default_recipes_dir(local_recipe):
+    """A recipe file is named as given (its directory is its recipes directory); the default recipes
+    directory is not named, nor a NIC family (or cluster profile), which changes no source of the lock."""
+    env = dict(local_recipe.env(), **NO_DOCKER)
+    by_file = subprocess.run([sys.executable, "-m", "envbuild", "plan", "--recipe", "recipes/testrecipe.yaml",
+                              "--nic-family", "ionic", "--require-lock"],
+                             env=env, cwd=local_recipe.root, capture_output=True, text=True)
+    assert hints(by_file.stderr) == ["envbuild lock --recipe recipes/testrecipe.yaml"]
+    assert subprocess.run(as_printed(hints(by_file.stderr)[0]), env=env, cwd=local_recipe.root).returncode == 0
+    assert (local_recipe.recipes / "testrecipe.lock").is_file()
+    (local_recipe.recipes / "testrecipe.lock").unlink()
+    for given in (["--recipes-dir", "recipes"], []):  # the default directory (ENVBUILD_RECIPES), given or not
+        default = subprocess.run([sys.executable, "-m", "envbuild", "lock", "--recipe", "testrecipe", "--check", *given],
+                                 env=dict(env, ENVBUILD_RECIPES=str(local_recipe.recipes)), cwd=local_recipe.root,
+                                 capture_output=True, text=True)
+        assert (default.returncode, default.stderr) == (3, (
+            "envbuild: error: recipes/testrecipe.lock does not exist; "
+            "write it with `envbuild lock --recipe testrecipe`\n"))
+
+
+def test_the_lock_header_names_no_path(local_recipe):
+    """The lock is compared byte for byte (`lock` says `up to date`) and committed: it must not depend on where
+    it was written, so its header names the recipes directory as DIR."""
+    assert envbuild(local_recipe, "lock", "--recipe", "testrecipe").returncode == 0
+    text = (local_recipe.recipes / "testrecipe.lock").read_text()
+    assert text.startswith(
+        "# envbuild lock file of recipe testrecipe: the exact sources it installs.\n"
+        "# Written by `envbuild lock --recipe testrecipe --recipes-dir DIR`, DIR being the directory of\n"
+        "# this file (the default recipes directory needs no --recipes-dir); with --check, the same\n"
+        "# command compares it with the recipe. Commit it next to the recipe; do not edit it by hand.\n")
+    assert str(local_recipe.root) not in "".join(line for line in text.splitlines(True) if line.startswith("#"))
 
 
 # --- using the lock ----------------------------------------------------------------------
@@ -298,8 +382,8 @@ def test_branch_only_source_is_unpinned_until_locked_then_held_at_the_locked_com
     plan = load_plan(library.root, "testrecipe")
     tip_url = f"{local_recipe.values()['git_base']}libhello.git"
     assert plan.step("tip").component.source.pin == f"{tip_url}#branch=main"
-    assert any("source.commit: tip is unpinned (branch main, no lock); `envbuild lock` resolves it" in w
-               for w in plan.warnings())
+    assert f"{library.root}/components/tip.yaml: source.commit: tip is unpinned (branch main, no lock); " \
+        f"`envbuild lock --recipe testrecipe --recipes-dir {library.root}` resolves it" in plan.warnings()
     name = offline_git_name(tip_url)
     unpinned = local_recipe.render(local_recipe.root / "u.sh")
     assert f"_eb_git {quote(tip_url)} '' 0 {name} main\n" in unpinned.read_text()
@@ -337,7 +421,7 @@ def test_require_lock_refuses_a_missing_or_stale_lock(local_recipe, command):
     missing = envbuild(local_recipe, *args)
     assert missing.returncode == 1 and missing.stdout == ""
     assert ("envbuild: error: recipe testrecipe has no lock (recipes/testrecipe.lock) and --require-lock was given; "
-            "write it with `envbuild lock --recipe testrecipe`") in missing.stderr
+            f"write it with `{LOCK_COMMAND}`") in missing.stderr
 
     assert envbuild(local_recipe, "lock", "--recipe", "testrecipe").returncode == 0
     fine = envbuild(local_recipe, *args)
@@ -384,6 +468,7 @@ def test_builtin_locks_agree_and_resolve_nothing_they_could_not_reach():
         lock = plan.lock
         assert lock is not None and plan.lock_problems == ()
         plan.require_lock()
+        assert lock.path.read_text(encoding="utf-8") == lockfile.dump(lock.doc)  # the header as dump writes it
         assert lock.hash == lockfile.content_hash(lock.doc)
         for component, entry in lock.components.items():
             source = entry["source"]

@@ -419,7 +419,7 @@ def test_an_offline_install_leaves_out_the_recipes_own_index_options(tmp_path):
     finally:
         down.close()
     assert result.returncode == 0, result.stdout + result.stderr + _logs(tmp_path / "state")
-    assert "installed 1, present 0, skipped 0 of 1 components" in result.stdout
+    assert "installed 1, present 0, skipped 0 of 1 component (" in result.stdout
     assert down.accepted == 0
     assert server.url not in _logs(tmp_path / "state")
     imported = subprocess.run([str(_venv(tmp_path)), "-c", "import tinyfirst, tinysecond; "
@@ -450,7 +450,7 @@ def test_fetch_again_keeps_everything_and_adds_the_debs_for_the_base_image(offli
     assert f"subby: git/{offline_git_name(GIT_BASE + 'subby.git')}.git holds {offline.commits['subby'][:12]}; kept" \
         in fetched_apt.stderr
     assert "subby: meson/packagecache/tinylib-1.0.tar.gz is there, sha256 verified; kept" in fetched_apt.stderr
-    assert f"{offline.sources}: 5 git mirrors, 1 downloads, 1 meson archives, 3 pip files, 3 apt packages" \
+    assert f"{offline.sources}: 5 git mirrors, 1 download, 1 meson archive, 3 pip files, 3 apt packages" \
         in fetched_apt.stdout
 
 

@@ -124,7 +124,7 @@ def test_strict_lock_names_everything_unsettled_and_writes_nothing(recipe):
         f"envbuild: error: recipes/testrecipe.lock: base image envbuild-test/base:latest: unresolved: {NO_ENGINE}",
         f"envbuild: error: recipes/testrecipe.lock: component pydeps pip group 1 (tinya): unverified: {UNVERIFIED}",
         "envbuild: error: recipes/testrecipe.lock: 2 values unverified or unresolved and --strict was given; "
-        "`envbuild lock --recipe testrecipe` resolves what it can reach"]
+        "`envbuild lock --recipe testrecipe --recipes-dir recipes` resolves what it can reach"]
 
     # A base image given by digest needs no registry, but pip needs the image itself.
     set_base_image(recipe, f"envbuild-test/base@{DIGEST}")
@@ -132,7 +132,7 @@ def test_strict_lock_names_everything_unsettled_and_writes_nothing(recipe):
     assert strict.returncode == 1
     assert [line for line in strict.stderr.splitlines() if line.startswith("envbuild: error: ")][1:] == [
         "envbuild: error: recipes/testrecipe.lock: 1 value unverified or unresolved and --strict was given; "
-        "`envbuild lock --recipe testrecipe` resolves what it can reach"]
+        "`envbuild lock --recipe testrecipe --recipes-dir recipes` resolves what it can reach"]
     written = envbuild(recipe, "lock", "--recipe", "testrecipe", "--format", "json")
     assert written.returncode == 0, written.stderr
     report = json.loads(written.stdout)

@@ -199,11 +199,11 @@ def test_a_group_is_locked_against_what_the_image_has_and_installs_exactly_that(
     assert (check.returncode, check.stderr) == (3, (
         f"envbuild: error: recipes/r.lock: component serve pip group 1: locked against another {image} than the "
         "Docker engine has now, which had shared 1.0 (2.0 here)\n"
-        "envbuild: error: recipes/r.lock is out of date: `envbuild lock --recipe r` writes it again\n"))
+        "envbuild: error: recipes/r.lock is out of date: `envbuild lock --recipe r --recipes-dir recipes` writes it again\n"))
     engine.api.remove_image(image)  # only the tag: `other` keeps its own
     check = recipes.envbuild("lock", "--check")
     assert (check.returncode, check.stdout, check.stderr) == (
-        0, "recipes/r.lock: agrees with recipe r (1 components)\n",
+        0, "recipes/r.lock: agrees with recipe r (1 component)\n",
         f"envbuild: recipes/r.lock: pip groups not compared with the base image's installed packages: the Docker "
         f"engine does not have {image}\nenvbuild: warning: recipes/r.lock: base image {image}: unresolved: "
         f"{recipes.lock()['base_image']['reason']}\n")
@@ -251,7 +251,7 @@ def test_without_the_image_groups_are_resolved_alone_unverified_and_strict_names
                                 f"pull {absent}: ")
     assert errors[1].endswith("; downloaded by pip for Python 3.11 on manylinux_2_36_x86_64")
     assert errors[2] == ("envbuild: error: recipes/r.lock: 2 values unverified or unresolved and --strict was given; "
-                         "`envbuild lock --recipe r` resolves what it can reach")
+                         "`envbuild lock --recipe r --recipes-dir recipes` resolves what it can reach")
 
     assert recipes.envbuild("lock").returncode == 0
     group = recipes.group()

@@ -83,7 +83,7 @@ def test_validate_a_directory_reports_every_file_even_unused_ones(tmp_path):
     (tmp_path / "clusters" / "c.yaml").write_text("name: c\ndescription: C.\nqos:\n  dscp: 99\n")
     result = run_envbuild("validate", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stdout.startswith("r: ok (1 components, hash ")
+    assert result.stdout.startswith("r: ok (1 component, hash ")
     assert result.stderr.splitlines() == [
         "components/orphan.yaml:3: bulid: unknown key; allowed keys: apt, build, check, depends, "
         "description, env, name, needs, nic_specific, notes, patches, pip, prefix, source, when",

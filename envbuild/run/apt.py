@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from envbuild.errors import counted
 from envbuild.net import file_sha256, last_line
 from envbuild.plan import Plan
 from envbuild.render.script import RUNTIME
@@ -40,7 +41,8 @@ def fetch_apt(plan: Plan, into: Path, say: Callable[[str], None]) -> tuple[list[
     client = docker_engine.connect()
     if not docker_engine.base_image_present(client, base):
         docker_engine.pull_image(client, base)
-    say(f"apt: resolving {sum(len(g.split()) for g in groups)} packages of {len(groups)} components on {base}")
+    packages = counted(sum(len(g.split()) for g in groups), "package")
+    say(f"apt: resolving {packages} of {counted(len(groups), 'component')} on {base}")
     status, out, err = docker_engine.run_in_image(
         client, base, ["bash", "-c", SCRIPT.read_text(encoding="utf-8"), "apt-download.sh",
                        f"{os.getuid()}:{os.getgid()}", *groups], binds={str(directory): MOUNT})

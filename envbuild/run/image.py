@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, TextIO
 
-from envbuild.errors import EnvbuildError, UsageError
+from envbuild.errors import EnvbuildError, UsageError, counted
 from envbuild.formats import IMAGE_EPOCH
 from envbuild.plan import Plan
 from envbuild.render.dockerfile import build_context, image_units, instruction_component
@@ -106,7 +106,7 @@ def bake(plan: Plan, tags: Sequence[str], *, no_cache: bool = False, pull: bool 
     if pull is False and not docker_engine.base_image_present(client, base):
         raise EnvbuildError(f"base image {base} is not present locally and --no-pull was given; "
                             f"pull or build it first, or drop --no-pull")
-    say(f"building {', '.join(tags)} from {base} ({len(plan.steps)} components)"
+    say(f"building {', '.join(tags)} from {base} ({counted(len(plan.steps), 'component')})"
         + (f", from {sources}" if sources else ""))
     started = time.monotonic()
     progress = progress if progress is not None else docker_engine.BuildProgress(verbose=verbose)

@@ -57,14 +57,22 @@ class Reference:
         return f"{self.domain}/{self.path}" + (f"@{self.digest}" if self.digest else f":{self.tag}")
 
 
+def reference_problem(ref: str) -> str | None:
+    """Why `ref` is no image reference as Docker reads it (one line); None when it is one."""
+    if _REFERENCE.match(ref) and len(ref.split("@")[0].rsplit(":", 1)[0]) <= 255:
+        return None
+    if re.search(r"[A-Z]", ref.split(":")[0]):
+        return "uppercase letters are not allowed in a repository name"
+    return "expected [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST], lowercase, with a tag of letters, digits, '_', '.' " \
+           "and '-'"
+
+
 def parse_reference(ref: str) -> Reference:
     """An image reference as Docker reads it; raises UsageError (exit 2) naming what is wrong, in one line."""
-    match = _REFERENCE.match(ref)
-    if not match or len(ref.split("@")[0].rsplit(":", 1)[0]) > 255:
-        why = "uppercase letters are not allowed in a repository name" if re.search(r"[A-Z]", ref.split(":")[0]) \
-            else "expected [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST], lowercase, with a tag of letters, digits, " \
-                 "'_', '.' and '-'"
+    why = reference_problem(ref)
+    if why is not None:
         raise UsageError(f"invalid image reference {ref!r}: {why}")
+    match = _REFERENCE.match(ref)
     domain, path = match.group("domain"), match.group("path")
     if domain and not ("." in domain or ":" in domain or domain == "localhost" or domain.startswith("[")):
         domain, path = None, f"{domain}/{path}"  # a first component like `team/` is a namespace, not a host

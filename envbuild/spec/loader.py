@@ -119,7 +119,7 @@ class Library:
     def _load(self, path: Path, shape: schema.Shape, expected_name: str) -> LocatedDict:
         display = display_path(path)
         data = load_mapping(path, display)
-        checker = schema.Checker(display)
+        checker = schema.Checker(display, data.written)
         shape(checker, data, data.line, "")
         name = data.get("name")
         if isinstance(name, str) and name != expected_name:
@@ -280,10 +280,11 @@ class Library:
             raise RecipeError(problems)
         return found
 
-    def lock_for(self, recipe: Recipe) -> Lock | None:
-        """The lock next to the recipe's file (`<recipe>.lock`), None when there is none."""
+    def lock_for(self, recipe: Recipe, command: str) -> Lock | None:
+        """The lock next to the recipe's file (`<recipe>.lock`), None when there is none; `command`
+        writes it (named when the file there is no lock: lockfile.load)."""
         path = lockfile.lock_path(Path(recipe.file).parent, recipe.name)
-        return lockfile.load(path, display_path(path))
+        return lockfile.load(path, display_path(path), command)
 
 
 def check_recipe_file(path: Path) -> None:

@@ -64,10 +64,13 @@ def content_hash(doc: dict) -> str:
 
 
 def header(recipe: str) -> str:
+    """The comment a lock file starts with. It names no path (DIR stands for the directory of the
+    lock), so that the same recipe locks to the same text wherever it is locked."""
     return (
         f"# envbuild lock file of recipe {recipe}: the exact sources it installs.\n"
-        f"# Written by `envbuild lock --recipe {recipe}`; `envbuild lock --recipe {recipe} --check`\n"
-        "# compares it with the recipe. Commit it next to the recipe and do not edit it by hand.\n"
+        f"# Written by `envbuild lock --recipe {recipe} --recipes-dir DIR`, DIR being the directory of\n"
+        "# this file (the default recipes directory needs no --recipes-dir); with --check, the same\n"
+        "# command compares it with the recipe. Commit it next to the recipe; do not edit it by hand.\n"
         "# status: verified = measured from the source; unverified = the recipe's pin, not\n"
         "# checkable from where the lock was written (or pip packages resolved without the\n"
         "# base image's installed packages); unresolved = unknown (see reason).\n"
@@ -251,9 +254,12 @@ def _kind(source) -> str:
     return f"a {kind} source"
 
 
-def load(path: Path, display: str | None = None) -> Lock | None:
-    """The lock at `path`, None when there is none; an unreadable lock is a LockError."""
+def load(path: Path, display: str | None = None, command: str = "") -> Lock | None:
+    """The lock at `path`, None when there is none; an unreadable lock is a LockError, which
+    ends with `command` (what writes the lock, pipeline.command_line) when one is given and
+    the file is there but is no lock."""
     display = display or str(path)
+    again = f"; write it again with `{command}`" if command else ""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -263,55 +269,59 @@ def load(path: Path, display: str | None = None) -> Lock | None:
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise LockError(f"{display}: not a valid lock file: {str(exc).splitlines()[0]}") from None
+        raise LockError(f"{display}: not a valid lock file: {str(exc).splitlines()[0]}{again}") from None
     if not isinstance(doc, dict) or doc.get("format") != LOCK_FORMAT:
-        raise LockError(f"{display}: not an envbuild lock file (format {LOCK_FORMAT} expected); "
-                        "write it again with `envbuild lock`")
+        raise LockError(f"{display}: not an envbuild lock file (format {LOCK_FORMAT} expected){again}")
     if not isinstance(doc.get("components"), dict) or not isinstance(doc.get("recipe"), str):
-        raise LockError(f"{display}: malformed lock (no recipe or components); write it again with `envbuild lock`")
+        raise LockError(f"{display}: malformed lock (no recipe or components){again}")
     return Lock(path, display, doc)
 
 
 # --- policy ---------------------------------------------------------------------
 
 
-def out_of_date(lock: Lock, recipe_name: str, problems: list[str] | tuple[str, ...]) -> list[str]:
+# The policy's messages end with the command that writes the lock (`command`, as
+# pipeline.command_line renders it for the recipe and options at hand).
+
+
+def out_of_date(lock: Lock, problems: list[str] | tuple[str, ...], command: str) -> list[str]:
     """The lines that say a lock disagrees with its recipe, and how to fix it."""
     return [f"{lock.display}: {problem}" for problem in problems] + [
-        f"{lock.display} is out of date: `envbuild lock --recipe {recipe_name}` writes it again"]
+        f"{lock.display} is out of date: `{command}` writes it again"]
 
 
-def source_warnings(components: list[Component], lock: Lock | None) -> list[str]:
+def source_warnings(components: list[Component], lock: Lock | None, command: str) -> list[str]:
     """What every command warns about the recipe's sources (unverified downloads, unpinned commits)."""
     display = lock.display if lock else None
     found = []
     for component in components:
         if component.source is not None:
-            warning = component.source.warning(component.name, component.file, display)
+            warning = component.source.warning(component.name, component.file, display, command)
             if warning:
                 found.append(warning)
     return found
 
 
-def require(lock: Lock | None, problems: list[str] | tuple[str, ...], recipe: Recipe, strict: bool = False) -> None:
+def require(lock: Lock | None, problems: list[str] | tuple[str, ...], recipe: Recipe, command: str,
+            strict: bool = False) -> None:
     """--require-lock: refuse a recipe without a lock, or whose lock disagrees with it (LockError);
     with `strict`, also one whose lock has anything unverified or unresolved, each named."""
     if lock is None:
         path = lock_path(Path(recipe.file).parent, recipe.name)
         raise LockError(f"recipe {recipe.name} has no lock ({path}) and --require-lock was given; "
-                        f"write it with `envbuild lock --recipe {recipe.name}`")
+                        f"write it with `{command}`")
     if problems:
         raise LockError("\n".join([f"{lock.display}: {problem}" for problem in problems] + [
             f"{lock.display} disagrees with the recipe and --require-lock was given; "
-            f"`envbuild lock --recipe {recipe.name}` writes it again"]))
+            f"`{command}` writes it again"]))
     if strict:
-        refuse_unsettled(lock, recipe.name)
+        refuse_unsettled(lock, command)
 
 
-def refuse_unsettled(lock: Lock, recipe_name: str) -> None:
+def refuse_unsettled(lock: Lock, command: str) -> None:
     """--strict: a LockError naming each value of the lock that is unverified or unresolved."""
     unsettled = lock.unsettled()
     if unsettled:
         raise LockError("\n".join([f"{lock.display}: {item}" for item in unsettled] + [
             f"{lock.display}: {len(unsettled)} value{'s' if len(unsettled) > 1 else ''} unverified or unresolved and "
-            f"--strict was given; `envbuild lock --recipe {recipe_name}` resolves what it can reach"]))
+            f"--strict was given; `{command}` resolves what it can reach"]))

@@ -99,7 +99,7 @@ def load_patch_dir(directory: Path) -> list[PatchSpec]:
     metadata = directory / METADATA_FILE
     display = display_path(metadata)
     data = load_mapping(metadata, display)
-    checker = schema.Checker(display)
+    checker = schema.Checker(display, data.written)
     if not METADATA(checker, data, data.line, ""):
         raise RecipeError(sorted(checker.problems, key=lambda p: p.line or 0))
     specs = []

@@ -21,7 +21,7 @@ from envbuild.errors import CONTROL_RE, Problem
 from envbuild.formats import STATE_DIR_DEFAULT
 from envbuild.runtime.nic import NIC_FAMILIES
 from envbuild.shell import PATH_REFERENCE
-from envbuild.spec.yamlfile import LocatedDict, LocatedList
+from envbuild.spec.yamlfile import LocatedDict, LocatedList, misread, read_as
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -54,14 +54,24 @@ TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class Checker:
-    """Collects the problems of one file."""
+    """Collects the problems of one file; `written` is the file's LocatedDict.written, which
+    lets a message quote a value as the file writes it."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, written: dict | None = None):
         self.file = file
+        self.written = written or {}
         self.problems: list[Problem] = []
 
     def add(self, line: int | None, key: str, message: str) -> None:
         self.problems.append(Problem(self.file, line, key, message))
+
+    def read_as_no_string(self, value: Any, line: int, key: str) -> bool:
+        """Whether YAML read `value`, where a string is expected, as a number, true/false or a
+        date (reported, with the text to put in quotes: yamlfile.read_as)."""
+        message = read_as(value, self.written.get((line, repr(value))))
+        if message:
+            self.add(line, key, message)
+        return message is not None
 
 
 class Check:
@@ -162,8 +172,7 @@ class String(Check):
     choices: tuple = ()
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            checker.add(line, key, "must be a string, not a number; put it in quotes")
+        if checker.read_as_no_string(value, line, key):
             return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be a string, not {_type_name(value)}")
@@ -195,6 +204,8 @@ class Text(Check):
     """Non-empty text; may span lines (and hold tabs), no other control character."""
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if checker.read_as_no_string(value, line, key):
+            return False
         if not isinstance(value, str) or not value.strip():
             checker.add(line, key, f"must be non-empty text, not {_type_name(value)}")
             return False
@@ -308,6 +319,8 @@ class Url(Check):
     schemes: tuple = ("https", "http", "file")
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if checker.read_as_no_string(value, line, key):
+            return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be a URL string, not {_type_name(value)}")
             return False
@@ -336,6 +349,8 @@ class Sha256(Check):
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
         if value == UNKNOWN_CHECKSUM:
             return True
+        if checker.read_as_no_string(value, line, key):
+            return False
         if not isinstance(value, str) or not SHA256_RE.match(value):
             checker.add(line, key, f"{shown(value)} is not a sha256 (64 lowercase hex digits) or {UNKNOWN_CHECKSUM!r}")
             return False
@@ -350,6 +365,8 @@ sha256 = Sha256()
 
 class PipRequirement(Check):
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if checker.read_as_no_string(value, line, key):
+            return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be a pip requirement string, not {_type_name(value)}")
             return False
@@ -392,13 +409,14 @@ class OneOfShapes(Check):
 
 @dataclass
 class Either(Check):
-    """The first check if the value is a string, the second otherwise."""
+    """The first check if the value is a string (or what YAML read as a number, true/false or a
+    date: yamlfile.misread), the second otherwise."""
 
     first: Check
     second: Check
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
-        return (self.first if isinstance(value, str) else self.second)(checker, value, line, key)
+        return (self.first if isinstance(value, str) or misread(value) else self.second)(checker, value, line, key)
 
     def json_schema(self) -> dict:
         return {"anyOf": [self.first.json_schema(), self.second.json_schema()]}
@@ -424,6 +442,8 @@ class AbsolutePath(Check):
     directory installing may not replace (prefix_problem)."""
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if checker.read_as_no_string(value, line, key):
+            return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be an absolute path, not {_type_name(value)}")
             return False
@@ -509,6 +529,8 @@ class EnvValue(Check):
     """One line in which variables are written as ${NAME} (the only expansion there is)."""
 
     def __call__(self, checker: Checker, value: Any, line: int, key: str) -> bool:
+        if checker.read_as_no_string(value, line, key):
+            return False
         if not isinstance(value, str):
             checker.add(line, key, f"must be a string, not {_type_name(value)}")
             return False
@@ -602,7 +624,9 @@ class PipOptions(Check):
         ok, previous = True, None
         for index, item in enumerate(value):
             item_key, item_line = f"{key}[{index}]", _item_line(value, index)
-            if not isinstance(item, str) or not item or "\n" in item:
+            if checker.read_as_no_string(item, item_line, item_key):
+                ok, previous = False, None
+            elif not isinstance(item, str) or not item or "\n" in item:
                 checker.add(item_line, item_key, "must be one line of text")
                 ok, previous = False, None
             elif PIP_OPTION_RE.match(item):

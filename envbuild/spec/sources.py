@@ -98,8 +98,9 @@ class Source:
         """Check text for a component that gives none; None: nothing to check."""
         return None
 
-    def warning(self, component: str, file: str, lock_display: str | None) -> str | None:
-        """What every command warns about this source (unverified, unpinned); None if nothing."""
+    def warning(self, component: str, file: str, lock_display: str | None, lock_command: str) -> str | None:
+        """What every command warns about this source (unverified, unpinned); None if nothing.
+        `lock_display` is the lock's file, None without a lock; `lock_command` writes it."""
         return None
 
     # --- locks -----------------------------------------------------------------------
@@ -178,11 +179,11 @@ class GitSource(Source):
         # Unpinned (a branch and no lock): the commit is empty and the branch comes last.
         return line if self.pinned else f"{line} {quote(self.branch)}"
 
-    def warning(self, component: str, file: str, lock_display: str | None) -> str | None:
+    def warning(self, component: str, file: str, lock_display: str | None, lock_command: str) -> str | None:
         if self.pinned:
             return None
         return (f"{file}: source.commit: {component} is unpinned (branch {self.branch}, "
-                + (f"unresolved in {lock_display})" if lock_display else "no lock); `envbuild lock` resolves it"))
+                + (f"unresolved in {lock_display})" if lock_display else f"no lock); `{lock_command}` resolves it"))
 
     def resolve(self, component: str, resolver: Resolver) -> dict:
         entry = {"kind": "git", "url": self.url, "commit": self.commit or None, "branch": self.branch or None}
@@ -281,12 +282,12 @@ class TarballSource(Source):
     def prelude(self) -> str:
         return f"_eb_download {quote(self.url)} {quote(self.sha256)} {quote(self.filename)}"
 
-    def warning(self, component: str, file: str, lock_display: str | None) -> str | None:
+    def warning(self, component: str, file: str, lock_display: str | None, lock_command: str) -> str | None:
         if self.verified:
             return None
         return (f"{file}: source.sha256: the download of {component} is unverified "
                 + (f"(sha256 unknown, unresolved in {lock_display})" if lock_display else
-                   "(sha256 unknown); `envbuild lock` records it"))
+                   f"(sha256 unknown); `{lock_command}` records it"))
 
     def resolve(self, component: str, resolver: Resolver) -> dict:
         entry = {"kind": self.kind, "url": self.url}

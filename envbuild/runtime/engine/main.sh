@@ -417,10 +417,18 @@ _eb_say_nic_family() {
   _eb_say "NIC family $_EB_NIC (from $_EB_NIC_FROM); built for it: ${specific[*]}"
 }
 
+# "1 component" or "N components" for N=$2, into the variable named $1.
+_eb_components() {
+  if (($2 == 1)); then printf -v "$1" '1 component'; else printf -v "$1" '%d components' "$2"; fi
+}
+
+# Of $1 components, $2 skipped: the others are present.
 _eb_say_all_present() {
-  local skipped=''
+  local skipped='' present
   (($2 == 0)) || skipped=", $2 skipped"
-  _eb_say "all $(($1 - $2)) components present$skipped ($_EB_ELAPSED s)"
+  _eb_components present $(($1 - $2))
+  (($1 - $2 < 2)) || present="all $present"
+  _eb_say "$present present$skipped ($_EB_ELAPSED s)"
 }
 
 _eb_known() {
@@ -448,7 +456,7 @@ _eb_start_installing() {
 _eb_main() {
   local mode=install name dep started note locked='' prepared=''
   local -A only=() force=() fresh=() reinstalled=()
-  local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]} queue=() failures=()
+  local installed=0 present=0 skipped=0 outstanding=0 total=${#_EB_ORDER[@]} queue=() failures=() of_total
   _eb_now started
   _EB_PID=$BASHPID
   while (($#)); do
@@ -536,6 +544,7 @@ _eb_main() {
     queue+=("$name")
     reinstalled[$name]=1
   done
+  _eb_components of_total "$total"
   case $mode in
     env)
       _eb_apply_recipe_env
@@ -545,7 +554,7 @@ _eb_main() {
     check)
       _eb_elapsed "$started"
       if ((outstanding)); then
-        _eb_say "$outstanding of $total components to install ($_EB_ELAPSED s)"
+        _eb_say "$outstanding of $of_total to install ($_EB_ELAPSED s)"
         return 3
       fi
       _eb_say_all_present "$total" "$skipped"
@@ -557,13 +566,13 @@ _eb_main() {
   _eb_elapsed "$started"
   if ((${#failures[@]})); then
     printf -v name '; %s' "${failures[@]}"
-    _eb_say "installed $installed, present $present, skipped $skipped, not installed ${#failures[@]} of $total components ($_EB_ELAPSED s)"
+    _eb_say "installed $installed, present $present, skipped $skipped, not installed ${#failures[@]} of $of_total ($_EB_ELAPSED s)"
     printf 'envbuild: error: not installed: %s\n' "${name#; }" >&2
     return 1
   elif ((installed)); then
     local cache=''
     [[ -z $_EB_CACHE ]] || cache=" (shared cache: $_EB_RESTORED restored, $_EB_STORED stored)"
-    _eb_say "installed $installed$cache, present $present, skipped $skipped of $total components ($_EB_ELAPSED s)"
+    _eb_say "installed $installed$cache, present $present, skipped $skipped of $of_total ($_EB_ELAPSED s)"
   else
     _eb_say_all_present "$total" "$skipped"
   fi
