@@ -127,7 +127,7 @@ def test_a_prefix_may_not_take_a_variable_the_shell_the_loader_or_envbuild_uses(
         Library(tmp_path).component("a")
     assert [str(p) for p in info.value.problems] == [
         f"{tmp_path}/components/a.yaml:5: prefix.{name}: {name} is used by {user}; a prefix may not take it (the "
-        "script exports each prefix and takes it from the environment when set there): name it after the "
+        "script takes a prefix from the environment when set there and exports it to the steps): name it after the "
         "component, as UCX_HOME"]
 
 

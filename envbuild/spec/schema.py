@@ -557,7 +557,7 @@ ENV_VALUE_RE = re.compile(r"^(?:[^$\n]|\$\{[A-Za-z_][A-Za-z0-9_]*\})*$")
 ENV_STRAY_DOLLAR = re.compile(r"\$(?!\{[A-Za-z_][A-Za-z0-9_]*\})")
 
 # Variables a prefix may not be named (the keys of `prefix:`): the runtime script takes a
-# prefix from the environment when it is set there, exports it, and steps run with it, so
+# prefix from the environment when it is set there and exports it to the steps, so
 # a prefix named so would take the value the variable already has (HOME: /root) or change
 # what reads it: (who uses it, exact names, name beginnings). README: Recipes.
 RESERVED_VARIABLES = (
@@ -587,8 +587,8 @@ class PrefixName(String):
             return False
         user = reserved_by(value)
         if user is not None:
-            checker.add(line, key, f"{value} is used by {user}; a prefix may not take it (the script exports "
-                                   "each prefix and takes it from the environment when set there): name it after "
+            checker.add(line, key, f"{value} is used by {user}; a prefix may not take it (the script takes "
+                                   "a prefix from the environment when set there and exports it to the steps): name it after "
                                    "the component, as UCX_HOME")
             return False
         return True
