@@ -705,6 +705,18 @@ def test_force_on_a_prefix_holding_the_state_dir_is_refused_before_anything_move
      f"HELLO_HOME='{{root}}/me' is the home directory (HOME): {RULE}"),
     ({"HELLO_HOME": "{root}/homes", "HOME": "{root}/homes/me/"},
      f"HELLO_HOME='{{root}}/homes' holds the home directory {{root}}/homes/me (HOME): {RULE}"),
+    ({"HELLO_HOME": "{root}/cache", "ENVBUILD_CACHE_DIR": "cache/"},  # runs in {root}
+     f"HELLO_HOME='{{root}}/cache' is the shared cache (ENVBUILD_CACHE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/cache/hello", "ENVBUILD_CACHE_DIR": "{root}//cache"},
+     f"HELLO_HOME='{{root}}/cache/hello' lies inside the shared cache {{root}}/cache (ENVBUILD_CACHE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/shared", "ENVBUILD_CACHE_DIR": "shared/cache"},
+     f"HELLO_HOME='{{root}}/shared' holds the shared cache {{root}}/shared/cache (ENVBUILD_CACHE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/sources/", "ENVBUILD_SOURCE_DIR": "{root}/sources"},
+     f"HELLO_HOME='{{root}}/sources' is the source dir (ENVBUILD_SOURCE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/sources/hello", "ENVBUILD_SOURCE_DIR": "{root}/sources/"},
+     f"HELLO_HOME='{{root}}/sources/hello' lies inside the source dir {{root}}/sources (ENVBUILD_SOURCE_DIR): {RULE}"),
+    ({"HELLO_HOME": "{root}/air", "ENVBUILD_SOURCE_DIR": "{root}/air//gapped"},
+     f"HELLO_HOME='{{root}}/air' holds the source dir {{root}}/air/gapped (ENVBUILD_SOURCE_DIR): {RULE}"),
     ({"ENVBUILD_STATE_DIR": "state"},
      "ENVBUILD_STATE_DIR='state' is not an absolute path (the state dir; the default is /var/lib/envbuild)"),
     ({"ENVBUILD_STATE_DIR": "{root}/./state"}, "ENVBUILD_STATE_DIR='{root}/./state' has a . or .. part: the state "
@@ -731,6 +743,106 @@ def test_the_script_refuses_every_system_directory_validation_refuses_and_no_oth
                             env=test_recipe.env(ENVBUILD_STATE_DIR=""), capture_output=True, text=True)
     assert result.stdout.splitlines() == [f"{d}: 2" for d in SYSTEM_DIRECTORIES] + [f"{d}: 0" for d in own]
 
+
+
+@pytest.mark.parametrize("env", [
+    {"ENVBUILD_SOURCE_DIR": "http://127.0.0.1:9/"}, {"ENVBUILD_SOURCE_DIR": "hello"},
+    {"ENVBUILD_CACHE_DIR": "{root}/opt/elsewhere/../hello"}, {"ENVBUILD_CACHE_DIR": "{root}/opt/hello-cache"},
+])
+def test_a_url_a_relative_source_dir_or_a_dir_with_dot_dot_parts_is_not_compared_as_written(test_recipe, env):
+    """A URL is no directory here, the script reads a relative source dir nowhere (it refuses it where it
+    would), and where .. leads depends on symlinks: an install compares that one resolved."""
+    script = test_recipe.render()
+    env = {name: value.format(root=test_recipe.root) for name, value in env.items()}
+    assert run_in(test_recipe, script, ["--list"], **env)[0] == 0
+    assert run_in(test_recipe, script, ["--check"], **env)[0] == 3
+
+
+def test_a_prefix_reaching_the_shared_cache_through_dot_dot_is_refused_when_installing(test_recipe):
+    script = test_recipe.render()
+    (test_recipe.root / "opt/elsewhere").mkdir(parents=True)
+    result = test_recipe.run(script, ENVBUILD_CACHE_DIR=str(test_recipe.root / "opt/elsewhere/../hello"))
+    home = test_recipe.root / "opt/hello"
+    assert result.returncode == 1
+    assert (f"envbuild: error: libhello: HELLO_HOME='{home}' resolves to {home}, which is the shared cache "
+            f"(ENVBUILD_CACHE_DIR): {RULE}\n") in result.stderr, result.stderr
+    assert sorted(path.name for path in home.iterdir()) == ["downloads", "entries", "locks", "tmp"]
+
+
+def symlinked_prefix_runs(test_recipe, target: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """A run with HELLO_HOME a symbolic link to `target`."""
+    link = test_recipe.root / "opt/hello-link"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return test_recipe.run(test_recipe.render(), *args, HELLO_HOME=str(link), **env)
+
+
+@pytest.mark.parametrize("args", [[], ["--force", "libhello"]])
+@pytest.mark.parametrize("target,env,why", [
+    ("state", {}, "is the state dir (ENVBUILD_STATE_DIR)"),
+    ("state/stamps", {}, "lies inside the state dir {root}/state (ENVBUILD_STATE_DIR)"),
+    ("", {}, "holds the state dir {root}/state (ENVBUILD_STATE_DIR)"),
+    ("me", {"HOME": "{root}/me", "ENVBUILD_STATE_DIR": "{root}/var/state"}, "is the home directory (HOME)"),
+    ("homes", {"HOME": "{root}/homes/me", "ENVBUILD_STATE_DIR": "{root}/var/state"},
+     "holds the home directory {root}/homes/me (HOME)"),
+    ("cache", {"ENVBUILD_CACHE_DIR": "cache"}, "is the shared cache (ENVBUILD_CACHE_DIR)"),
+    ("shared", {"ENVBUILD_CACHE_DIR": "{root}/shared/cache"}, "holds the shared cache {root}/shared/cache "
+                                                                "(ENVBUILD_CACHE_DIR)"),
+])
+def test_a_prefix_that_is_a_symlink_to_a_directory_installing_may_not_replace_fails_alone(
+        test_recipe, target, env, why, args):
+    """Prefixes are compared as written in every mode (no process on the no-op path); an install compares
+    each that exists again with every symbolic link followed, before anything moves."""
+    root = test_recipe.root
+    env = {name: value.format(root=root) for name, value in env.items()}
+    (root / target).mkdir(parents=True, exist_ok=True)
+    (root / target / "precious").write_text("not libhello's\n")
+    resolved = root / target if target else root
+    result = symlinked_prefix_runs(test_recipe, resolved, *args, **env)
+    assert result.returncode == 1
+    assert os.readlink(root / "opt/hello-link") == str(resolved)
+    assert (f"envbuild: error: libhello: HELLO_HOME='{root}/opt/hello-link' resolves to {resolved}, which "
+            f"{why.format(root=root)}: {RULE}\n") in result.stderr, result.stderr
+    assert result.stderr.endswith(f"envbuild: error: not installed: libhello (HELLO_HOME resolves to {resolved}); "
+                                  "greet (it needs libhello, which failed)\n"), result.stderr
+    assert (root / target / "precious").read_text() == "not libhello's\n"
+    assert not {"libhello", "greet"} & set(test_recipe.builds())
+    assert {"dataset", "rank0-tool"} <= set(test_recipe.builds())
+
+
+def test_a_prefix_that_is_a_symlink_to_a_system_directory_fails_before_anything_moves(test_recipe):
+    """/srv stands for every system directory: a component whose step and check do nothing owns the
+    prefix, so even a run that did not refuse would only rename the link (mv -T moves a link, not what
+    it points to) and write nothing through it."""
+    test_recipe.extra_components["idle"] = """name: idle
+description: Writes nothing.
+prefix:
+  IDLE_HOME: {install_root}/opt/idle
+build: |
+  true
+check: |
+  true
+"""
+    test_recipe.components[:] = ["idle"]
+    test_recipe.write()
+    link = test_recipe.root / "opt/idle-link"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/srv")
+    result = test_recipe.run(test_recipe.render(), "--force", "idle", IDLE_HOME=str(link))
+    assert (result.returncode, result.stderr) == (1, (
+        f"envbuild: error: idle: IDLE_HOME='{link}' resolves to /srv, which is a system directory, which other "
+        f"programs share: {RULE}\n"
+        "envbuild: error: not installed: idle (IDLE_HOME resolves to /srv)\n"))
+    assert link.is_symlink() and os.readlink(link) == "/srv"
+    assert not (test_recipe.state / "txn").exists() and not (test_recipe.state / "stamps/idle").exists()
+
+
+def test_a_prefix_that_is_a_symlink_to_a_directory_of_its_own_is_installed_into(test_recipe):
+    real = test_recipe.root / "real/hello"
+    real.mkdir(parents=True)
+    result = symlinked_prefix_runs(test_recipe, real)
+    assert result.returncode == 0, result.stderr
+    assert (test_recipe.root / "opt/hello-link/bin/hello").is_file()
 
 # --- heartbeats and clock-safe sweeping -----------------------------------------------------
 

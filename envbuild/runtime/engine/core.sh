@@ -70,6 +70,7 @@ _eb_prefix_defaults() {
   local var name default
   local -A per_family=()
   _eb_state_dir
+  _eb_guarded_dirs
   for name in "${_EB_ORDER[@]}"; do
     [[ ${_EB_NICSPEC[$name]} != 1 ]] || for var in ${_EB_OWNPREFIXES[$name]}; do per_family[$var]=1; done
   done
@@ -99,33 +100,75 @@ _eb_prefix_defaults() {
 _eb_normal_path() {
   [[ /${!1}/ != */./* && /${!1}/ != */../* ]] \
     || _eb_usage_error "$2='${!1}' has a . or .. part: $3 is written without them (where .. leads depends on symlinks)"
+  _eb_squeeze_slashes "$1"
+}
+
+# Path variable $1 without repeated or trailing slashes.
+_eb_squeeze_slashes() {
   while [[ ${!1} == *//* ]]; do printf -v "$1" '%s' "${!1//\/\//\/}"; done
   while [[ ${!1} == /*/ ]]; do printf -v "$1" '%s' "${!1%/}"; done
 }
 
+# The directories besides the state dir that prefixes are compared with
+# (_eb_prefix_clash), absolute and without repeated or trailing slashes: HOME
+# into _EB_GUARD_HOME, the shared cache (ENVBUILD_CACHE_DIR, taken from the
+# working directory when relative, as _eb_cache_dir does) into _EB_GUARD_CACHE,
+# and the source dir (ENVBUILD_SOURCE_DIR when an absolute path: the script
+# reads a relative one nowhere, _eb_sources refuses it, and a URL is no
+# directory of this node) into _EB_GUARD_SOURCES; empty when unset.
+_eb_guarded_dirs() {
+  local dir
+  _EB_GUARD_HOME=${HOME:-} _EB_GUARD_CACHE=${ENVBUILD_CACHE_DIR:-} _EB_GUARD_SOURCES=${ENVBUILD_SOURCE_DIR:-}
+  [[ -z $_EB_GUARD_CACHE || $_EB_GUARD_CACHE == /* ]] || _EB_GUARD_CACHE=$PWD/$_EB_GUARD_CACHE
+  for dir in _EB_GUARD_HOME _EB_GUARD_CACHE _EB_GUARD_SOURCES; do
+    [[ ${!dir} == /* ]] || printf -v "$dir" ''
+    _eb_squeeze_slashes "$dir"
+  done
+}
+
 # Refuses (exit 2) install prefix $1 (absolute, normalised) where installing, which
-# sets a prefix aside and replaces it whole, would take what is not its component's:
-# a system directory (envbuild.spec.schema.SYSTEM_DIRECTORIES, which holds the
-# parents of each), the state dir, one inside it or holding it (the run's own
-# journals and locks would move aside with it), the home directory or one holding it.
+# sets a prefix aside and replaces it whole, would take what is not its component's
+# (_eb_prefix_clash), compared as written with the state dir and _eb_guarded_dirs.
 _eb_check_prefix() {
-  local dir=${!1} home=${HOME:-} what=''
-  while [[ $home == /*/ ]]; do home=${home%/}; done
-  case $dir in
-    @SYSTEM_DIRECTORIES@) what='is a system directory, which other programs share' ;;
-    "$_EB_STATE") what='is the state dir (ENVBUILD_STATE_DIR)' ;;
-    "$_EB_STATE"/*) what="lies inside the state dir $_EB_STATE (ENVBUILD_STATE_DIR)" ;;
+  _eb_prefix_clash "${!1}" "$_EB_STATE" "$_EB_GUARD_HOME" "$_EB_GUARD_CACHE" "$_EB_GUARD_SOURCES" \
+    || _eb_usage_error "$1='${!1}' $_EB_WHY: @PREFIX_RULE@"
+}
+
+# Whether directory $1 may be an install prefix: not a system directory
+# (envbuild.spec.schema.SYSTEM_DIRECTORIES, which holds the parents of each), the
+# state dir $2, one inside it or holding it (the run's own journals and locks
+# would move aside with it), the home directory $3 or one holding it, the shared
+# cache $4 or the source dir $5, one inside or holding either (the cluster's
+# cache or the sources would move aside). All absolute and normalised; an empty
+# one of $2 to $5 is not compared. What it is goes to _EB_WHY, as the rest of a
+# sentence naming it.
+_eb_prefix_clash() {
+  _EB_WHY=''
+  case $1 in
+    @SYSTEM_DIRECTORIES@) _EB_WHY='is a system directory, which other programs share' ;;
     *)
-      if [[ $_EB_STATE == "$dir"/* ]]; then
-        what="holds the state dir $_EB_STATE (ENVBUILD_STATE_DIR)"
-      elif [[ $dir == "$home" ]]; then
-        what='is the home directory (HOME)'
-      elif [[ $home == "$dir"/* ]]; then
-        what="holds the home directory $home (HOME)"
-      fi
+      _eb_prefix_meets "$1" "$2" 'the state dir' ENVBUILD_STATE_DIR inside
+      _eb_prefix_meets "$1" "$3" 'the home directory' HOME
+      _eb_prefix_meets "$1" "$4" 'the shared cache' ENVBUILD_CACHE_DIR inside
+      _eb_prefix_meets "$1" "$5" 'the source dir' ENVBUILD_SOURCE_DIR inside
       ;;
   esac
-  [[ -z $what ]] || _eb_usage_error "$1='$dir' $what: @PREFIX_RULE@"
+  [[ -z $_EB_WHY ]]
+}
+
+# Unless _EB_WHY says it already: whether directory $1 is directory $2 ($3, from
+# variable $4), holds it or, with $5, lies inside it, into _EB_WHY.
+# One with a . or .. part is not compared as written: where that leads depends
+# on symlinks (_eb_resolved_prefixes compares it resolved).
+_eb_prefix_meets() {
+  [[ -z $_EB_WHY && -n $2 && /$2/ != */./* && /$2/ != */../* ]] || return 0
+  if [[ $1 == "$2" ]]; then
+    _EB_WHY="is $3 ($4)"
+  elif [[ $2 == "$1"/* ]]; then
+    _EB_WHY="holds $3 $2 ($4)"
+  elif [[ -n ${5:-} && $1 == "$2"/* ]]; then
+    _EB_WHY="lies inside $3 $2 ($4)"
+  fi
 }
 
 # Recipe-level environment, when the recipe part of the script defines one.

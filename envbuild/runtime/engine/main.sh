@@ -108,8 +108,48 @@ _eb_prefixes_are_ours() {
     held=$(find "${!var}" -maxdepth 1 -mindepth 1 -print -quit 2>/dev/null) || held=${!var}
     [[ -z $held && -d ${!var} ]] && continue
     printf 'envbuild: error: %s\n' "$1: $var=${!var} holds files no install of $1 made (its stamp does not record that prefix), which installing would delete; move them away, set $var to another directory, or replace them with --force $1" >&2
+    _EB_WHY='its prefix holds files no install of it made'
     return 1
   done
+}
+
+# Whether the prefixes component $1 owns that exist may still be install
+# prefixes once every symbolic link is followed. _eb_check_prefix compares them
+# as written, without a process (the no-op path starts none), so a prefix that
+# is a link to /usr, or one whose parent leads into the state dir, gets past it;
+# right before an install would set them aside or write into them, each is
+# resolved (realpath), as are the directories it is compared with, and compared
+# again (_eb_prefix_clash). One that may not be is said on stderr, and in short
+# into _EB_WHY.
+_eb_resolved_prefixes() {
+  local var real state='' home cache sources
+  for var in ${_EB_OWNPREFIXES[$1]}; do
+    [[ -e ${!var} || -L ${!var} ]] || continue
+    if [[ -z $state ]]; then
+      _eb_resolve state "$_EB_STATE"
+      _eb_resolve home "$_EB_GUARD_HOME"
+      _eb_resolve cache "$_EB_GUARD_CACHE"
+      _eb_resolve sources "$_EB_GUARD_SOURCES"
+    fi
+    if ! real=$(realpath -m -- "${!var}" 2>&1); then
+      _EB_WHY="$var cannot be resolved"
+      printf 'envbuild: error: %s\n' "$1: $var='${!var}' cannot be resolved (${real##*: }), so installing cannot tell what it would replace" >&2
+      return 1
+    fi
+    _eb_prefix_clash "$real" "$state" "$home" "$cache" "$sources" && continue
+    printf 'envbuild: error: %s\n' "$1: $var='${!var}' resolves to $real, which $_EB_WHY: @PREFIX_RULE@" >&2
+    _EB_WHY="$var resolves to $real"
+    return 1
+  done
+}
+
+# Path $2 with every symbolic link followed (realpath -m: a part that does not
+# exist stays as written) into the variable named $1; $2 itself when it cannot
+# be resolved, and empty for an empty $2.
+_eb_resolve() {
+  local path=$2
+  [[ -z $path ]] || path=$(realpath -m -- "$path" 2>/dev/null) || path=$2
+  printf -v "$1" '%s' "$path"
 }
 
 # Its log and work directory of component $1, into _EB_LOG and _EB_WORK.
@@ -122,9 +162,9 @@ _eb_component_paths() {
 # Starts installing component $1: restored from the shared cache when a whole
 # entry exists (unless $2 is `fresh`, as for --force NAME), else its build
 # starts in the background; `restored` or the build's pid into the variable
-# named $3 (`refused` when its prefixes are not its to replace, said on stderr;
-# `busy` with _EB_LOCK_NOWAIT, when another run holds the lock of its cache
-# entry: nothing has changed). _eb_install_end finishes the build: stamped,
+# named $3 (`refused` when its prefixes are not its to replace, said on stderr
+# and in short into _EB_WHY; `busy` with _EB_LOCK_NOWAIT, when another run
+# holds the lock of its cache entry: nothing has changed). _eb_install_end finishes the build: stamped,
 # then stored in the cache for other nodes (best-effort). Each install is a
 # transaction (txn.sh): a failure, an interruption or a kill at any point ends
 # with the previous install in place or the new one complete. Builds of several components may
@@ -133,7 +173,7 @@ _eb_component_paths() {
 _eb_install_begin() {
   local name=$1 started entry='' entry_lock='' how=build platform digest snapshot=''
   _eb_key "$name"
-  if ! _eb_prefixes_are_ours "$name" "${2:-}"; then
+  if ! _eb_resolved_prefixes "$name" || ! _eb_prefixes_are_ours "$name" "${2:-}"; then
     printf -v "$3" refused
     return 0
   fi
@@ -269,7 +309,7 @@ _eb_schedule() {
         continue
       elif [[ $pid == refused ]]; then
         state[$name]=failed settled=1
-        failures+=("$name (its prefix holds files no install of it made)")
+        failures+=("$name ($_EB_WHY)")
         continue
       fi
       state[$name]=running pids[$name]=$pid shares[$name]=$share
