@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 import sys
 import textwrap
 from functools import reduce
@@ -22,6 +21,7 @@ from envbuild.errors import EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_STATUSES, EXIT
 from envbuild.pipeline import command_line, load_plan, open_library
 from envbuild.plan import Plan
 from envbuild.runtime.nic import NIC_FAMILIES
+from envbuild.shell import quote
 from envbuild.spec.schema import ENV_NAME_RE, Checker, image_reference
 from envbuild.spec.loader import RECIPE_VARIABLE, RECIPES_VARIABLE, Library
 from envbuild.spec.yamlfile import display_path
@@ -382,13 +382,13 @@ def dockerfile(recipe, recipes_dir, cluster, nic_family, base_image, require_loc
         return
     command = command_line("dockerfile", recipes_dir, recipe or plan.recipe.name, cluster, nic_family,
                            ["--base-image", base_image] if base_image else [])
-    command += f" > {shlex.quote(str(path))}"
+    command += f" > {quote(path)}"
     if path.exists():
         raise MismatchError(f"{path} is out of date; render it again with: {command}")
     if check_dir.is_dir():
         raise MismatchError(f"{path} does not exist; write it with: {command}")
     raise MismatchError(f"{path} does not exist, nor does its directory; write it with: "
-                        f"mkdir -p {shlex.quote(str(check_dir))} && {command}")
+                        f"mkdir -p {quote(check_dir)} && {command}")
 
 
 def dockerfile_name(plan: Plan) -> str:
